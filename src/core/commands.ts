@@ -1,0 +1,250 @@
+import type { Draft } from 'mutative';
+import { z } from 'zod';
+import type { Principal } from './access.js';
+import { deepFreeze, findJsonProblem, type JsonObject, type JsonValue } from './json.js';
+
+/** MCP tool names: 1-128 of letters, digits, `_`, `-`, `.`; coremcp also requires a leading letter. */
+export const COMMAND_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/;
+/** Document ids: they appear in resource URIs, so they stay URI-safe. */
+export const DOCUMENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export const DEFAULT_DOCUMENT = 'default';
+
+/** A named document with its initial value; `S` types the drafts of commands bound to it. */
+export interface DocumentDefinition<S = JsonObject> {
+  readonly id: string;
+  readonly initial: S;
+}
+
+/** Declares a document. The initial value is what the document holds at revision 0. */
+export function defineDocument<S>(id: string, initial: S): DocumentDefinition<S> {
+  if (!DOCUMENT_ID_PATTERN.test(id)) {
+    throw new TypeError(`document id "${id}" must match ${DOCUMENT_ID_PATTERN}`);
+  }
+  const problem = findJsonProblem(initial);
+  if (problem) throw new TypeError(`initial value of document "${id}" at "${problem.path}": ${problem.problem}`);
+  return Object.freeze({ id, initial: deepFreeze(structuredClone(initial)) });
+}
+
+/** Logging available to handlers; lines carry the request id. */
+export interface CommandLogger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/**
+ * What a handler can ask of the connected MCP client, when there is one: progress reports, and on
+ * 2025-era connections, sampling and elicitation. Undefined for in-process calls.
+ */
+export interface ClientChannel {
+  progress(progress: number, total?: number, message?: string): Promise<void>;
+  /** Asks the client to run a request of its own (sampling, elicitation, roots). */
+  request(method: string, params: JsonObject): Promise<JsonObject>;
+  /** Sends a log message to the client (MCP logging). */
+  log(level: 'debug' | 'info' | 'notice' | 'warning' | 'error', data: JsonValue): Promise<void>;
+}
+
+interface ContextBase<I> {
+  readonly input: I;
+  readonly principal: Principal;
+  readonly requestId: string;
+  readonly commandId: string;
+  /** The document the command acts on. */
+  readonly doc: string;
+  /** The document's revision the handler sees. */
+  readonly revision: number;
+  /** Fixed for the whole call, re-runs included: handlers must not read the clock themselves. */
+  readonly now: Date;
+  readonly signal: AbortSignal;
+  readonly log: CommandLogger;
+  readonly client: ClientChannel | undefined;
+}
+
+/** What a write command's handler receives: a draft of the document at head. */
+export interface WriteContext<I, S> extends ContextBase<I> {
+  readonly draft: Draft<S>;
+  /** The document as it was before this command. */
+  readonly state: Readonly<S>;
+  /**
+   * Runs `effect` once the commit is durable; never on failure, never twice on re-runs. Use it for
+   * side effects outside the state (sending mail, calling another service).
+   */
+  afterCommit(effect: () => void | Promise<void>): void;
+}
+
+/** What a query's handler receives: the document at head, read-only. */
+export interface QueryContext<I, S> extends ContextBase<I> {
+  readonly state: Readonly<S>;
+}
+
+type DocumentSelector<I, S> = string | DocumentDefinition<S> | ((input: I) => string);
+
+interface CommandSpecBase<Schema extends z.ZodType, S> {
+  /** The tool name clients call. */
+  name: string;
+  title?: string;
+  description: string;
+  /** A zod schema for the arguments; its JSON Schema must describe an object. */
+  input?: Schema;
+  /** A zod schema for the result, advertised as the tool's outputSchema. */
+  output?: z.ZodType;
+  /** The permission a role must grant; defaults to the command name. */
+  permission?: string;
+  /** The document the command acts on; defaults to `default`. */
+  doc?: DocumentSelector<z.output<Schema>, S>;
+  /** Tool annotations. */
+  destructive?: boolean;
+  idempotent?: boolean;
+  /** How long the handler may run, in milliseconds (default 10,000). */
+  timeoutMs?: number;
+}
+
+export interface WriteCommandSpec<Schema extends z.ZodType, S, R> extends CommandSpecBase<Schema, S> {
+  readOnly?: false;
+  /**
+   * Changes `ctx.draft` and returns the result (plain JSON). Must be deterministic in (state, input,
+   * ctx): it runs again if another writer commits first. Throw a `CommandError` to refuse.
+   */
+  handler: (ctx: WriteContext<z.output<Schema>, S>) => R | Promise<R>;
+}
+
+export interface QueryCommandSpec<Schema extends z.ZodType, S, R> extends CommandSpecBase<Schema, S> {
+  readOnly: true;
+  handler: (ctx: QueryContext<z.output<Schema>, S>) => R | Promise<R>;
+}
+
+/** A validated, frozen command, ready to register. */
+export interface CommandDefinition {
+  readonly name: string;
+  readonly title: string | undefined;
+  readonly description: string;
+  readonly permission: string;
+  readonly readOnly: boolean;
+  readonly destructive: boolean;
+  readonly idempotent: boolean;
+  readonly timeoutMs: number;
+  readonly input: z.ZodType;
+  readonly output: z.ZodType | undefined;
+  /** JSON Schema (draft 2020-12) of the input, as tools/list shows it. */
+  readonly inputJsonSchema: JsonObject;
+  readonly outputJsonSchema: JsonObject | undefined;
+  /** Resolves the document for a validated input. */
+  readonly resolveDoc: (input: unknown) => string;
+  readonly run: (ctx: WriteContext<unknown, unknown> | QueryContext<unknown, unknown>) => unknown;
+}
+
+const EMPTY_INPUT = z.object({});
+
+function toJsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonObject {
+  const json = z.toJSONSchema(schema, { io, target: 'draft-2020-12', unrepresentable: 'any' }) as JsonObject;
+  delete json.$schema;
+  return json;
+}
+
+/**
+ * Objects reject keys they do not declare: a misspelled argument is an error the caller sees, not a
+ * value silently dropped. Schemas that chose `.loose()` or a catchall keep their choice.
+ */
+function strictInput(schema: z.ZodType): z.ZodType {
+  if (schema instanceof z.ZodObject && schema._zod.def.catchall === undefined) return schema.strict();
+  return schema;
+}
+
+/** Declares a command: a tool whose calls run through the pipeline. Misuse throws at once. */
+export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S = JsonObject, R = unknown>(
+  spec: WriteCommandSpec<Schema, S, R> | QueryCommandSpec<Schema, S, R>,
+): CommandDefinition {
+  if (typeof spec !== 'object' || spec === null) throw new TypeError('defineCommand needs a specification object');
+  const { name } = spec;
+  if (typeof name !== 'string' || !COMMAND_NAME_PATTERN.test(name)) {
+    throw new TypeError(`command name "${String(name)}" must match ${COMMAND_NAME_PATTERN}`);
+  }
+  if (typeof spec.description !== 'string' || spec.description.trim() === '') {
+    throw new TypeError(`command "${name}" needs a description: agents choose tools by it`);
+  }
+  if (typeof spec.handler !== 'function') throw new TypeError(`command "${name}" needs a handler function`);
+  const input = strictInput(spec.input ?? EMPTY_INPUT);
+  if (!(input instanceof z.ZodType)) throw new TypeError(`command "${name}": input must be a zod schema`);
+  const inputJsonSchema = toJsonSchema(input, 'input');
+  if (inputJsonSchema.type !== 'object') {
+    throw new TypeError(`command "${name}": input must describe an object (MCP tool arguments are objects)`);
+  }
+  const timeoutMs = spec.timeoutMs ?? 10_000;
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new TypeError(`command "${name}": timeoutMs must be a positive integer`);
+
+  const selector = spec.doc ?? DEFAULT_DOCUMENT;
+  let resolveDoc: (input: unknown) => string;
+  if (typeof selector === 'function') {
+    resolveDoc = (value) => {
+      const doc = (selector as (input: unknown) => string)(value);
+      if (typeof doc !== 'string' || !DOCUMENT_ID_PATTERN.test(doc)) {
+        throw new TypeError(`command "${name}" chose document "${String(doc)}", which is not a valid id`);
+      }
+      return doc;
+    };
+  } else {
+    const doc = typeof selector === 'string' ? selector : selector.id;
+    if (!DOCUMENT_ID_PATTERN.test(doc)) throw new TypeError(`command "${name}": document id "${doc}" is not valid`);
+    resolveDoc = () => doc;
+  }
+
+  return Object.freeze({
+    name,
+    title: spec.title,
+    description: spec.description,
+    permission: spec.permission ?? name,
+    readOnly: spec.readOnly === true,
+    destructive: spec.destructive ?? false,
+    idempotent: spec.idempotent ?? false,
+    timeoutMs,
+    input,
+    output: spec.output,
+    inputJsonSchema: deepFreeze(inputJsonSchema),
+    outputJsonSchema: spec.output ? deepFreeze(toJsonSchema(spec.output, 'output')) : undefined,
+    resolveDoc,
+    run: spec.handler as CommandDefinition['run'],
+  });
+}
+
+/**
+ * The set of commands a server offers. Registration happens before serving; `freeze()` (called when
+ * serving starts) makes any later change throw.
+ */
+export class CommandRegistry {
+  readonly #commands = new Map<string, CommandDefinition>();
+  #frozen = false;
+
+  register(command: CommandDefinition): this {
+    if (this.#frozen) {
+      throw new Error(`cannot register "${command?.name}": the registry is frozen once serving starts`);
+    }
+    if (typeof command !== 'object' || command === null || typeof command.run !== 'function') {
+      throw new TypeError('register() takes what defineCommand() returns');
+    }
+    if (this.#commands.has(command.name)) throw new Error(`command "${command.name}" is already registered`);
+    this.#commands.set(command.name, command);
+    return this;
+  }
+
+  get(name: string): CommandDefinition | undefined {
+    return this.#commands.get(name);
+  }
+
+  list(): CommandDefinition[] {
+    return [...this.#commands.values()];
+  }
+
+  get size(): number {
+    return this.#commands.size;
+  }
+
+  freeze(): void {
+    this.#frozen = true;
+  }
+
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+}

@@ -1,0 +1,333 @@
+import type { JsonObject, JsonValue } from './json.js';
+
+/**
+ * The error catalog. Codes are stable: once published, a code never changes meaning. Tests and
+ * clients match on codes, never on messages. `docs/errors.md` is checked against this table.
+ *
+ * - `family`: which seed error family the code belongs to (CommandError, StateError, RecoveryError),
+ *   plus `access` (who may call) and `internal` (our fault, never detailed to clients).
+ * - `jsonRpc`: the JSON-RPC error code used when the error travels as a protocol error, and stamped
+ *   into tool-error results so both shapes carry it. -32000..-32099 is the server-defined range; the
+ *   SDK already uses -32020, -32021, -32022 and -32042, which are avoided here.
+ * - `http`: the status used when the error ends an HTTP request before MCP handles it.
+ * - `expose`: whether the thrower's message and details may reach the client. When false the client
+ *   gets `message` from this table and nothing else.
+ */
+export const ERROR_CATALOG = {
+  unauthenticated: {
+    family: 'access',
+    jsonRpc: -32001,
+    http: 401,
+    expose: true,
+    message: 'Authentication required',
+    description: 'The request carried no credentials, or credentials that are invalid, expired or revoked.',
+  },
+  forbidden: {
+    family: 'access',
+    jsonRpc: -32003,
+    http: 403,
+    expose: true,
+    message: 'Not allowed',
+    description:
+      "The principal's roles do not grant this command, document operation or state path. Details name the permission or path.",
+  },
+  rate_limited: {
+    family: 'access',
+    jsonRpc: -32029,
+    http: 429,
+    expose: true,
+    message: 'Too many requests',
+    description: 'The principal or client address exceeded its request rate. Details carry `retryAfterSeconds`.',
+  },
+  payload_too_large: {
+    family: 'access',
+    jsonRpc: -32013,
+    http: 413,
+    expose: true,
+    message: 'Request body too large',
+    description: 'The HTTP request body exceeded the configured limit.',
+  },
+  invalid_input: {
+    family: 'command',
+    jsonRpc: -32602,
+    http: 400,
+    expose: true,
+    message: 'Invalid input',
+    description:
+      'Arguments failed the command schema or the input limits (size, depth, string length, forbidden keys). Details list `issues` with JSON paths.',
+  },
+  unknown_command: {
+    family: 'command',
+    jsonRpc: -32602,
+    http: 404,
+    expose: true,
+    message: 'Unknown command',
+    description: 'No command (tool) has this name. Travels as a JSON-RPC protocol error, not a tool result.',
+  },
+  command_failed: {
+    family: 'command',
+    jsonRpc: -32000,
+    http: 422,
+    expose: true,
+    message: 'Command failed',
+    description:
+      "A command's handler refused the request for a reason of its own. Apps usually throw their own codes (e.g. `task_already_claimed`), which travel the same way.",
+  },
+  timeout: {
+    family: 'command',
+    jsonRpc: -32016,
+    http: 504,
+    expose: true,
+    message: 'Command timed out',
+    description: 'The handler did not finish within its time limit; nothing was committed.',
+  },
+  cancelled: {
+    family: 'command',
+    jsonRpc: -32025,
+    http: 408,
+    expose: true,
+    message: 'The request was cancelled',
+    description: 'The client cancelled the request (or disconnected) before the handler finished; nothing was committed.',
+  },
+  idempotency_key_reused: {
+    family: 'command',
+    jsonRpc: -32011,
+    http: 422,
+    expose: true,
+    message: 'Idempotency key already used with different input',
+    description: 'The idempotency key was already used by this principal for a different command or input.',
+  },
+  not_found: {
+    family: 'state',
+    jsonRpc: -32002,
+    http: 404,
+    expose: true,
+    message: 'Not found',
+    description: 'The document, resource, commit or key does not exist.',
+  },
+  already_exists: {
+    family: 'state',
+    jsonRpc: -32026,
+    http: 409,
+    expose: true,
+    message: 'Already exists',
+    description: 'Something with this name or id exists already (an API key name, for example).',
+  },
+  revision_conflict: {
+    family: 'state',
+    jsonRpc: -32009,
+    http: 409,
+    expose: true,
+    message: 'The document is not at the expected revision',
+    description:
+      'The call carried `_meta["coremcp/expected-revision"]` and the document had moved on. Details carry `expectedRevision` and `currentRevision`. Nothing was committed.',
+  },
+  revision_compacted: {
+    family: 'state',
+    jsonRpc: -32010,
+    http: 410,
+    expose: true,
+    message: 'That revision is no longer kept',
+    description: 'The revision lies before the retention point. Details carry `oldestRevision`, the oldest readable one.',
+  },
+  invalid_revision: {
+    family: 'state',
+    jsonRpc: -32602,
+    http: 400,
+    expose: true,
+    message: 'Invalid revision',
+    description: 'A revision was negative, fractional, not a number, or later than the head.',
+  },
+  range_too_large: {
+    family: 'state',
+    jsonRpc: -32024,
+    http: 413,
+    expose: true,
+    message: 'The requested range is too large',
+    description:
+      'A diff or history request spans more commits than the limit allows. Details carry `limit`; ask for a smaller range or read the whole value.',
+  },
+  undo_conflict: {
+    family: 'state',
+    jsonRpc: -32012,
+    http: 409,
+    expose: true,
+    message: 'A later commit touched the same paths',
+    description: 'Undo was refused because later commits changed the same paths. Details list those commits.',
+  },
+  state_invalid: {
+    family: 'state',
+    jsonRpc: -32014,
+    http: 422,
+    expose: true,
+    message: 'The command produced a value that is not plain JSON',
+    description:
+      'A handler wrote `undefined`, a function, a class instance, a non-finite number or a forbidden key into the state, or returned such a result. Nothing was committed.',
+  },
+  state_too_large: {
+    family: 'state',
+    jsonRpc: -32015,
+    http: 413,
+    expose: true,
+    message: 'The document would exceed its size limit',
+    description: 'The commit would make the document larger than the configured limit. Nothing was committed.',
+  },
+  store_unavailable: {
+    family: 'recovery',
+    jsonRpc: -32017,
+    http: 503,
+    expose: false,
+    message: 'Storage is unavailable; try again',
+    description: 'The store failed and retries did not help. Nothing was committed.',
+  },
+  circuit_open: {
+    family: 'recovery',
+    jsonRpc: -32018,
+    http: 503,
+    expose: true,
+    message: 'Storage is failing; requests are paused',
+    description: 'Recent store failures opened the circuit breaker; calls fail fast until a probe succeeds.',
+  },
+  conflict_retries_exhausted: {
+    family: 'recovery',
+    jsonRpc: -32019,
+    http: 503,
+    expose: true,
+    message: 'Too many concurrent writers; try again',
+    description: 'The commit lost the race to other writers more times than allowed. Nothing was committed.',
+  },
+  internal_error: {
+    family: 'internal',
+    jsonRpc: -32603,
+    http: 500,
+    expose: false,
+    message: 'Internal error',
+    description:
+      'Anything unexpected. The client gets only this code and a request id; the server log has the full story under that id.',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorFamily = 'command' | 'state' | 'recovery' | 'access' | 'internal';
+
+export interface ErrorSpec {
+  family: ErrorFamily;
+  jsonRpc: number;
+  http: number;
+  expose: boolean;
+  message: string;
+  description: string;
+}
+
+export type CatalogCode = keyof typeof ERROR_CATALOG;
+
+/** Codes apps may use for their own errors: lower snake case, 2-64 characters. */
+export const ERROR_CODE_PATTERN = /^[a-z][a-z0-9_]{1,63}$/;
+
+/** Spec for codes that are not in the catalog: an app's own command errors. */
+const APP_ERROR_SPEC: ErrorSpec = {
+  family: 'command',
+  jsonRpc: -32000,
+  http: 422,
+  expose: true,
+  message: 'Command failed',
+  description: 'An error code defined by the app.',
+};
+
+export function errorSpec(code: string): ErrorSpec {
+  return (ERROR_CATALOG as Record<string, ErrorSpec>)[code] ?? APP_ERROR_SPEC;
+}
+
+/** The shape of an error as a client sees it. */
+export interface PublicError {
+  code: string;
+  message: string;
+  requestId?: string;
+  details?: JsonObject;
+}
+
+const BRAND = Symbol.for('coremcp.error');
+
+export interface CoreMcpErrorOptions {
+  details?: JsonObject;
+  cause?: unknown;
+}
+
+/**
+ * The base of every error coremcp raises on purpose. Recognized across copies of the library by a
+ * brand (an app may import a different copy than the CLI serving it).
+ */
+export class CoreMcpError extends Error {
+  readonly code: string;
+  readonly details: JsonObject | undefined;
+
+  constructor(code: string, message?: string, options: CoreMcpErrorOptions = {}) {
+    if (!ERROR_CODE_PATTERN.test(code)) {
+      throw new TypeError(`error code "${code}" must match ${ERROR_CODE_PATTERN} (lower snake case)`);
+    }
+    super(message ?? errorSpec(code).message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details;
+    this.name = new.target.name;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  get spec(): ErrorSpec {
+    return errorSpec(this.code);
+  }
+}
+
+/** The command was refused or failed: bad input, unknown command, an app's own refusal. */
+export class CommandError extends CoreMcpError {}
+
+/** The state could not be read or changed as asked. */
+export class StateError extends CoreMcpError {}
+
+/** Storage failed and recovery (retry, breaker) could not hide it. */
+export class RecoveryError extends CoreMcpError {}
+
+/** Authentication, authorization and abuse limits. */
+export class AccessError extends CoreMcpError {}
+
+/** Wraps an unexpected exception: clients see only `internal_error` and the request id. */
+export class InternalError extends CoreMcpError {
+  constructor(cause: unknown) {
+    super('internal_error', undefined, { cause });
+  }
+}
+
+/** The document moved on from the revision the caller expected. */
+export class RevisionConflictError extends StateError {
+  readonly expectedRevision: number;
+  readonly currentRevision: number;
+
+  constructor(doc: string, expectedRevision: number, currentRevision: number) {
+    super('revision_conflict', `Document "${doc}" is at revision ${currentRevision}, not ${expectedRevision}`, {
+      details: { doc, expectedRevision, currentRevision },
+    });
+    this.expectedRevision = expectedRevision;
+    this.currentRevision = currentRevision;
+  }
+}
+
+export function isCoreMcpError(error: unknown): error is CoreMcpError {
+  return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[BRAND] === true;
+}
+
+/** Builds the error a client sees. Unknown exceptions become `internal_error`; nothing else leaks. */
+export function toPublicError(error: unknown, requestId?: string): PublicError {
+  const out: PublicError = isCoreMcpError(error) && error.spec.expose
+    ? { code: error.code, message: error.message }
+    : { code: isCoreMcpError(error) ? error.code : 'internal_error', message: '' };
+  if (out.message === '') out.message = errorSpec(out.code).message;
+  if (requestId !== undefined) out.requestId = requestId;
+  if (isCoreMcpError(error) && error.spec.expose && error.details !== undefined) out.details = error.details;
+  return out;
+}
+
+/** A JSON body for errors raised outside JSON-RPC dispatch (HTTP 401/403/413/429). */
+export function jsonRpcErrorBody(error: PublicError, id: JsonValue = null): JsonObject {
+  const data: JsonObject = { code: error.code };
+  if (error.requestId !== undefined) data.requestId = error.requestId;
+  if (error.details !== undefined) data.details = error.details;
+  return { jsonrpc: '2.0', id, error: { code: errorSpec(error.code).jsonRpc, message: error.message, data } };
+}

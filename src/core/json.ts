@@ -1,0 +1,164 @@
+/** Plain JSON: what documents, inputs, results and patches are made of. */
+export type JsonPrimitive = string | number | boolean | null;
+export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/**
+ * Keys that are refused anywhere in inputs and state: they reach object prototypes when a value is
+ * merged or patched, which is how prototype pollution starts.
+ */
+export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Bounds on values that come from outside. All sizes are in bytes of their JSON text, roughly. */
+export interface JsonLimits {
+  /** Deepest nesting of arrays and objects. */
+  maxDepth: number;
+  /** Longest string (in UTF-16 code units), keys included. */
+  maxStringLength: number;
+  /** Most elements in one array, or members in one object. */
+  maxCollectionSize: number;
+  /** Largest serialized size. */
+  maxBytes: number;
+}
+
+export const DEFAULT_INPUT_LIMITS: JsonLimits = {
+  maxDepth: 32,
+  maxStringLength: 64 * 1024,
+  maxCollectionSize: 10_000,
+  maxBytes: 256 * 1024,
+};
+
+/** Why a value is not acceptable plain JSON; `path` is a JSON Pointer into the value. */
+export interface JsonProblem {
+  path: string;
+  problem: string;
+}
+
+export function escapePointerToken(token: string): string {
+  return token.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+export function unescapePointerToken(token: string): string {
+  return token.replace(/~1/g, '/').replace(/~0/g, '~');
+}
+
+/** Splits a JSON Pointer ("" is the root) into unescaped tokens. */
+export function parsePointer(pointer: string): string[] {
+  if (pointer === '') return [];
+  if (!pointer.startsWith('/')) throw new TypeError(`not a JSON Pointer: ${pointer}`);
+  return pointer.slice(1).split('/').map(unescapePointerToken);
+}
+
+function isPlainObject(value: object): boolean {
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * Checks that `value` is plain JSON within `limits`: no `undefined`, functions, symbols, bigints,
+ * non-finite numbers, class instances, cycles or forbidden keys. Returns the first problem found, or
+ * undefined. Cost is linear in the value's size and stops at the first problem.
+ */
+export function findJsonProblem(
+  value: unknown,
+  limits: Partial<JsonLimits> = {},
+  basePath = '',
+): JsonProblem | undefined {
+  const maxDepth = limits.maxDepth ?? Number.POSITIVE_INFINITY;
+  const maxString = limits.maxStringLength ?? Number.POSITIVE_INFINITY;
+  const maxCollection = limits.maxCollectionSize ?? Number.POSITIVE_INFINITY;
+  const maxBytes = limits.maxBytes ?? Number.POSITIVE_INFINITY;
+  const seen = new Set<object>();
+  let bytes = 0;
+
+  // Iterative walk: a hostile value nested 100,000 deep must not overflow the stack.
+  const stack: Array<{ value: unknown; path: string; depth: number; leave?: object }> = [
+    { value, path: basePath, depth: 0 },
+  ];
+  while (stack.length > 0) {
+    const item = stack.pop()!;
+    if (item.leave) {
+      seen.delete(item.leave);
+      continue;
+    }
+    const { value: v, path, depth } = item;
+    switch (typeof v) {
+      case 'string':
+        if (v.length > maxString) return { path, problem: `string longer than ${maxString} characters` };
+        bytes += v.length + 2;
+        break;
+      case 'number':
+        if (!Number.isFinite(v)) return { path, problem: 'number is not finite' };
+        bytes += 8;
+        break;
+      case 'boolean':
+        bytes += 5;
+        break;
+      case 'object': {
+        if (v === null) {
+          bytes += 4;
+          break;
+        }
+        if (depth >= maxDepth) return { path, problem: `nested deeper than ${maxDepth} levels` };
+        if (seen.has(v)) return { path, problem: 'value contains a cycle' };
+        if (Array.isArray(v)) {
+          if (v.length > maxCollection) return { path, problem: `array longer than ${maxCollection} elements` };
+          seen.add(v);
+          stack.push({ value: undefined, path, depth, leave: v });
+          bytes += 2 + v.length;
+          for (let i = v.length - 1; i >= 0; i--) {
+            if (!(i in v)) return { path: `${path}/${i}`, problem: 'array has a hole' };
+            stack.push({ value: v[i], path: `${path}/${i}`, depth: depth + 1 });
+          }
+          break;
+        }
+        if (!isPlainObject(v)) return { path, problem: `${v.constructor?.name ?? 'object'} is not plain JSON` };
+        const keys = Object.keys(v);
+        if (keys.length > maxCollection) return { path, problem: `object has more than ${maxCollection} members` };
+        if (Object.getOwnPropertySymbols(v).length > 0) return { path, problem: 'object has symbol keys' };
+        seen.add(v);
+        stack.push({ value: undefined, path, depth, leave: v });
+        bytes += 2 + keys.length;
+        for (let i = keys.length - 1; i >= 0; i--) {
+          const key = keys[i]!;
+          const childPath = `${path}/${escapePointerToken(key)}`;
+          if (FORBIDDEN_KEYS.has(key)) return { path: childPath, problem: `key "${key}" is not allowed` };
+          if (key.length > maxString) return { path: childPath, problem: `key longer than ${maxString} characters` };
+          bytes += key.length + 3;
+          stack.push({ value: (v as Record<string, unknown>)[key], path: childPath, depth: depth + 1 });
+        }
+        break;
+      }
+      default:
+        return { path, problem: `${typeof v} is not plain JSON` };
+    }
+    if (bytes > maxBytes) return { path: basePath, problem: `larger than ${maxBytes} bytes` };
+  }
+  return undefined;
+}
+
+/**
+ * JSON with object keys sorted, so equal values always give equal text (and equal hashes).
+ * Only for plain JSON values.
+ */
+export function canonicalJson(value: JsonValue | undefined): string {
+  if (value === undefined) return 'null';
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const keys = Object.keys(value).sort();
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    if (i > 0) out += ',';
+    out += `${JSON.stringify(key)}:${canonicalJson(value[key])}`;
+  }
+  return `${out}}`;
+}
+
+/** Deep-freezes a plain JSON value in place and returns it. */
+export function deepFreeze<T>(value: T): T {
+  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value;
+  Object.freeze(value);
+  for (const child of Object.values(value as object)) deepFreeze(child);
+  return value;
+}

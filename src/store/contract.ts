@@ -1,0 +1,219 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { verifyAuditRecords } from '../core/audit.js';
+import { isCoreMcpError } from '../core/errors.js';
+import type { JsonValue } from '../core/json.js';
+import type { AuditEntry, CommitRecord, CommitRequest, CredentialStore, IdempotencyRecord, Store } from '../core/store.js';
+
+export interface StoreUnderTest {
+  store: Store & CredentialStore;
+  /** Another handle on the same data (another process, another instance), when the store has one. */
+  second?: () => Promise<Store & CredentialStore>;
+  cleanup: () => Promise<void>;
+}
+
+const AT = '2026-01-01T00:00:00.000Z';
+
+function entry(overrides: Partial<AuditEntry> = {}): AuditEntry {
+  return { at: AT, requestId: 'r1', principal: 'alice', via: 'api_key', command: 'task.add', input: { a: 1 }, outcome: 'ok', ...overrides };
+}
+
+function commitRequest(doc: string, revision: number, overrides: Partial<CommitRecord> = {}): CommitRequest {
+  return {
+    expectedRevision: revision - 1,
+    commit: {
+      doc,
+      revision,
+      commandId: `cmd-${doc}-${revision}-${Math.random().toString(36).slice(2)}`,
+      command: 'task.add',
+      principal: 'alice',
+      at: AT,
+      patches: [{ op: 'add', path: `/k${revision}`, value: revision }],
+      inverse: [{ op: 'remove', path: `/k${revision}` }],
+      ...overrides,
+    },
+    audit: entry({ doc, revision }),
+  };
+}
+
+function idem(key: string, revision: number): IdempotencyRecord {
+  return { principal: 'alice', key, fingerprint: 'f'.repeat(64), command: 'task.add', doc: 'd', revision, commandId: `c${revision}`, outcome: 'ok', response: { ok: true }, at: AT };
+}
+
+/** The behaviour every Store must have. Run it against each implementation. */
+export function describeStoreContract(name: string, make: () => Promise<StoreUnderTest>): void {
+  describe(`Store contract: ${name}`, () => {
+    let subject: StoreUnderTest;
+    let store: Store & CredentialStore;
+
+    beforeEach(async () => {
+      subject = await make();
+      store = subject.store;
+      await store.open();
+    });
+
+    afterEach(async () => {
+      await store.close();
+      await subject.cleanup();
+    });
+
+    it('opens idempotently and answers ping', async () => {
+      await store.open();
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+
+    it('creates a document at revision 0 holding its initial value, once', async () => {
+      expect(await store.createDocument('d', { tasks: {} }, AT)).toBe(true);
+      expect(await store.createDocument('d', { other: 1 }, AT)).toBe(false);
+      const loaded = await store.loadDocument('d');
+      expect(loaded).toMatchObject({ doc: 'd', revision: 0, oldestRevision: 0, snapshot: { revision: 0, value: { tasks: {} } }, commits: [] });
+      expect(await store.listDocuments()).toEqual([{ doc: 'd', revision: 0, oldestRevision: 0, createdAt: AT }]);
+    });
+
+    it('knows nothing of documents never created', async () => {
+      expect(await store.loadDocument('nope')).toBeUndefined();
+      expect(await store.readCommits('nope', { after: 0 })).toEqual([]);
+      expect(await store.readSnapshot('nope', 10)).toBeUndefined();
+    });
+
+    it('commits at the expected revision and reads the commit back exactly', async () => {
+      await store.createDocument('d', {}, AT);
+      const value: JsonValue = { 'a/b~c': ['ü', 1.5, null, { deep: [true] }], empty: '' };
+      const request = commitRequest('d', 1, { patches: [{ op: 'add', path: '/x', value }], requestId: 'req-1', idempotencyKey: 'k' });
+      const outcome = await store.commit(request);
+      expect(outcome.status).toBe('committed');
+      const commits = await store.readCommits('d', { after: 0 });
+      expect(commits).toHaveLength(1);
+      expect(commits[0]).toMatchObject({ ...request.commit });
+      expect(commits[0]!.auditSeq).toBe(outcome.status === 'committed' ? outcome.audit.seq : -1);
+      expect(await store.readCommit(request.commit.commandId)).toEqual(commits[0]);
+      expect((await store.loadDocument('d'))?.revision).toBe(1);
+    });
+
+    it('refuses a commit whose expected revision is stale, writing nothing', async () => {
+      await store.createDocument('d', {}, AT);
+      await store.commit(commitRequest('d', 1));
+      const auditBefore = await store.readAudit({});
+      const stale = commitRequest('d', 1);
+      expect(await store.commit(stale)).toEqual({ status: 'conflict', currentRevision: 1 });
+      expect(await store.readCommits('d', { after: 0 })).toHaveLength(1);
+      expect(await store.readAudit({})).toEqual(auditBefore);
+      expect(await store.readCommit(stale.commit.commandId)).toBeUndefined();
+    });
+
+    it('lets exactly one of two racing commits at the same revision win', async () => {
+      await store.createDocument('d', {}, AT);
+      const outcomes = await Promise.all([store.commit(commitRequest('d', 1)), store.commit(commitRequest('d', 1))]);
+      expect(outcomes.map((o) => o.status).sort()).toEqual(['committed', 'conflict']);
+      expect(await store.readCommits('d', { after: 0 })).toHaveLength(1);
+    });
+
+    it('stores the idempotency record with the commit and reports a duplicate key instead of committing', async () => {
+      await store.createDocument('d', {}, AT);
+      const first = { ...commitRequest('d', 1), idempotency: idem('key-1', 1) };
+      expect((await store.commit(first)).status).toBe('committed');
+      expect(await store.findIdempotency('alice', 'key-1')).toEqual(idem('key-1', 1));
+      const again = { ...commitRequest('d', 2), idempotency: idem('key-1', 2) };
+      expect(await store.commit(again)).toEqual({ status: 'duplicate', record: idem('key-1', 1) });
+      expect((await store.loadDocument('d'))?.revision).toBe(1);
+      expect(await store.findIdempotency('bob', 'key-1')).toBeUndefined();
+    });
+
+    it('chains every audit record, commits and attempts alike, across documents', async () => {
+      await store.createDocument('a', {}, AT);
+      await store.createDocument('b', {}, AT);
+      await store.commit(commitRequest('a', 1));
+      await store.recordAttempt({ audit: entry({ outcome: 'forbidden' }) });
+      await store.commit(commitRequest('b', 1));
+      await store.recordAttempt({ audit: entry({ outcome: 'ok', command: 'task.list' }), idempotency: idem('q', 0) });
+      const records = await store.readAudit({});
+      expect(records.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
+      expect(verifyAuditRecords(records)).toMatchObject({ ok: true, checked: 4 });
+      expect(await store.findIdempotency('alice', 'q')).toEqual(idem('q', 0));
+    });
+
+    it('filters and pages the audit trail', async () => {
+      await store.recordAttempt({ audit: entry({ principal: 'alice', command: 'task.add', at: '2026-01-01T00:00:00.000Z' }) });
+      await store.recordAttempt({ audit: entry({ principal: 'bob', command: 'task.add', at: '2026-01-02T00:00:00.000Z' }) });
+      await store.recordAttempt({ audit: entry({ principal: 'alice', command: 'task.claim', at: '2026-01-03T00:00:00.000Z' }) });
+      expect((await store.readAudit({ principal: 'alice' })).map((r) => r.seq)).toEqual([1, 3]);
+      expect((await store.readAudit({ command: 'task.add' })).map((r) => r.seq)).toEqual([1, 2]);
+      expect((await store.readAudit({ since: '2026-01-02T00:00:00.000Z' })).map((r) => r.seq)).toEqual([2, 3]);
+      expect((await store.readAudit({ afterSeq: 1, limit: 1 })).map((r) => r.seq)).toEqual([2]);
+    });
+
+    it('loads from the newest snapshot plus the commits after it', async () => {
+      await store.createDocument('d', { n: 0 }, AT);
+      for (let r = 1; r <= 5; r++) await store.commit(commitRequest('d', r));
+      await store.writeSnapshot('d', { revision: 3, value: { n: 3 } });
+      const loaded = await store.loadDocument('d');
+      expect(loaded?.snapshot).toEqual({ revision: 3, value: { n: 3 } });
+      expect(loaded?.commits.map((c) => c.revision)).toEqual([4, 5]);
+      expect(await store.readSnapshot('d', 2)).toEqual({ revision: 0, value: { n: 0 } });
+      expect(await store.readSnapshot('d', 4)).toEqual({ revision: 3, value: { n: 3 } });
+      expect((await store.readCommits('d', { after: 1, to: 3 })).map((c) => c.revision)).toEqual([2, 3]);
+      expect((await store.readCommits('d', { after: 0, limit: 2 })).map((c) => c.revision)).toEqual([1, 2]);
+    });
+
+    it('refuses a snapshot later than the head', async () => {
+      await store.createDocument('d', {}, AT);
+      await expect(store.writeSnapshot('d', { revision: 9, value: {} })).rejects.toSatisfy(
+        (e: unknown) => isCoreMcpError(e) && e.code === 'invalid_revision',
+      );
+    });
+
+    it('compacts only up to a snapshot and moves the oldest readable revision', async () => {
+      await store.createDocument('d', {}, AT);
+      for (let r = 1; r <= 6; r++) await store.commit(commitRequest('d', r));
+      await store.writeSnapshot('d', { revision: 4, value: { at: 4 } });
+      expect(await store.compact('d', 3)).toBe(0);
+      expect(await store.compact('d', 5)).toBe(4);
+      const loaded = await store.loadDocument('d');
+      expect(loaded).toMatchObject({ revision: 6, oldestRevision: 4, snapshot: { revision: 4 } });
+      expect(loaded?.commits.map((c) => c.revision)).toEqual([5, 6]);
+      expect(await store.readSnapshot('d', 2)).toBeUndefined();
+      expect((await store.listDocuments())[0]?.oldestRevision).toBe(4);
+    });
+
+    it('expires idempotency records older than a time', async () => {
+      await store.recordAttempt({ audit: entry(), idempotency: { ...idem('old', 0), at: '2020-01-01T00:00:00.000Z' } });
+      await store.recordAttempt({ audit: entry(), idempotency: idem('new', 0) });
+      expect(await store.expireIdempotency('2025-01-01T00:00:00.000Z')).toBe(1);
+      expect(await store.findIdempotency('alice', 'old')).toBeUndefined();
+      expect(await store.findIdempotency('alice', 'new')).toBeDefined();
+    });
+
+    it('keeps API keys by hash, with unique names, and revokes by id or name', async () => {
+      const key = { id: 'k1', name: 'agent-1', role: 'member', hash: 'h'.repeat(64), createdAt: AT };
+      await store.insertApiKey(key);
+      expect(await store.findApiKeyByHash(key.hash)).toEqual(key);
+      await expect(store.insertApiKey({ ...key, id: 'k2', hash: 'i'.repeat(64) })).rejects.toSatisfy(
+        (e: unknown) => isCoreMcpError(e) && e.code === 'already_exists',
+      );
+      expect(await store.listApiKeys()).toEqual([key]);
+      expect((await store.revokeApiKey('agent-1', '2026-02-01T00:00:00.000Z'))?.revokedAt).toBe('2026-02-01T00:00:00.000Z');
+      expect((await store.revokeApiKey('k1', '2026-03-01T00:00:00.000Z'))?.revokedAt).toBe('2026-02-01T00:00:00.000Z');
+      expect(await store.revokeApiKey('nobody', AT)).toBeUndefined();
+      expect((await store.findApiKeyByHash(key.hash))?.revokedAt).toBe('2026-02-01T00:00:00.000Z');
+    });
+
+    it('shares state, conflicts and the audit chain with every handle on the same data', async () => {
+      // A store without a second handle (memory) is its own only writer; the check is then vacuous
+      // for it, and it proves the invariant with the racing-commit test above instead.
+      const other = subject.second ? await subject.second() : store;
+      await other.open();
+      try {
+        await store.createDocument('d', {}, AT);
+        expect((await store.commit(commitRequest('d', 1))).status).toBe('committed');
+        expect(await other.commit(commitRequest('d', 1))).toEqual({ status: 'conflict', currentRevision: 1 });
+        expect((await other.commit(commitRequest('d', 2))).status).toBe('committed');
+        await store.recordAttempt({ audit: entry() });
+        await other.recordAttempt({ audit: entry() });
+        const records = await store.readAudit({});
+        expect(records).toHaveLength(4);
+        expect(verifyAuditRecords(records).ok).toBe(true);
+      } finally {
+        if (other !== store) await other.close();
+      }
+    });
+  });
+}

@@ -1,0 +1,451 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { GENESIS_HASH, sealAuditRecord } from '../core/audit.js';
+import { StateError } from '../core/errors.js';
+import type { JsonValue } from '../core/json.js';
+import type {
+  ApiKeyRecord,
+  AttemptRequest,
+  AuditEntry,
+  AuditQuery,
+  AuditRecord,
+  CommitOutcome,
+  CommitRange,
+  CommitRecord,
+  CommitRequest,
+  CredentialStore,
+  DocumentInfo,
+  IdempotencyRecord,
+  LoadedDocument,
+  Snapshot,
+  Store,
+} from '../core/store.js';
+
+export interface SqliteStoreOptions {
+  /** Path of the database file, or `:memory:`. Parent folders are created. */
+  path: string;
+  /**
+   * `normal` (default): WAL with synchronous=NORMAL. A commit survives a crash or kill of the process;
+   * a power loss may lose the last few commits, never corrupt the file. `full`: fsync every commit,
+   * surviving power loss too, at about 0.2 ms more per commit on the machines measured.
+   */
+  durability?: 'normal' | 'full';
+  /** How long a write waits for another process's write lock, in ms (default 5,000). */
+  busyTimeoutMs?: number;
+}
+
+/** Schema migrations, applied in order; `meta.schema_version` records how many ran. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE documents (
+     doc TEXT PRIMARY KEY,
+     revision INTEGER NOT NULL,
+     oldest_revision INTEGER NOT NULL DEFAULT 0,
+     created_at TEXT NOT NULL
+   ) WITHOUT ROWID;
+   CREATE TABLE commits (
+     doc TEXT NOT NULL,
+     revision INTEGER NOT NULL,
+     command_id TEXT NOT NULL,
+     command TEXT NOT NULL,
+     principal TEXT NOT NULL,
+     at TEXT NOT NULL,
+     patches TEXT NOT NULL,
+     inverse TEXT NOT NULL,
+     request_id TEXT,
+     idempotency_key TEXT,
+     audit_seq INTEGER,
+     PRIMARY KEY (doc, revision)
+   ) WITHOUT ROWID;
+   CREATE UNIQUE INDEX commits_command_id ON commits (command_id);
+   CREATE TABLE snapshots (
+     doc TEXT NOT NULL,
+     revision INTEGER NOT NULL,
+     value TEXT NOT NULL,
+     PRIMARY KEY (doc, revision)
+   ) WITHOUT ROWID;
+   CREATE TABLE audit (
+     seq INTEGER PRIMARY KEY,
+     at TEXT NOT NULL,
+     principal TEXT NOT NULL,
+     command TEXT NOT NULL,
+     hash TEXT NOT NULL,
+     record TEXT NOT NULL
+   );
+   CREATE INDEX audit_principal ON audit (principal, seq);
+   CREATE INDEX audit_at ON audit (at);
+   CREATE TABLE idempotency (
+     principal TEXT NOT NULL,
+     key TEXT NOT NULL,
+     at TEXT NOT NULL,
+     record TEXT NOT NULL,
+     PRIMARY KEY (principal, key)
+   ) WITHOUT ROWID;
+   CREATE INDEX idempotency_at ON idempotency (at);
+   CREATE TABLE api_keys (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE,
+     role TEXT NOT NULL,
+     hash TEXT NOT NULL UNIQUE,
+     created_at TEXT NOT NULL,
+     revoked_at TEXT
+   );`,
+];
+
+interface CommitRow {
+  doc: string;
+  revision: number;
+  command_id: string;
+  command: string;
+  principal: string;
+  at: string;
+  patches: string;
+  inverse: string;
+  request_id: string | null;
+  idempotency_key: string | null;
+  audit_seq: number | null;
+}
+
+interface KeyRow {
+  id: string;
+  name: string;
+  role: string;
+  hash: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+function toCommit(row: CommitRow): CommitRecord {
+  const commit: CommitRecord = {
+    doc: row.doc,
+    revision: row.revision,
+    commandId: row.command_id,
+    command: row.command,
+    principal: row.principal,
+    at: row.at,
+    patches: JSON.parse(row.patches),
+    inverse: JSON.parse(row.inverse),
+  };
+  if (row.request_id !== null) commit.requestId = row.request_id;
+  if (row.idempotency_key !== null) commit.idempotencyKey = row.idempotency_key;
+  if (row.audit_seq !== null) commit.auditSeq = row.audit_seq;
+  return commit;
+}
+
+function toKey(row: KeyRow): ApiKeyRecord {
+  const key: ApiKeyRecord = { id: row.id, name: row.name, role: row.role, hash: row.hash, createdAt: row.created_at };
+  if (row.revoked_at !== null) key.revokedAt = row.revoked_at;
+  return key;
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    head: db.prepare('SELECT revision, oldest_revision FROM documents WHERE doc = ?'),
+    listDocuments: db.prepare('SELECT doc, revision, oldest_revision, created_at FROM documents ORDER BY doc'),
+    insertDocument: db.prepare('INSERT INTO documents (doc, revision, oldest_revision, created_at) VALUES (?, 0, 0, ?)'),
+    setHead: db.prepare('UPDATE documents SET revision = ? WHERE doc = ?'),
+    setOldest: db.prepare('UPDATE documents SET oldest_revision = ? WHERE doc = ?'),
+    insertSnapshot: db.prepare('INSERT INTO snapshots (doc, revision, value) VALUES (?, ?, ?)'),
+    insertSnapshotIfAbsent: db.prepare('INSERT OR IGNORE INTO snapshots (doc, revision, value) VALUES (?, ?, ?)'),
+    latestSnapshot: db.prepare(
+      'SELECT revision, value FROM snapshots WHERE doc = ? AND revision <= ? ORDER BY revision DESC LIMIT 1',
+    ),
+    commitsAfter: db.prepare(
+      'SELECT * FROM commits WHERE doc = ? AND revision > ? AND revision <= ? ORDER BY revision LIMIT ?',
+    ),
+    commitById: db.prepare('SELECT * FROM commits WHERE command_id = ?'),
+    insertCommit: db.prepare(
+      `INSERT INTO commits (doc, revision, command_id, command, principal, at, patches, inverse, request_id, idempotency_key, audit_seq)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    deleteCommitsThrough: db.prepare('DELETE FROM commits WHERE doc = ? AND revision <= ?'),
+    deleteSnapshotsBefore: db.prepare('DELETE FROM snapshots WHERE doc = ? AND revision < ?'),
+    lastAudit: db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1'),
+    insertAudit: db.prepare('INSERT INTO audit (seq, at, principal, command, hash, record) VALUES (?, ?, ?, ?, ?, ?)'),
+    idempotency: db.prepare('SELECT record FROM idempotency WHERE principal = ? AND key = ?'),
+    insertIdempotency: db.prepare('INSERT OR IGNORE INTO idempotency (principal, key, at, record) VALUES (?, ?, ?, ?)'),
+    expireIdempotency: db.prepare('DELETE FROM idempotency WHERE at < ?'),
+    insertKey: db.prepare('INSERT INTO api_keys (id, name, role, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)'),
+    keyByHash: db.prepare('SELECT * FROM api_keys WHERE hash = ?'),
+    keyByIdOrName: db.prepare('SELECT * FROM api_keys WHERE id = ? OR name = ?'),
+    listKeys: db.prepare('SELECT * FROM api_keys ORDER BY created_at, name'),
+    revokeKey: db.prepare('UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? OR name = ?'),
+  };
+}
+
+/**
+ * The embedded default store: one SQLite file in WAL mode. Each commit is one IMMEDIATE transaction
+ * holding the head check, the commit row, the sealed audit record, the idempotency record and the new
+ * head, so another process writing the same file (the CLI, a second server) can never interleave.
+ * better-sqlite3 is synchronous: a call finishes before its promise is returned.
+ */
+export class SqliteStore implements Store, CredentialStore {
+  readonly kind = 'sqlite';
+  readonly path: string;
+  readonly #options: SqliteStoreOptions;
+  #db: Database.Database | undefined;
+  #sql!: ReturnType<typeof prepareStatements>;
+  #commitTx!: (request: CommitRequest) => CommitOutcome;
+  #attemptTx!: (request: AttemptRequest) => AuditRecord;
+  #compactTx!: (doc: string, through: number) => number;
+  #createTx!: (doc: string, initial: string, at: string) => boolean;
+
+  constructor(options: SqliteStoreOptions) {
+    this.#options = options;
+    this.path = options.path;
+  }
+
+  async open(): Promise<void> {
+    if (this.#db) return;
+    if (this.path !== ':memory:') mkdirSync(dirname(this.path), { recursive: true });
+    const db = new Database(this.path);
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${this.#options.durability === 'full' ? 'FULL' : 'NORMAL'}`);
+      db.pragma(`busy_timeout = ${this.#options.busyTimeoutMs ?? 5000}`);
+      this.#migrate(db);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    this.#db = db;
+    this.#sql = prepareStatements(db);
+    this.#commitTx = db.transaction((request: CommitRequest) => this.#commitInTx(request)).immediate;
+    this.#attemptTx = db.transaction((request: AttemptRequest) => this.#attemptInTx(request)).immediate;
+    this.#compactTx = db.transaction((doc: string, through: number) => this.#compactInTx(doc, through)).immediate;
+    this.#createTx = db.transaction((doc: string, initial: string, at: string) => {
+      if (this.#sql.head.get(doc)) return false;
+      this.#sql.insertDocument.run(doc, at);
+      this.#sql.insertSnapshot.run(doc, 0, initial);
+      return true;
+    }).immediate;
+  }
+
+  async close(): Promise<void> {
+    this.#db?.close();
+    this.#db = undefined;
+  }
+
+  async ping(): Promise<void> {
+    this.#conn().prepare('SELECT 1').get();
+  }
+
+  /** The schema version this file is at. */
+  get schemaVersion(): number {
+    return this.#version(this.#conn());
+  }
+
+  async listDocuments(): Promise<DocumentInfo[]> {
+    this.#conn();
+    const rows = this.#sql.listDocuments.all() as Array<{ doc: string; revision: number; oldest_revision: number; created_at: string }>;
+    return rows.map((r) => ({ doc: r.doc, revision: r.revision, oldestRevision: r.oldest_revision, createdAt: r.created_at }));
+  }
+
+  async createDocument(doc: string, initial: JsonValue, at: string): Promise<boolean> {
+    this.#conn();
+    return this.#createTx(doc, JSON.stringify(initial), at);
+  }
+
+  async loadDocument(doc: string): Promise<LoadedDocument | undefined> {
+    this.#conn();
+    const head = this.#sql.head.get(doc) as { revision: number; oldest_revision: number } | undefined;
+    if (!head) return undefined;
+    const snap = this.#sql.latestSnapshot.get(doc, head.revision) as { revision: number; value: string } | undefined;
+    if (!snap) throw new StateError('revision_compacted', `Document "${doc}" has no snapshot to start from`);
+    const commits = (this.#sql.commitsAfter.all(doc, snap.revision, head.revision, -1) as CommitRow[]).map(toCommit);
+    return {
+      doc,
+      revision: head.revision,
+      oldestRevision: head.oldest_revision,
+      snapshot: { revision: snap.revision, value: JSON.parse(snap.value) },
+      commits,
+    };
+  }
+
+  async readSnapshot(doc: string, atOrBefore: number): Promise<Snapshot | undefined> {
+    this.#conn();
+    const snap = this.#sql.latestSnapshot.get(doc, atOrBefore) as { revision: number; value: string } | undefined;
+    return snap && { revision: snap.revision, value: JSON.parse(snap.value) };
+  }
+
+  async readCommits(doc: string, range: CommitRange): Promise<CommitRecord[]> {
+    this.#conn();
+    const rows = this.#sql.commitsAfter.all(doc, range.after, range.to ?? Number.MAX_SAFE_INTEGER, range.limit ?? -1) as CommitRow[];
+    return rows.map(toCommit);
+  }
+
+  async readCommit(commandId: string): Promise<CommitRecord | undefined> {
+    this.#conn();
+    const row = this.#sql.commitById.get(commandId) as CommitRow | undefined;
+    return row && toCommit(row);
+  }
+
+  async commit(request: CommitRequest): Promise<CommitOutcome> {
+    this.#conn();
+    return this.#commitTx(request);
+  }
+
+  async recordAttempt(request: AttemptRequest): Promise<AuditRecord> {
+    this.#conn();
+    return this.#attemptTx(request);
+  }
+
+  async writeSnapshot(doc: string, snapshot: Snapshot): Promise<void> {
+    this.#conn();
+    const head = this.#sql.head.get(doc) as { revision: number } | undefined;
+    if (!head) throw new StateError('not_found', `No document "${doc}"`);
+    if (snapshot.revision > head.revision) throw new StateError('invalid_revision', 'Snapshot is later than the head');
+    this.#sql.insertSnapshotIfAbsent.run(doc, snapshot.revision, JSON.stringify(snapshot.value));
+  }
+
+  async compact(doc: string, throughRevision: number): Promise<number> {
+    this.#conn();
+    return this.#compactTx(doc, throughRevision);
+  }
+
+  async readAudit(query: AuditQuery): Promise<AuditRecord[]> {
+    const db = this.#conn();
+    const where = ['seq > ?'];
+    const params: Array<string | number> = [query.afterSeq ?? 0];
+    if (query.principal !== undefined) {
+      where.push('principal = ?');
+      params.push(query.principal);
+    }
+    if (query.command !== undefined) {
+      where.push('command = ?');
+      params.push(query.command);
+    }
+    if (query.since !== undefined) {
+      where.push('at >= ?');
+      params.push(query.since);
+    }
+    params.push(query.limit ?? -1);
+    const rows = db.prepare(`SELECT record FROM audit WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`).all(...params) as Array<{
+      record: string;
+    }>;
+    return rows.map((r) => JSON.parse(r.record) as AuditRecord);
+  }
+
+  async findIdempotency(principal: string, key: string): Promise<IdempotencyRecord | undefined> {
+    this.#conn();
+    const row = this.#sql.idempotency.get(principal, key) as { record: string } | undefined;
+    return row && (JSON.parse(row.record) as IdempotencyRecord);
+  }
+
+  async expireIdempotency(before: string): Promise<number> {
+    this.#conn();
+    return this.#sql.expireIdempotency.run(before).changes;
+  }
+
+  async insertApiKey(key: ApiKeyRecord): Promise<void> {
+    this.#conn();
+    try {
+      this.#sql.insertKey.run(key.id, key.name, key.role, key.hash, key.createdAt, key.revokedAt ?? null);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new StateError('already_exists', `An API key named "${key.name}" exists`);
+      }
+      throw error;
+    }
+  }
+
+  async findApiKeyByHash(hash: string): Promise<ApiKeyRecord | undefined> {
+    this.#conn();
+    const row = this.#sql.keyByHash.get(hash) as KeyRow | undefined;
+    return row && toKey(row);
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    this.#conn();
+    return (this.#sql.listKeys.all() as KeyRow[]).map(toKey);
+  }
+
+  async revokeApiKey(idOrName: string, at: string): Promise<ApiKeyRecord | undefined> {
+    this.#conn();
+    this.#sql.revokeKey.run(at, idOrName, idOrName);
+    const row = this.#sql.keyByIdOrName.get(idOrName, idOrName) as KeyRow | undefined;
+    return row && toKey(row);
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  #commitInTx(request: CommitRequest): CommitOutcome {
+    const { commit } = request;
+    const head = this.#sql.head.get(commit.doc) as { revision: number } | undefined;
+    if (!head) throw new StateError('not_found', `No document "${commit.doc}"`);
+    if (head.revision !== request.expectedRevision || commit.revision !== request.expectedRevision + 1) {
+      return { status: 'conflict', currentRevision: head.revision };
+    }
+    const idem = request.idempotency;
+    if (idem) {
+      const existing = this.#sql.idempotency.get(idem.principal, idem.key) as { record: string } | undefined;
+      if (existing) return { status: 'duplicate', record: JSON.parse(existing.record) };
+    }
+    const audit = this.#appendAudit(request.audit);
+    this.#sql.insertCommit.run(
+      commit.doc,
+      commit.revision,
+      commit.commandId,
+      commit.command,
+      commit.principal,
+      commit.at,
+      JSON.stringify(commit.patches),
+      JSON.stringify(commit.inverse),
+      commit.requestId ?? null,
+      commit.idempotencyKey ?? null,
+      audit.seq,
+    );
+    this.#sql.setHead.run(commit.revision, commit.doc);
+    if (idem) this.#sql.insertIdempotency.run(idem.principal, idem.key, idem.at, JSON.stringify(idem));
+    return { status: 'committed', audit };
+  }
+
+  #attemptInTx(request: AttemptRequest): AuditRecord {
+    const audit = this.#appendAudit(request.audit);
+    const idem = request.idempotency;
+    if (idem) this.#sql.insertIdempotency.run(idem.principal, idem.key, idem.at, JSON.stringify(idem));
+    return audit;
+  }
+
+  #appendAudit(entry: AuditEntry): AuditRecord {
+    // Read the chain's end inside the transaction: another process may have appended since.
+    const last = this.#sql.lastAudit.get() as { seq: number; hash: string } | undefined;
+    const record = sealAuditRecord(entry, (last?.seq ?? 0) + 1, last?.hash ?? GENESIS_HASH);
+    this.#sql.insertAudit.run(record.seq, record.at, record.principal, record.command, record.hash, JSON.stringify(record));
+    return record;
+  }
+
+  #compactInTx(doc: string, through: number): number {
+    const keep = this.#sql.latestSnapshot.get(doc, through) as { revision: number } | undefined;
+    if (!keep) return 0;
+    const removed = this.#sql.deleteCommitsThrough.run(doc, keep.revision).changes;
+    this.#sql.deleteSnapshotsBefore.run(doc, keep.revision);
+    const head = this.#sql.head.get(doc) as { oldest_revision: number } | undefined;
+    if (head && keep.revision > head.oldest_revision) this.#sql.setOldest.run(keep.revision, doc);
+    return removed;
+  }
+
+  #version(db: Database.Database): number {
+    const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined;
+    return row ? Number(row.value) : 0;
+  }
+
+  #migrate(db: Database.Database): void {
+    db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+    db.transaction(() => {
+      const version = this.#version(db);
+      if (version > MIGRATIONS.length) {
+        throw new Error(`database schema version ${version} is newer than this coremcp (${MIGRATIONS.length}); upgrade coremcp`);
+      }
+      for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
+      db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(
+        String(MIGRATIONS.length),
+      );
+    }).immediate();
+  }
+
+  #conn(): Database.Database {
+    if (!this.#db) throw new Error('the SQLite store is not open');
+    return this.#db;
+  }
+}

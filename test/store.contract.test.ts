@@ -1,0 +1,17 @@
+import { join } from 'node:path';
+import { describeStoreContract } from '../src/store/contract.js';
+import { MemoryStore } from '../src/store/memory.js';
+import { SqliteStore } from '../src/store/sqlite.js';
+import { tempDir } from './helpers/tmp.js';
+
+describeStoreContract('memory', async () => ({ store: new MemoryStore(), cleanup: async () => {} }));
+
+describeStoreContract('sqlite', async () => {
+  const tmp = tempDir();
+  const path = join(tmp.dir, 'state.db');
+  return {
+    store: new SqliteStore({ path }),
+    second: async () => new SqliteStore({ path }),
+    cleanup: async () => tmp.remove(),
+  };
+});
