@@ -18,6 +18,8 @@ export type DocumentAction = 'read' | 'follow' | 'write' | 'rollback';
 export interface CommandGrant {
   readonly name: string;
   readonly permission: string;
+  /** Queries change nothing; a role may grant all of them at once. */
+  readonly readOnly?: boolean;
 }
 
 /**
@@ -33,7 +35,12 @@ export interface Authorizer {
    * The first JSON Pointer in `paths` the principal may not write through this command, or undefined
    * when all are allowed. Called with the paths the command's patches actually touch.
    */
-  findForbiddenPath(principal: Principal, command: CommandGrant, doc: string, paths: readonly string[]): string | undefined;
+  findForbiddenPath(
+    principal: Principal,
+    command: CommandGrant,
+    doc: string,
+    paths: readonly string[],
+  ): string | undefined;
 }
 
 /** The principal for changes the server makes on its own (start-up, direct `state.update` calls). */
@@ -43,3 +50,14 @@ export const SYSTEM_PRINCIPAL: Principal = Object.freeze({
   via: 'internal',
   name: 'system',
 });
+
+/** The authentication port: turns a bearer credential into a principal, or refuses it. */
+export interface Authenticator {
+  /** The principal for a credential, or undefined when it is unknown, invalid, expired or revoked. */
+  authenticate(credential: string): Promise<AuthenticationResult>;
+}
+
+export type AuthenticationResult =
+  | { ok: true; principal: Principal }
+  /** `reason` is for logs and metrics (bounded set of values), never for the client. */
+  | { ok: false; reason: string };

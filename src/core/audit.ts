@@ -5,21 +5,22 @@ import type { AuditEntry, AuditRecord } from './store.js';
 /** The `prevHash` of the first record in a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
 
+// In sorted order, so the hashed body is canonical as built.
 const HASHED_FIELDS = [
-  'seq',
   'at',
-  'requestId',
-  'principal',
-  'via',
   'command',
+  'commandId',
+  'doc',
   'input',
   'outcome',
-  'doc',
-  'revision',
-  'commandId',
   'patchHash',
-  'traceparent',
   'prevHash',
+  'principal',
+  'requestId',
+  'revision',
+  'seq',
+  'traceparent',
+  'via',
 ] as const;
 
 /** SHA-256 over the canonical JSON of every field but `hash` itself. */
@@ -58,7 +59,12 @@ export function verifyAuditRecords(
   let checked = checkedBefore;
   for (const record of records) {
     if (record.seq !== lastSeq + 1) {
-      return { ok: false, checked, seq: record.seq, reason: `sequence jumps from ${lastSeq} to ${record.seq}` };
+      return {
+        ok: false,
+        checked,
+        seq: record.seq,
+        reason: `sequence jumps from ${lastSeq} to ${record.seq}`,
+      };
     }
     if (record.prevHash !== lastHash) {
       return { ok: false, checked, seq: record.seq, reason: 'prevHash does not match the previous record' };

@@ -22,7 +22,8 @@ export function defineDocument<S>(id: string, initial: S): DocumentDefinition<S>
     throw new TypeError(`document id "${id}" must match ${DOCUMENT_ID_PATTERN}`);
   }
   const problem = findJsonProblem(initial);
-  if (problem) throw new TypeError(`initial value of document "${id}" at "${problem.path}": ${problem.problem}`);
+  if (problem)
+    throw new TypeError(`initial value of document "${id}" at "${problem.path}": ${problem.problem}`);
   return Object.freeze({ id, initial: deepFreeze(structuredClone(initial)) });
 }
 
@@ -156,7 +157,8 @@ function strictInput(schema: z.ZodType): z.ZodType {
 export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S = JsonObject, R = unknown>(
   spec: WriteCommandSpec<Schema, S, R> | QueryCommandSpec<Schema, S, R>,
 ): CommandDefinition {
-  if (typeof spec !== 'object' || spec === null) throw new TypeError('defineCommand needs a specification object');
+  if (typeof spec !== 'object' || spec === null)
+    throw new TypeError('defineCommand needs a specification object');
   const { name } = spec;
   if (typeof name !== 'string' || !COMMAND_NAME_PATTERN.test(name)) {
     throw new TypeError(`command name "${String(name)}" must match ${COMMAND_NAME_PATTERN}`);
@@ -172,7 +174,8 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
     throw new TypeError(`command "${name}": input must describe an object (MCP tool arguments are objects)`);
   }
   const timeoutMs = spec.timeoutMs ?? 10_000;
-  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new TypeError(`command "${name}": timeoutMs must be a positive integer`);
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
+    throw new TypeError(`command "${name}": timeoutMs must be a positive integer`);
 
   const selector = spec.doc ?? DEFAULT_DOCUMENT;
   let resolveDoc: (input: unknown) => string;
@@ -186,7 +189,8 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
     };
   } else {
     const doc = typeof selector === 'string' ? selector : selector.id;
-    if (!DOCUMENT_ID_PATTERN.test(doc)) throw new TypeError(`command "${name}": document id "${doc}" is not valid`);
+    if (!DOCUMENT_ID_PATTERN.test(doc))
+      throw new TypeError(`command "${name}": document id "${doc}" is not valid`);
     resolveDoc = () => doc;
   }
 

@@ -37,7 +37,8 @@ export const ERROR_CATALOG = {
     http: 429,
     expose: true,
     message: 'Too many requests',
-    description: 'The principal or client address exceeded its request rate. Details carry `retryAfterSeconds`.',
+    description:
+      'The principal or client address exceeded its request rate. Details carry `retryAfterSeconds`.',
   },
   payload_too_large: {
     family: 'access',
@@ -87,7 +88,8 @@ export const ERROR_CATALOG = {
     http: 408,
     expose: true,
     message: 'The request was cancelled',
-    description: 'The client cancelled the request (or disconnected) before the handler finished; nothing was committed.',
+    description:
+      'The client cancelled the request (or disconnected) before the handler finished; nothing was committed.',
   },
   idempotency_key_reused: {
     family: 'command',
@@ -128,7 +130,8 @@ export const ERROR_CATALOG = {
     http: 410,
     expose: true,
     message: 'That revision is no longer kept',
-    description: 'The revision lies before the retention point. Details carry `oldestRevision`, the oldest readable one.',
+    description:
+      'The revision lies before the retention point. Details carry `oldestRevision`, the oldest readable one.',
   },
   invalid_revision: {
     family: 'state',
@@ -170,7 +173,8 @@ export const ERROR_CATALOG = {
     http: 413,
     expose: true,
     message: 'The document would exceed its size limit',
-    description: 'The commit would make the document larger than the configured limit. Nothing was committed.',
+    description:
+      'The commit would make the document larger than the configured limit. Nothing was committed.',
   },
   store_unavailable: {
     family: 'recovery',
@@ -264,7 +268,10 @@ export class CoreMcpError extends Error {
     if (!ERROR_CODE_PATTERN.test(code)) {
       throw new TypeError(`error code "${code}" must match ${ERROR_CODE_PATTERN} (lower snake case)`);
     }
-    super(message ?? errorSpec(code).message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      message ?? errorSpec(code).message,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.code = code;
     this.details = options.details;
     this.name = new.target.name;
@@ -301,9 +308,13 @@ export class RevisionConflictError extends StateError {
   readonly currentRevision: number;
 
   constructor(doc: string, expectedRevision: number, currentRevision: number) {
-    super('revision_conflict', `Document "${doc}" is at revision ${currentRevision}, not ${expectedRevision}`, {
-      details: { doc, expectedRevision, currentRevision },
-    });
+    super(
+      'revision_conflict',
+      `Document "${doc}" is at revision ${currentRevision}, not ${expectedRevision}`,
+      {
+        details: { doc, expectedRevision, currentRevision },
+      },
+    );
     this.expectedRevision = expectedRevision;
     this.currentRevision = currentRevision;
   }
@@ -315,9 +326,10 @@ export function isCoreMcpError(error: unknown): error is CoreMcpError {
 
 /** Builds the error a client sees. Unknown exceptions become `internal_error`; nothing else leaks. */
 export function toPublicError(error: unknown, requestId?: string): PublicError {
-  const out: PublicError = isCoreMcpError(error) && error.spec.expose
-    ? { code: error.code, message: error.message }
-    : { code: isCoreMcpError(error) ? error.code : 'internal_error', message: '' };
+  const out: PublicError =
+    isCoreMcpError(error) && error.spec.expose
+      ? { code: error.code, message: error.message }
+      : { code: isCoreMcpError(error) ? error.code : 'internal_error', message: '' };
   if (out.message === '') out.message = errorSpec(out.code).message;
   if (requestId !== undefined) out.requestId = requestId;
   if (isCoreMcpError(error) && error.spec.expose && error.details !== undefined) out.details = error.details;

@@ -1,6 +1,13 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Authorizer, Principal } from './access.js';
-import type { ClientChannel, CommandDefinition, CommandLogger, CommandRegistry, QueryContext, WriteContext } from './commands.js';
+import type {
+  ClientChannel,
+  CommandDefinition,
+  CommandLogger,
+  CommandRegistry,
+  QueryContext,
+  WriteContext,
+} from './commands.js';
 import {
   AccessError,
   CommandError,
@@ -10,7 +17,15 @@ import {
   type PublicError,
   toPublicError,
 } from './errors.js';
-import { canonicalJson, DEFAULT_INPUT_LIMITS, findJsonProblem, type JsonLimits, type JsonObject, type JsonValue } from './json.js';
+import { timeOrderedId } from './ids.js';
+import {
+  canonicalJson,
+  DEFAULT_INPUT_LIMITS,
+  findJsonProblem,
+  type JsonLimits,
+  type JsonObject,
+  type JsonValue,
+} from './json.js';
 import { type Logger, silentLogger } from './log.js';
 import { touchedPaths } from './patch.js';
 import type { StateManager } from './state.js';
@@ -138,7 +153,7 @@ export class CommandExecutor {
 
   async execute(name: string, input: unknown, options: ExecuteOptions = {}): Promise<CommandResult> {
     const started = performance.now();
-    const requestId = options.requestId ?? randomUUID();
+    const requestId = options.requestId ?? timeOrderedId();
     const { principal } = options;
     const call = new Call(name, requestId, principal, options.traceparent);
     let result: CommandResult;
@@ -155,26 +170,47 @@ export class CommandExecutor {
     const { principal } = options;
     if (!principal) throw new AccessError('unauthenticated');
     const command = this.registry.get(call.command);
-    if (!command) throw new CommandError('unknown_command', `Unknown command "${call.command}"`, { details: { command: call.command } });
+    if (!command)
+      throw new CommandError('unknown_command', `Unknown command "${call.command}"`, {
+        details: { command: call.command },
+      });
     if (!this.#authorizer.canExecute(principal, command)) {
-      throw new AccessError('forbidden', `Not allowed to call "${command.name}"`, { details: { permission: command.permission } });
+      throw new AccessError('forbidden', `Not allowed to call "${command.name}"`, {
+        details: { permission: command.permission },
+      });
     }
     const input = this.#validate(command, rawInput, call);
     const doc = command.resolveDoc(input);
     call.doc = doc;
     if (!this.#authorizer.canAccessDocument(principal, doc, command.readOnly ? 'read' : 'write')) {
-      throw new AccessError('forbidden', `Not allowed to ${command.readOnly ? 'read' : 'write'} document "${doc}"`, {
-        details: { doc, action: command.readOnly ? 'read' : 'write' },
-      });
+      throw new AccessError(
+        'forbidden',
+        `Not allowed to ${command.readOnly ? 'read' : 'write'} document "${doc}"`,
+        {
+          details: { doc, action: command.readOnly ? 'read' : 'write' },
+        },
+      );
     }
     if (command.readOnly) return this.#query(command, input, principal, call, options);
-    if (options.idempotencyKey === undefined) return this.#write(command, input, principal, call, options, undefined);
+    if (options.idempotencyKey === undefined)
+      return this.#write(command, input, principal, call, options, undefined);
 
     const key = options.idempotencyKey;
     if (typeof key !== 'string' || !IDEMPOTENCY_KEY_PATTERN.test(key)) {
-      throw new CommandError('invalid_input', 'The idempotency key must be 1-255 printable ASCII characters', {
-        details: { issues: [{ path: '_meta/coremcp~1idempotency-key', message: 'expected 1-255 printable ASCII characters' }] },
-      });
+      throw new CommandError(
+        'invalid_input',
+        'The idempotency key must be 1-255 printable ASCII characters',
+        {
+          details: {
+            issues: [
+              {
+                path: '_meta/coremcp~1idempotency-key',
+                message: 'expected 1-255 printable ASCII characters',
+              },
+            ],
+          },
+        },
+      );
     }
     const fingerprint = createHash('sha256')
       .update(`${command.name}\u0000${canonicalJson(rawInput as JsonValue)}`)
@@ -235,9 +271,13 @@ export class CommandExecutor {
   #validate(command: CommandDefinition, rawInput: unknown, call: Call): unknown {
     const problem = findJsonProblem(rawInput, this.#inputLimits);
     if (problem) {
-      throw new CommandError('invalid_input', `Invalid input at "${problem.path || '/'}": ${problem.problem}`, {
-        details: { issues: [{ path: problem.path, message: problem.problem }] },
-      });
+      throw new CommandError(
+        'invalid_input',
+        `Invalid input at "${problem.path || '/'}": ${problem.problem}`,
+        {
+          details: { issues: [{ path: problem.path, message: problem.problem }] },
+        },
+      );
     }
     call.auditInput = this.#redact(command, rawInput as JsonValue);
     const parsed = command.input.safeParse(rawInput);
@@ -247,20 +287,41 @@ export class CommandExecutor {
         message: issue.message,
       }));
       const first = issues[0];
-      throw new CommandError('invalid_input', first ? `Invalid input at "${first.path || '/'}": ${first.message}` : 'Invalid input', {
-        details: { issues },
-      });
+      throw new CommandError(
+        'invalid_input',
+        first ? `Invalid input at "${first.path || '/'}": ${first.message}` : 'Invalid input',
+        {
+          details: { issues },
+        },
+      );
     }
     return parsed.data;
   }
 
-  async #query(command: CommandDefinition, input: unknown, principal: Principal, call: Call, options: ExecuteOptions): Promise<CommandResult> {
+  async #query(
+    command: CommandDefinition,
+    input: unknown,
+    principal: Principal,
+    call: Call,
+    options: ExecuteOptions,
+  ): Promise<CommandResult> {
     const doc = call.doc!;
     const head = await this.state.get(doc);
     call.revision = head.revision;
     const signal = new CallSignal(options.signal);
     call.handlerRan = true;
-    const ctx = new HandlerContext(command, input, principal, call, options.client, head.revision, head.value, call.now(this.#clock), signal, this.#logger);
+    const ctx = new HandlerContext(
+      command,
+      input,
+      principal,
+      call,
+      options.client,
+      head.revision,
+      head.value,
+      call.now(this.#clock),
+      signal,
+      this.#logger,
+    );
     let result = command.run(ctx as unknown as QueryContext<unknown, unknown>);
     if (result instanceof Promise) result = await signal.bound(result, command.timeoutMs);
     const value = this.#checkResult(result);
@@ -295,7 +356,18 @@ export class CommandExecutor {
         effects = [];
         call.revision = base.revision;
         call.handlerRan = true;
-        const ctx = new HandlerContext(command, input, principal, call, options.client, base.revision, base.value, call.now(this.#clock), signal, this.#logger);
+        const ctx = new HandlerContext(
+          command,
+          input,
+          principal,
+          call,
+          options.client,
+          base.revision,
+          base.value,
+          call.now(this.#clock),
+          signal,
+          this.#logger,
+        );
         ctx.draft = draft;
         ctx.effects = effects;
         return command.run(ctx as unknown as WriteContext<unknown, unknown>);
@@ -336,7 +408,10 @@ export class CommandExecutor {
     if (result === undefined) return null;
     const problem = findJsonProblem(result);
     if (problem) {
-      throw new CommandError('state_invalid', `The command returned a result that is not plain JSON at "${problem.path}": ${problem.problem}`);
+      throw new CommandError(
+        'state_invalid',
+        `The command returned a result that is not plain JSON at "${problem.path}": ${problem.problem}`,
+      );
     }
     return result as JsonValue;
   }
@@ -345,12 +420,21 @@ export class CommandExecutor {
     Promise.resolve()
       .then(effect)
       .catch((error: unknown) => {
-        this.#logger.error({ err: error, requestId: call.requestId, command: call.command }, 'afterCommit effect failed');
+        this.#logger.error(
+          { err: error, requestId: call.requestId, command: call.command },
+          'afterCommit effect failed',
+        );
       });
   }
 
   /** A repeat of an idempotent call: the first call's outcome, audited as an attempt of its own. */
-  async #replayed(call: Call, doc: string, revision: number, commandId: string, result: JsonValue): Promise<CommandResult> {
+  async #replayed(
+    call: Call,
+    doc: string,
+    revision: number,
+    commandId: string,
+    result: JsonValue,
+  ): Promise<CommandResult> {
     call.doc = doc;
     call.revision = revision;
     call.commandId = commandId;
@@ -360,7 +444,8 @@ export class CommandExecutor {
   }
 
   async #fromRecord(call: Call, record: IdempotencyRecord): Promise<CommandResult> {
-    if (record.outcome === 'ok') return this.#replayed(call, record.doc, record.revision, record.commandId, record.response);
+    if (record.outcome === 'ok')
+      return this.#replayed(call, record.doc, record.revision, record.commandId, record.response);
     call.doc = record.doc;
     call.revision = record.revision;
     call.commandId = record.commandId;
@@ -377,9 +462,15 @@ export class CommandExecutor {
     }
     if (call.principal) {
       try {
-        await this.state.store.recordAttempt({ audit: call.audit(error.code, this.#clock(), call.revision), idempotency: call.idempotency });
+        await this.state.store.recordAttempt({
+          audit: call.audit(error.code, this.#clock(), call.revision),
+          idempotency: call.idempotency,
+        });
       } catch (auditError) {
-        this.#logger.error({ err: auditError, requestId: call.requestId }, 'could not write the audit record of a failed call');
+        this.#logger.error(
+          { err: auditError, requestId: call.requestId },
+          'could not write the audit record of a failed call',
+        );
       }
     }
     const failure: CommandFailure = {
@@ -484,7 +575,7 @@ class Call {
   readonly requestId: string;
   readonly principal: Principal | undefined;
   readonly traceparent: string | undefined;
-  commandId: string = randomUUID();
+  commandId: string = timeOrderedId();
   doc: string | undefined;
   revision: number | undefined;
   auditInput: JsonValue = null;
@@ -493,7 +584,12 @@ class Call {
   idempotency: IdempotencyRecord | undefined;
   #now: Date | undefined;
 
-  constructor(command: string, requestId: string, principal: Principal | undefined, traceparent: string | undefined) {
+  constructor(
+    command: string,
+    requestId: string,
+    principal: Principal | undefined,
+    traceparent: string | undefined,
+  ) {
     this.command = command;
     this.requestId = requestId;
     this.principal = principal;
@@ -522,7 +618,13 @@ class Call {
     return entry;
   }
 
-  success(doc: string, revision: number, committed: boolean, replayed: boolean, result: JsonValue): CommandSuccess {
+  success(
+    doc: string,
+    revision: number,
+    committed: boolean,
+    replayed: boolean,
+    result: JsonValue,
+  ): CommandSuccess {
     return {
       status: 'success',
       command: this.command,
@@ -538,7 +640,10 @@ class Call {
 }
 
 function reusedKey(key: string): CommandError {
-  return new CommandError('idempotency_key_reused', `Idempotency key "${key}" was already used with a different command or input`);
+  return new CommandError(
+    'idempotency_key_reused',
+    `Idempotency key "${key}" was already used with a different command or input`,
+  );
 }
 
 function commandLogger(logger: Logger): CommandLogger {

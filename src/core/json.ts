@@ -102,7 +102,8 @@ export function findJsonProblem(
         if (depth >= maxDepth) return { path, problem: `nested deeper than ${maxDepth} levels` };
         if (seen.has(v)) return { path, problem: 'value contains a cycle' };
         if (Array.isArray(v)) {
-          if (v.length > maxCollection) return { path, problem: `array longer than ${maxCollection} elements` };
+          if (v.length > maxCollection)
+            return { path, problem: `array longer than ${maxCollection} elements` };
           seen.add(v);
           stack.push({ value: undefined, path, depth, leave: v });
           bytes += 2 + v.length;
@@ -112,9 +113,11 @@ export function findJsonProblem(
           }
           break;
         }
-        if (!isPlainObject(v)) return { path, problem: `${v.constructor?.name ?? 'object'} is not plain JSON` };
+        if (!isPlainObject(v))
+          return { path, problem: `${v.constructor?.name ?? 'object'} is not plain JSON` };
         const keys = Object.keys(v);
-        if (keys.length > maxCollection) return { path, problem: `object has more than ${maxCollection} members` };
+        if (keys.length > maxCollection)
+          return { path, problem: `object has more than ${maxCollection} members` };
         if (Object.getOwnPropertySymbols(v).length > 0) return { path, problem: 'object has symbol keys' };
         seen.add(v);
         stack.push({ value: undefined, path, depth, leave: v });
@@ -123,7 +126,8 @@ export function findJsonProblem(
           const key = keys[i]!;
           const childPath = `${path}/${escapePointerToken(key)}`;
           if (FORBIDDEN_KEYS.has(key)) return { path: childPath, problem: `key "${key}" is not allowed` };
-          if (key.length > maxString) return { path: childPath, problem: `key longer than ${maxString} characters` };
+          if (key.length > maxString)
+            return { path: childPath, problem: `key longer than ${maxString} characters` };
           bytes += key.length + 3;
           stack.push({ value: (v as Record<string, unknown>)[key], path: childPath, depth: depth + 1 });
         }
@@ -137,22 +141,55 @@ export function findJsonProblem(
   return undefined;
 }
 
+/** Whether every object in `value` already lists its keys in sorted order (so JSON.stringify is canonical). */
+function isKeySorted(value: JsonValue, depth = 0): boolean {
+  if (value === null || typeof value !== 'object') return true;
+  if (depth > 512) return false;
+  if (Array.isArray(value)) {
+    for (const item of value) if (!isKeySorted(item, depth + 1)) return false;
+    return true;
+  }
+  let previous: string | undefined;
+  for (const key in value) {
+    if (previous !== undefined && previous >= key) return false;
+    previous = key;
+    if (!isKeySorted(value[key]!, depth + 1)) return false;
+  }
+  return true;
+}
+
+function writeCanonical(value: JsonValue, out: string[]): void {
+  if (value === null || typeof value !== 'object') {
+    out.push(JSON.stringify(value));
+  } else if (Array.isArray(value)) {
+    out.push('[');
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out.push(',');
+      writeCanonical(value[i]!, out);
+    }
+    out.push(']');
+  } else {
+    out.push('{');
+    const keys = Object.keys(value).sort();
+    for (let i = 0; i < keys.length; i++) {
+      if (i > 0) out.push(',');
+      out.push(JSON.stringify(keys[i]), ':');
+      writeCanonical(value[keys[i]!]!, out);
+    }
+    out.push('}');
+  }
+}
+
 /**
- * JSON with object keys sorted, so equal values always give equal text (and equal hashes).
- * Only for plain JSON values.
+ * JSON with object keys sorted (by UTF-16 code units), so equal values always give equal text and
+ * equal hashes. Values already in sorted order, the common case, cost one check and JSON.stringify.
  */
 export function canonicalJson(value: JsonValue | undefined): string {
   if (value === undefined) return 'null';
-  if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const keys = Object.keys(value).sort();
-  let out = '{';
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i]!;
-    if (i > 0) out += ',';
-    out += `${JSON.stringify(key)}:${canonicalJson(value[key])}`;
-  }
-  return `${out}}`;
+  if (isKeySorted(value)) return JSON.stringify(value);
+  const out: string[] = [];
+  writeCanonical(value, out);
+  return out.join('');
 }
 
 /** Deep-freezes a plain JSON value in place and returns it. */

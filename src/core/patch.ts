@@ -1,10 +1,21 @@
-import { apply } from 'mutative';
 import { createHash } from 'node:crypto';
+import { apply } from 'mutative';
 import { StateError } from './errors.js';
-import { canonicalJson, findJsonProblem, type JsonLimits, type JsonValue, parsePointer } from './json.js';
+import {
+  canonicalJson,
+  deepFreeze,
+  findJsonProblem,
+  type JsonLimits,
+  type JsonValue,
+  parsePointer,
+} from './json.js';
 
 // mutative's typing of apply() recurses through JsonValue without end; the call is plain data in and out.
-const applyPatches = apply as unknown as (base: object, patch: readonly JsonPatchOperation[], options: object) => unknown;
+const applyPatches = apply as unknown as (
+  base: object,
+  patch: readonly JsonPatchOperation[],
+  options: object,
+) => unknown;
 
 /**
  * One RFC 6902 operation, of the three kinds coremcp produces (add, remove, replace). Any RFC 6902
@@ -35,12 +46,37 @@ export function applyPatch<T extends JsonValue>(value: T, patch: readonly JsonPa
   const rest = start === 0 ? patch : patch.slice(start);
   if (rest.length === 0) return base as T;
   if (base === null || typeof base !== 'object') {
-    throw new StateError('state_invalid', 'A patch addressed a path inside a value that is not an object or array');
+    throw new StateError(
+      'state_invalid',
+      'A patch addressed a path inside a value that is not an object or array',
+    );
   }
+  let next: T;
   try {
-    return applyPatches(base, rest, { enableAutoFreeze: true }) as T;
+    next = applyPatches(base, rest, { enableAutoFreeze: false }) as T;
   } catch (error) {
     throw new StateError('state_invalid', 'A patch could not be applied to the document', { cause: error });
+  }
+  freezeChanged(next, rest);
+  return next;
+}
+
+/**
+ * Freezes what a patch created in `value`: the containers along each patched path (copy-on-write
+ * made them new) and the values written. Everything else was shared with a frozen value and is frozen
+ * already, so the cost follows the size of the change, not of the document.
+ */
+export function freezeChanged(value: JsonValue, patch: readonly JsonPatchOperation[]): void {
+  if (value === null || typeof value !== 'object') return;
+  Object.freeze(value);
+  for (const op of patch) {
+    let node: JsonValue | undefined = value;
+    for (const token of parsePointer(op.path)) {
+      if (node === null || typeof node !== 'object') break;
+      Object.freeze(node);
+      node = (node as Record<string, JsonValue>)[token];
+    }
+    if (node !== null && typeof node === 'object') deepFreeze(node);
   }
 }
 

@@ -1,13 +1,20 @@
-import { randomUUID } from 'node:crypto';
-import { create } from 'mutative';
+import { create, current, isDraft } from 'mutative';
 import { type Principal, SYSTEM_PRINCIPAL } from './access.js';
 import { DEFAULT_DOCUMENT, DOCUMENT_ID_PATTERN } from './commands.js';
 import { RecoveryError, RevisionConflictError, StateError } from './errors.js';
+import { timeOrderedId } from './ids.js';
 import { deepFreeze, findJsonProblem, type JsonLimits, type JsonObject, type JsonValue } from './json.js';
 import { KeyedMutex } from './mutex.js';
-import { applyPatch, findPatchProblem, hashPatch, type JsonPatch, type JsonPatchOperation } from './patch.js';
-import { CallSignal } from './timeout.js';
+import {
+  applyPatch,
+  findPatchProblem,
+  freezeChanged,
+  hashPatch,
+  type JsonPatch,
+  type JsonPatchOperation,
+} from './patch.js';
 import type { AuditRecord, CommitRecord, DocumentInfo, IdempotencyRecord, Store } from './store.js';
+import { CallSignal } from './timeout.js';
 
 /** Bounds on documents and the changes made to them. */
 export interface StateLimits extends JsonLimits {
@@ -119,9 +126,10 @@ interface Head {
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 
+// Freezing is done by freezeChanged() on what the commit created, not by walking the whole tree.
 const MUTATIVE_OPTIONS = {
   enablePatches: { pathAsArray: false, arrayLengthAssignment: false },
-  enableAutoFreeze: true,
+  enableAutoFreeze: false,
 } as const;
 
 function checkRevisionArgument(name: string, revision: unknown): number {
@@ -157,7 +165,8 @@ export class StateManager {
     this.limits = { ...DEFAULT_STATE_LIMITS, ...options.limits };
     this.#declared = new Map(Object.entries({ [DEFAULT_DOCUMENT]: {}, ...options.documents }));
     for (const [doc, initial] of this.#declared) {
-      if (!DOCUMENT_ID_PATTERN.test(doc)) throw new TypeError(`document id "${doc}" must match ${DOCUMENT_ID_PATTERN}`);
+      if (!DOCUMENT_ID_PATTERN.test(doc))
+        throw new TypeError(`document id "${doc}" must match ${DOCUMENT_ID_PATTERN}`);
       const problem = findJsonProblem(initial, this.limits);
       if (problem) throw new TypeError(`initial value of "${doc}" at "${problem.path}": ${problem.problem}`);
     }
@@ -204,19 +213,29 @@ export class StateManager {
     checkRevisionArgument('from', from);
     const target = to === undefined ? head.revision : checkRevisionArgument('to', to);
     if (target > head.revision) {
-      throw new StateError('invalid_revision', `Revision ${target} is later than the head (${head.revision})`, {
-        details: { to: target, head: head.revision },
-      });
+      throw new StateError(
+        'invalid_revision',
+        `Revision ${target} is later than the head (${head.revision})`,
+        {
+          details: { to: target, head: head.revision },
+        },
+      );
     }
     if (from > target) {
-      throw new StateError('invalid_revision', '`from` must not be later than `to`', { details: { from, to: target } });
+      throw new StateError('invalid_revision', '`from` must not be later than `to`', {
+        details: { from, to: target },
+      });
     }
     if (from === target) return { doc, from, to: target, patches: [], compacted: false };
     if (from < head.oldestRevision) return this.#compactedDiff(doc, head, from, target);
     if (target - from > this.limits.maxRangeCommits) {
-      throw new StateError('range_too_large', `A diff may span at most ${this.limits.maxRangeCommits} commits`, {
-        details: { from, to: target, limit: this.limits.maxRangeCommits },
-      });
+      throw new StateError(
+        'range_too_large',
+        `A diff may span at most ${this.limits.maxRangeCommits} commits`,
+        {
+          details: { from, to: target, limit: this.limits.maxRangeCommits },
+        },
+      );
     }
     const commits = await this.store.readCommits(doc, { after: from, to: target });
     if (commits.length !== target - from || commits[0]?.revision !== from + 1) {
@@ -256,7 +275,7 @@ export class StateManager {
     const { doc } = request;
     if (!DOCUMENT_ID_PATTERN.test(doc)) throw new StateError('not_found', `No document "${doc}"`);
     return this.#locks.run(doc, async () => {
-      const commandId = request.commandId ?? randomUUID();
+      const commandId = request.commandId ?? timeOrderedId();
       for (let attempt = 0; ; attempt++) {
         const head = await this.#head(doc, true);
         if (request.expectedRevision !== undefined && request.expectedRevision !== head.revision) {
@@ -265,9 +284,19 @@ export class StateManager {
         const base: DocumentState = { doc, revision: head.revision, value: head.value };
         const [next, patches, inverse, result] = await this.#runMutation(base, request);
         this.#checkWrites(patches, result);
+        freezeChanged(next, patches);
         request.checkPatches?.(patches);
         if (patches.length === 0) {
-          return { doc, revision: head.revision, committed: false, result, commandId, patches, audit: undefined, duplicate: undefined };
+          return {
+            doc,
+            revision: head.revision,
+            committed: false,
+            result,
+            commandId,
+            patches,
+            audit: undefined,
+            duplicate: undefined,
+          };
         }
         const size = this.#checkSize(head, next, patches);
         const at = this.#clock().toISOString();
@@ -315,7 +344,16 @@ export class StateManager {
           },
         });
         if (outcome.status === 'duplicate') {
-          return { doc, revision: outcome.record.revision, committed: false, result, commandId, patches: [], audit: undefined, duplicate: outcome.record };
+          return {
+            doc,
+            revision: outcome.record.revision,
+            committed: false,
+            result,
+            commandId,
+            patches: [],
+            audit: undefined,
+            duplicate: outcome.record,
+          };
         }
         if (outcome.status === 'conflict') {
           this.#conflicts++;
@@ -324,7 +362,9 @@ export class StateManager {
             throw new RevisionConflictError(doc, request.expectedRevision, outcome.currentRevision);
           }
           if (attempt >= this.#maxRetries) {
-            throw new RecoveryError('conflict_retries_exhausted', undefined, { details: { attempts: attempt + 1 } });
+            throw new RecoveryError('conflict_retries_exhausted', undefined, {
+              details: { attempts: attempt + 1 },
+            });
           }
           continue;
         }
@@ -336,9 +376,27 @@ export class StateManager {
           sizeEstimate: size,
         };
         this.#heads.set(doc, newHead);
-        this.#emit({ doc, revision, commandId, command: request.command, principal: request.principal.id, at, patches, external: false });
+        this.#emit({
+          doc,
+          revision,
+          commandId,
+          command: request.command,
+          principal: request.principal.id,
+          at,
+          patches,
+          external: false,
+        });
         if (revision - newHead.lastSnapshot >= this.#snapshotEvery) this.#scheduleSnapshot(doc, newHead);
-        return { doc, revision, committed: true, result, commandId, patches, audit: outcome.audit, duplicate: undefined };
+        return {
+          doc,
+          revision,
+          committed: true,
+          result,
+          commandId,
+          patches,
+          audit: outcome.audit,
+          duplicate: undefined,
+        };
       }
     });
   }
@@ -367,7 +425,10 @@ export class StateManager {
 
   // --- internals -------------------------------------------------------------------------------
 
-  async #runMutation<R>(base: DocumentState, request: TransactRequest<R>): Promise<[JsonValue, JsonPatch, JsonPatch, R]> {
+  async #runMutation<R>(
+    base: DocumentState,
+    request: TransactRequest<R>,
+  ): Promise<[JsonValue, JsonPatch, JsonPatch, R]> {
     let result!: R;
     const produced = create(
       base.value as object,
@@ -375,10 +436,10 @@ export class StateManager {
         const out = request.mutate(draft, base);
         if (out instanceof Promise) {
           return out.then((value) => {
-            result = value;
+            result = resolveDrafts(value);
           });
         }
-        result = out;
+        result = resolveDrafts(out);
         return undefined;
       },
       MUTATIVE_OPTIONS,
@@ -396,16 +457,24 @@ export class StateManager {
   #checkWrites(patches: JsonPatch, result: unknown): void {
     const problem = findPatchProblem(patches, this.limits);
     if (problem) {
-      throw new StateError('state_invalid', `The command wrote an invalid value at "${problem.path}": ${problem.problem}`, {
-        details: { path: problem.path, problem: problem.problem },
-      });
+      throw new StateError(
+        'state_invalid',
+        `The command wrote an invalid value at "${problem.path}": ${problem.problem}`,
+        {
+          details: { path: problem.path, problem: problem.problem },
+        },
+      );
     }
     if (result !== undefined) {
       const resultProblem = findJsonProblem(result, this.limits);
       if (resultProblem) {
-        throw new StateError('state_invalid', `The command returned a result that is not plain JSON at "${resultProblem.path}": ${resultProblem.problem}`, {
-          details: { path: `result${resultProblem.path}`, problem: resultProblem.problem },
-        });
+        throw new StateError(
+          'state_invalid',
+          `The command returned a result that is not plain JSON at "${resultProblem.path}": ${resultProblem.problem}`,
+          {
+            details: { path: `result${resultProblem.path}`, problem: resultProblem.problem },
+          },
+        );
       }
     }
   }
@@ -416,9 +485,13 @@ export class StateManager {
     if (estimate <= this.limits.maxBytes) return estimate;
     const exact = jsonSize(next);
     if (exact > this.limits.maxBytes) {
-      throw new StateError('state_too_large', `The document would be ${exact} bytes; the limit is ${this.limits.maxBytes}`, {
-        details: { bytes: exact, limit: this.limits.maxBytes },
-      });
+      throw new StateError(
+        'state_too_large',
+        `The document would be ${exact} bytes; the limit is ${this.limits.maxBytes}`,
+        {
+          details: { bytes: exact, limit: this.limits.maxBytes },
+        },
+      );
     }
     return exact;
   }
@@ -431,14 +504,22 @@ export class StateManager {
 
   #checkReadable(doc: string, head: Head, revision: number): number {
     if (revision > head.revision) {
-      throw new StateError('invalid_revision', `Revision ${revision} is later than the head (${head.revision})`, {
-        details: { revision, head: head.revision },
-      });
+      throw new StateError(
+        'invalid_revision',
+        `Revision ${revision} is later than the head (${head.revision})`,
+        {
+          details: { revision, head: head.revision },
+        },
+      );
     }
     if (revision < head.oldestRevision) {
-      throw new StateError('revision_compacted', `Revision ${revision} of "${doc}" was compacted; the oldest readable is ${head.oldestRevision}`, {
-        details: { revision, oldestRevision: head.oldestRevision },
-      });
+      throw new StateError(
+        'revision_compacted',
+        `Revision ${revision} of "${doc}" was compacted; the oldest readable is ${head.oldestRevision}`,
+        {
+          details: { revision, oldestRevision: head.oldestRevision },
+        },
+      );
     }
     return revision;
   }
@@ -446,13 +527,13 @@ export class StateManager {
   async #valueAt(doc: string, revision: number): Promise<JsonValue> {
     const snapshot = await this.store.readSnapshot(doc, revision);
     if (!snapshot) {
-      throw new StateError('revision_compacted', `Revision ${revision} of "${doc}" is no longer kept`, { details: { revision } });
+      throw new StateError('revision_compacted', `Revision ${revision} of "${doc}" is no longer kept`, {
+        details: { revision },
+      });
     }
     if (snapshot.revision === revision) return deepFreeze(snapshot.value);
     const commits = await this.store.readCommits(doc, { after: snapshot.revision, to: revision });
-    let value = deepFreeze(snapshot.value);
-    for (const commit of commits) value = applyPatch(value, commit.patches);
-    return value;
+    return applyPatch(deepFreeze(snapshot.value), concatPatches(commits));
   }
 
   async #head(doc: string, forWrite: boolean): Promise<Head> {
@@ -475,13 +556,13 @@ export class StateManager {
     let loaded = await this.store.loadDocument(doc);
     if (!loaded) {
       const initial = this.#declared.get(doc);
-      if (initial === undefined && !createIfMissing) throw new StateError('not_found', `No document "${doc}"`, { details: { doc } });
+      if (initial === undefined && !createIfMissing)
+        throw new StateError('not_found', `No document "${doc}"`, { details: { doc } });
       await this.store.createDocument(doc, initial ?? {}, this.#clock().toISOString());
       loaded = await this.store.loadDocument(doc);
       if (!loaded) throw new RecoveryError('store_unavailable', `Document "${doc}" vanished after creation`);
     }
-    let value = deepFreeze(loaded.snapshot.value);
-    for (const commit of loaded.commits) value = applyPatch(value, commit.patches);
+    const value = applyPatch(deepFreeze(loaded.snapshot.value), concatPatches(loaded.commits));
     const head: Head = {
       revision: loaded.revision,
       value,
@@ -501,12 +582,9 @@ export class StateManager {
       this.#heads.delete(doc);
       return this.#head(doc, false);
     }
-    let value = head.value;
-    let size = head.sizeEstimate;
-    for (const commit of commits) {
-      value = applyPatch(value, commit.patches);
-      size += jsonSize(commit.patches as unknown as JsonValue);
-    }
+    const patches = concatPatches(commits);
+    const value = applyPatch(head.value, patches);
+    const size = head.sizeEstimate + jsonSize(patches as unknown as JsonValue);
     const last = commits.at(-1);
     const next: Head = { ...head, revision: last?.revision ?? head.revision, value, sizeEstimate: size };
     this.#heads.set(doc, next);
@@ -545,6 +623,41 @@ export class StateManager {
       }
     }
   }
+}
+
+/**
+ * A handler may return parts of its draft (`return { task }`); drafts die when the recipe ends, so
+ * they are turned into plain values while still alive. Only containers holding drafts are copied.
+ */
+function resolveDrafts<T>(value: T): T {
+  if (value === null || typeof value !== 'object') return value;
+  if (isDraft(value)) return current(value as object) as T;
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const resolved = resolveDrafts(value[i]);
+      if (resolved === value[i]) continue;
+      out ??= [...value];
+      out[i] = resolved;
+    }
+    return (out ?? value) as T;
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype) return value;
+  let out: Record<string, unknown> | undefined;
+  for (const [key, child] of Object.entries(value)) {
+    const resolved = resolveDrafts(child);
+    if (resolved === child) continue;
+    out ??= { ...(value as Record<string, unknown>) };
+    out[key] = resolved;
+  }
+  return (out ?? value) as T;
+}
+
+function concatPatches(commits: readonly CommitRecord[]): JsonPatch {
+  if (commits.length === 1) return commits[0]!.patches;
+  const out: JsonPatch = [];
+  for (const commit of commits) for (const op of commit.patches) out.push(op);
+  return out;
 }
 
 function normalizePatch(patch: JsonPatchOperation[]): JsonPatch {

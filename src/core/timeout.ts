@@ -19,7 +19,10 @@ export class CallSignal {
       if (this.#reason !== undefined) this.#controller.abort(this.#reason);
       else if (this.#outer) {
         if (this.#outer.aborted) this.#controller.abort(this.#outer.reason);
-        else this.#outer.addEventListener('abort', () => this.#controller?.abort(this.#outer?.reason), { once: true });
+        else
+          this.#outer.addEventListener('abort', () => this.#controller?.abort(this.#outer?.reason), {
+            once: true,
+          });
       }
     }
     return this.#controller.signal;

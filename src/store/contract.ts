@@ -2,7 +2,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { verifyAuditRecords } from '../core/audit.js';
 import { isCoreMcpError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
-import type { AuditEntry, CommitRecord, CommitRequest, CredentialStore, IdempotencyRecord, Store } from '../core/store.js';
+import type {
+  AuditEntry,
+  CommitRecord,
+  CommitRequest,
+  CredentialStore,
+  IdempotencyRecord,
+  Store,
+} from '../core/store.js';
 
 export interface StoreUnderTest {
   store: Store & CredentialStore;
@@ -14,7 +21,16 @@ export interface StoreUnderTest {
 const AT = '2026-01-01T00:00:00.000Z';
 
 function entry(overrides: Partial<AuditEntry> = {}): AuditEntry {
-  return { at: AT, requestId: 'r1', principal: 'alice', via: 'api_key', command: 'task.add', input: { a: 1 }, outcome: 'ok', ...overrides };
+  return {
+    at: AT,
+    requestId: 'r1',
+    principal: 'alice',
+    via: 'api_key',
+    command: 'task.add',
+    input: { a: 1 },
+    outcome: 'ok',
+    ...overrides,
+  };
 }
 
 function commitRequest(doc: string, revision: number, overrides: Partial<CommitRecord> = {}): CommitRequest {
@@ -36,7 +52,18 @@ function commitRequest(doc: string, revision: number, overrides: Partial<CommitR
 }
 
 function idem(key: string, revision: number): IdempotencyRecord {
-  return { principal: 'alice', key, fingerprint: 'f'.repeat(64), command: 'task.add', doc: 'd', revision, commandId: `c${revision}`, outcome: 'ok', response: { ok: true }, at: AT };
+  return {
+    principal: 'alice',
+    key,
+    fingerprint: 'f'.repeat(64),
+    command: 'task.add',
+    doc: 'd',
+    revision,
+    commandId: `c${revision}`,
+    outcome: 'ok',
+    response: { ok: true },
+    at: AT,
+  };
 }
 
 /** The behaviour every Store must have. Run it against each implementation. */
@@ -65,8 +92,16 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       expect(await store.createDocument('d', { tasks: {} }, AT)).toBe(true);
       expect(await store.createDocument('d', { other: 1 }, AT)).toBe(false);
       const loaded = await store.loadDocument('d');
-      expect(loaded).toMatchObject({ doc: 'd', revision: 0, oldestRevision: 0, snapshot: { revision: 0, value: { tasks: {} } }, commits: [] });
-      expect(await store.listDocuments()).toEqual([{ doc: 'd', revision: 0, oldestRevision: 0, createdAt: AT }]);
+      expect(loaded).toMatchObject({
+        doc: 'd',
+        revision: 0,
+        oldestRevision: 0,
+        snapshot: { revision: 0, value: { tasks: {} } },
+        commits: [],
+      });
+      expect(await store.listDocuments()).toEqual([
+        { doc: 'd', revision: 0, oldestRevision: 0, createdAt: AT },
+      ]);
     });
 
     it('knows nothing of documents never created', async () => {
@@ -78,7 +113,11 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
     it('commits at the expected revision and reads the commit back exactly', async () => {
       await store.createDocument('d', {}, AT);
       const value: JsonValue = { 'a/b~c': ['ü', 1.5, null, { deep: [true] }], empty: '' };
-      const request = commitRequest('d', 1, { patches: [{ op: 'add', path: '/x', value }], requestId: 'req-1', idempotencyKey: 'k' });
+      const request = commitRequest('d', 1, {
+        patches: [{ op: 'add', path: '/x', value }],
+        requestId: 'req-1',
+        idempotencyKey: 'k',
+      });
       const outcome = await store.commit(request);
       expect(outcome.status).toBe('committed');
       const commits = await store.readCommits('d', { after: 0 });
@@ -102,7 +141,10 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
 
     it('lets exactly one of two racing commits at the same revision win', async () => {
       await store.createDocument('d', {}, AT);
-      const outcomes = await Promise.all([store.commit(commitRequest('d', 1)), store.commit(commitRequest('d', 1))]);
+      const outcomes = await Promise.all([
+        store.commit(commitRequest('d', 1)),
+        store.commit(commitRequest('d', 1)),
+      ]);
       expect(outcomes.map((o) => o.status).sort()).toEqual(['committed', 'conflict']);
       expect(await store.readCommits('d', { after: 0 })).toHaveLength(1);
     });
@@ -124,7 +166,10 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       await store.commit(commitRequest('a', 1));
       await store.recordAttempt({ audit: entry({ outcome: 'forbidden' }) });
       await store.commit(commitRequest('b', 1));
-      await store.recordAttempt({ audit: entry({ outcome: 'ok', command: 'task.list' }), idempotency: idem('q', 0) });
+      await store.recordAttempt({
+        audit: entry({ outcome: 'ok', command: 'task.list' }),
+        idempotency: idem('q', 0),
+      });
       const records = await store.readAudit({});
       expect(records.map((r) => r.seq)).toEqual([1, 2, 3, 4]);
       expect(verifyAuditRecords(records)).toMatchObject({ ok: true, checked: 4 });
@@ -132,12 +177,20 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
     });
 
     it('filters and pages the audit trail', async () => {
-      await store.recordAttempt({ audit: entry({ principal: 'alice', command: 'task.add', at: '2026-01-01T00:00:00.000Z' }) });
-      await store.recordAttempt({ audit: entry({ principal: 'bob', command: 'task.add', at: '2026-01-02T00:00:00.000Z' }) });
-      await store.recordAttempt({ audit: entry({ principal: 'alice', command: 'task.claim', at: '2026-01-03T00:00:00.000Z' }) });
+      await store.recordAttempt({
+        audit: entry({ principal: 'alice', command: 'task.add', at: '2026-01-01T00:00:00.000Z' }),
+      });
+      await store.recordAttempt({
+        audit: entry({ principal: 'bob', command: 'task.add', at: '2026-01-02T00:00:00.000Z' }),
+      });
+      await store.recordAttempt({
+        audit: entry({ principal: 'alice', command: 'task.claim', at: '2026-01-03T00:00:00.000Z' }),
+      });
       expect((await store.readAudit({ principal: 'alice' })).map((r) => r.seq)).toEqual([1, 3]);
       expect((await store.readAudit({ command: 'task.add' })).map((r) => r.seq)).toEqual([1, 2]);
-      expect((await store.readAudit({ since: '2026-01-02T00:00:00.000Z' })).map((r) => r.seq)).toEqual([2, 3]);
+      expect((await store.readAudit({ since: '2026-01-02T00:00:00.000Z' })).map((r) => r.seq)).toEqual([
+        2, 3,
+      ]);
       expect((await store.readAudit({ afterSeq: 1, limit: 1 })).map((r) => r.seq)).toEqual([2]);
     });
 
@@ -175,7 +228,10 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
     });
 
     it('expires idempotency records older than a time', async () => {
-      await store.recordAttempt({ audit: entry(), idempotency: { ...idem('old', 0), at: '2020-01-01T00:00:00.000Z' } });
+      await store.recordAttempt({
+        audit: entry(),
+        idempotency: { ...idem('old', 0), at: '2020-01-01T00:00:00.000Z' },
+      });
       await store.recordAttempt({ audit: entry(), idempotency: idem('new', 0) });
       expect(await store.expireIdempotency('2025-01-01T00:00:00.000Z')).toBe(1);
       expect(await store.findIdempotency('alice', 'old')).toBeUndefined();
@@ -190,8 +246,12 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
         (e: unknown) => isCoreMcpError(e) && e.code === 'already_exists',
       );
       expect(await store.listApiKeys()).toEqual([key]);
-      expect((await store.revokeApiKey('agent-1', '2026-02-01T00:00:00.000Z'))?.revokedAt).toBe('2026-02-01T00:00:00.000Z');
-      expect((await store.revokeApiKey('k1', '2026-03-01T00:00:00.000Z'))?.revokedAt).toBe('2026-02-01T00:00:00.000Z');
+      expect((await store.revokeApiKey('agent-1', '2026-02-01T00:00:00.000Z'))?.revokedAt).toBe(
+        '2026-02-01T00:00:00.000Z',
+      );
+      expect((await store.revokeApiKey('k1', '2026-03-01T00:00:00.000Z'))?.revokedAt).toBe(
+        '2026-02-01T00:00:00.000Z',
+      );
       expect(await store.revokeApiKey('nobody', AT)).toBeUndefined();
       expect((await store.findApiKeyByHash(key.hash))?.revokedAt).toBe('2026-02-01T00:00:00.000Z');
     });

@@ -59,14 +59,25 @@ export class MemoryStore implements Store, CredentialStore {
   async listDocuments(): Promise<DocumentInfo[]> {
     this.#check();
     return [...this.#docs.entries()]
-      .map(([doc, d]) => ({ doc, revision: d.revision, oldestRevision: d.oldestRevision, createdAt: d.createdAt }))
+      .map(([doc, d]) => ({
+        doc,
+        revision: d.revision,
+        oldestRevision: d.oldestRevision,
+        createdAt: d.createdAt,
+      }))
       .sort((a, b) => a.doc.localeCompare(b.doc));
   }
 
   async createDocument(doc: string, initial: JsonValue, at: string): Promise<boolean> {
     this.#check();
     if (this.#docs.has(doc)) return false;
-    this.#docs.set(doc, { revision: 0, oldestRevision: 0, createdAt: at, commits: [], snapshots: [{ revision: 0, value: copy(initial) }] });
+    this.#docs.set(doc, {
+      revision: 0,
+      oldestRevision: 0,
+      createdAt: at,
+      commits: [],
+      snapshots: [{ revision: 0, value: copy(initial) }],
+    });
     return true;
   }
 
@@ -123,7 +134,8 @@ export class MemoryStore implements Store, CredentialStore {
     d.commits.push(stored);
     d.revision = commit.revision;
     this.#commitsById.set(commit.commandId, stored);
-    if (request.idempotency) this.#idempotency.set(idempotencySlot(request.idempotency), copy(request.idempotency));
+    if (request.idempotency)
+      this.#idempotency.set(idempotencySlot(request.idempotency), copy(request.idempotency));
     return { status: 'committed', audit: copy(audit) };
   }
 
@@ -141,7 +153,8 @@ export class MemoryStore implements Store, CredentialStore {
     this.#check();
     const d = this.#docs.get(doc);
     if (!d) throw new StateError('not_found', `No document "${doc}"`);
-    if (snapshot.revision > d.revision) throw new StateError('invalid_revision', 'Snapshot is later than the head');
+    if (snapshot.revision > d.revision)
+      throw new StateError('invalid_revision', 'Snapshot is later than the head');
     if (d.snapshots.some((s) => s.revision === snapshot.revision)) return;
     d.snapshots.push(copy(snapshot));
     d.snapshots.sort((a, b) => a.revision - b.revision);
@@ -197,7 +210,8 @@ export class MemoryStore implements Store, CredentialStore {
   async insertApiKey(key: ApiKeyRecord): Promise<void> {
     this.#check();
     for (const existing of this.#keys.values()) {
-      if (existing.name === key.name) throw new StateError('already_exists', `An API key named "${key.name}" exists`);
+      if (existing.name === key.name)
+        throw new StateError('already_exists', `An API key named "${key.name}" exists`);
     }
     this.#keys.set(key.id, copy(key));
   }

@@ -39,7 +39,6 @@ export interface SqliteStoreOptions {
 const MIGRATIONS: string[] = [
   `CREATE TABLE documents (
      doc TEXT PRIMARY KEY,
-     revision INTEGER NOT NULL,
      oldest_revision INTEGER NOT NULL DEFAULT 0,
      created_at TEXT NOT NULL
    ) WITHOUT ROWID;
@@ -72,8 +71,6 @@ const MIGRATIONS: string[] = [
      hash TEXT NOT NULL,
      record TEXT NOT NULL
    );
-   CREATE INDEX audit_principal ON audit (principal, seq);
-   CREATE INDEX audit_at ON audit (at);
    CREATE TABLE idempotency (
      principal TEXT NOT NULL,
      key TEXT NOT NULL,
@@ -133,20 +130,33 @@ function toCommit(row: CommitRow): CommitRecord {
 }
 
 function toKey(row: KeyRow): ApiKeyRecord {
-  const key: ApiKeyRecord = { id: row.id, name: row.name, role: row.role, hash: row.hash, createdAt: row.created_at };
+  const key: ApiKeyRecord = {
+    id: row.id,
+    name: row.name,
+    role: row.role,
+    hash: row.hash,
+    createdAt: row.created_at,
+  };
   if (row.revoked_at !== null) key.revokedAt = row.revoked_at;
   return key;
 }
 
 function prepareStatements(db: Database.Database) {
   return {
-    head: db.prepare('SELECT revision, oldest_revision FROM documents WHERE doc = ?'),
-    listDocuments: db.prepare('SELECT doc, revision, oldest_revision, created_at FROM documents ORDER BY doc'),
-    insertDocument: db.prepare('INSERT INTO documents (doc, revision, oldest_revision, created_at) VALUES (?, 0, 0, ?)'),
-    setHead: db.prepare('UPDATE documents SET revision = ? WHERE doc = ?'),
+    // The head is the newest commit (or the compaction floor): no row to update per commit, and the
+    // commits primary key refuses a second writer of the same revision.
+    head: db.prepare(
+      'SELECT MAX(oldest_revision, COALESCE((SELECT MAX(revision) FROM commits WHERE doc = @doc), 0)) AS revision, oldest_revision FROM documents WHERE doc = @doc',
+    ),
+    listDocuments: db.prepare(
+      'SELECT d.doc, MAX(d.oldest_revision, COALESCE((SELECT MAX(revision) FROM commits c WHERE c.doc = d.doc), 0)) AS revision, d.oldest_revision, d.created_at FROM documents d ORDER BY d.doc',
+    ),
+    insertDocument: db.prepare('INSERT INTO documents (doc, oldest_revision, created_at) VALUES (?, 0, ?)'),
     setOldest: db.prepare('UPDATE documents SET oldest_revision = ? WHERE doc = ?'),
     insertSnapshot: db.prepare('INSERT INTO snapshots (doc, revision, value) VALUES (?, ?, ?)'),
-    insertSnapshotIfAbsent: db.prepare('INSERT OR IGNORE INTO snapshots (doc, revision, value) VALUES (?, ?, ?)'),
+    insertSnapshotIfAbsent: db.prepare(
+      'INSERT OR IGNORE INTO snapshots (doc, revision, value) VALUES (?, ?, ?)',
+    ),
     latestSnapshot: db.prepare(
       'SELECT revision, value FROM snapshots WHERE doc = ? AND revision <= ? ORDER BY revision DESC LIMIT 1',
     ),
@@ -161,15 +171,23 @@ function prepareStatements(db: Database.Database) {
     deleteCommitsThrough: db.prepare('DELETE FROM commits WHERE doc = ? AND revision <= ?'),
     deleteSnapshotsBefore: db.prepare('DELETE FROM snapshots WHERE doc = ? AND revision < ?'),
     lastAudit: db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1'),
-    insertAudit: db.prepare('INSERT INTO audit (seq, at, principal, command, hash, record) VALUES (?, ?, ?, ?, ?, ?)'),
+    insertAudit: db.prepare(
+      'INSERT INTO audit (seq, at, principal, command, hash, record) VALUES (?, ?, ?, ?, ?, ?)',
+    ),
     idempotency: db.prepare('SELECT record FROM idempotency WHERE principal = ? AND key = ?'),
-    insertIdempotency: db.prepare('INSERT OR IGNORE INTO idempotency (principal, key, at, record) VALUES (?, ?, ?, ?)'),
+    insertIdempotency: db.prepare(
+      'INSERT OR IGNORE INTO idempotency (principal, key, at, record) VALUES (?, ?, ?, ?)',
+    ),
     expireIdempotency: db.prepare('DELETE FROM idempotency WHERE at < ?'),
-    insertKey: db.prepare('INSERT INTO api_keys (id, name, role, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)'),
+    insertKey: db.prepare(
+      'INSERT INTO api_keys (id, name, role, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)',
+    ),
     keyByHash: db.prepare('SELECT * FROM api_keys WHERE hash = ?'),
     keyByIdOrName: db.prepare('SELECT * FROM api_keys WHERE id = ? OR name = ?'),
     listKeys: db.prepare('SELECT * FROM api_keys ORDER BY created_at, name'),
-    revokeKey: db.prepare('UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? OR name = ?'),
+    revokeKey: db.prepare(
+      'UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? OR name = ?',
+    ),
   };
 }
 
@@ -212,9 +230,11 @@ export class SqliteStore implements Store, CredentialStore {
     this.#sql = prepareStatements(db);
     this.#commitTx = db.transaction((request: CommitRequest) => this.#commitInTx(request)).immediate;
     this.#attemptTx = db.transaction((request: AttemptRequest) => this.#attemptInTx(request)).immediate;
-    this.#compactTx = db.transaction((doc: string, through: number) => this.#compactInTx(doc, through)).immediate;
+    this.#compactTx = db.transaction((doc: string, through: number) =>
+      this.#compactInTx(doc, through),
+    ).immediate;
     this.#createTx = db.transaction((doc: string, initial: string, at: string) => {
-      if (this.#sql.head.get(doc)) return false;
+      if (this.#sql.head.get({ doc: doc })) return false;
       this.#sql.insertDocument.run(doc, at);
       this.#sql.insertSnapshot.run(doc, 0, initial);
       return true;
@@ -237,8 +257,18 @@ export class SqliteStore implements Store, CredentialStore {
 
   async listDocuments(): Promise<DocumentInfo[]> {
     this.#conn();
-    const rows = this.#sql.listDocuments.all() as Array<{ doc: string; revision: number; oldest_revision: number; created_at: string }>;
-    return rows.map((r) => ({ doc: r.doc, revision: r.revision, oldestRevision: r.oldest_revision, createdAt: r.created_at }));
+    const rows = this.#sql.listDocuments.all() as Array<{
+      doc: string;
+      revision: number;
+      oldest_revision: number;
+      created_at: string;
+    }>;
+    return rows.map((r) => ({
+      doc: r.doc,
+      revision: r.revision,
+      oldestRevision: r.oldest_revision,
+      createdAt: r.created_at,
+    }));
   }
 
   async createDocument(doc: string, initial: JsonValue, at: string): Promise<boolean> {
@@ -248,11 +278,17 @@ export class SqliteStore implements Store, CredentialStore {
 
   async loadDocument(doc: string): Promise<LoadedDocument | undefined> {
     this.#conn();
-    const head = this.#sql.head.get(doc) as { revision: number; oldest_revision: number } | undefined;
+    const head = this.#sql.head.get({ doc: doc }) as
+      | { revision: number; oldest_revision: number }
+      | undefined;
     if (!head) return undefined;
-    const snap = this.#sql.latestSnapshot.get(doc, head.revision) as { revision: number; value: string } | undefined;
+    const snap = this.#sql.latestSnapshot.get(doc, head.revision) as
+      | { revision: number; value: string }
+      | undefined;
     if (!snap) throw new StateError('revision_compacted', `Document "${doc}" has no snapshot to start from`);
-    const commits = (this.#sql.commitsAfter.all(doc, snap.revision, head.revision, -1) as CommitRow[]).map(toCommit);
+    const commits = (this.#sql.commitsAfter.all(doc, snap.revision, head.revision, -1) as CommitRow[]).map(
+      toCommit,
+    );
     return {
       doc,
       revision: head.revision,
@@ -264,13 +300,20 @@ export class SqliteStore implements Store, CredentialStore {
 
   async readSnapshot(doc: string, atOrBefore: number): Promise<Snapshot | undefined> {
     this.#conn();
-    const snap = this.#sql.latestSnapshot.get(doc, atOrBefore) as { revision: number; value: string } | undefined;
+    const snap = this.#sql.latestSnapshot.get(doc, atOrBefore) as
+      | { revision: number; value: string }
+      | undefined;
     return snap && { revision: snap.revision, value: JSON.parse(snap.value) };
   }
 
   async readCommits(doc: string, range: CommitRange): Promise<CommitRecord[]> {
     this.#conn();
-    const rows = this.#sql.commitsAfter.all(doc, range.after, range.to ?? Number.MAX_SAFE_INTEGER, range.limit ?? -1) as CommitRow[];
+    const rows = this.#sql.commitsAfter.all(
+      doc,
+      range.after,
+      range.to ?? Number.MAX_SAFE_INTEGER,
+      range.limit ?? -1,
+    ) as CommitRow[];
     return rows.map(toCommit);
   }
 
@@ -292,9 +335,10 @@ export class SqliteStore implements Store, CredentialStore {
 
   async writeSnapshot(doc: string, snapshot: Snapshot): Promise<void> {
     this.#conn();
-    const head = this.#sql.head.get(doc) as { revision: number } | undefined;
+    const head = this.#sql.head.get({ doc: doc }) as { revision: number } | undefined;
     if (!head) throw new StateError('not_found', `No document "${doc}"`);
-    if (snapshot.revision > head.revision) throw new StateError('invalid_revision', 'Snapshot is later than the head');
+    if (snapshot.revision > head.revision)
+      throw new StateError('invalid_revision', 'Snapshot is later than the head');
     this.#sql.insertSnapshotIfAbsent.run(doc, snapshot.revision, JSON.stringify(snapshot.value));
   }
 
@@ -320,7 +364,9 @@ export class SqliteStore implements Store, CredentialStore {
       params.push(query.since);
     }
     params.push(query.limit ?? -1);
-    const rows = db.prepare(`SELECT record FROM audit WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`).all(...params) as Array<{
+    const rows = db
+      .prepare(`SELECT record FROM audit WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`)
+      .all(...params) as Array<{
       record: string;
     }>;
     return rows.map((r) => JSON.parse(r.record) as AuditRecord);
@@ -371,7 +417,7 @@ export class SqliteStore implements Store, CredentialStore {
 
   #commitInTx(request: CommitRequest): CommitOutcome {
     const { commit } = request;
-    const head = this.#sql.head.get(commit.doc) as { revision: number } | undefined;
+    const head = this.#sql.head.get({ doc: commit.doc }) as { revision: number } | undefined;
     if (!head) throw new StateError('not_found', `No document "${commit.doc}"`);
     if (head.revision !== request.expectedRevision || commit.revision !== request.expectedRevision + 1) {
       return { status: 'conflict', currentRevision: head.revision };
@@ -395,7 +441,6 @@ export class SqliteStore implements Store, CredentialStore {
       commit.idempotencyKey ?? null,
       audit.seq,
     );
-    this.#sql.setHead.run(commit.revision, commit.doc);
     if (idem) this.#sql.insertIdempotency.run(idem.principal, idem.key, idem.at, JSON.stringify(idem));
     return { status: 'committed', audit };
   }
@@ -411,7 +456,14 @@ export class SqliteStore implements Store, CredentialStore {
     // Read the chain's end inside the transaction: another process may have appended since.
     const last = this.#sql.lastAudit.get() as { seq: number; hash: string } | undefined;
     const record = sealAuditRecord(entry, (last?.seq ?? 0) + 1, last?.hash ?? GENESIS_HASH);
-    this.#sql.insertAudit.run(record.seq, record.at, record.principal, record.command, record.hash, JSON.stringify(record));
+    this.#sql.insertAudit.run(
+      record.seq,
+      record.at,
+      record.principal,
+      record.command,
+      record.hash,
+      JSON.stringify(record),
+    );
     return record;
   }
 
@@ -420,13 +472,15 @@ export class SqliteStore implements Store, CredentialStore {
     if (!keep) return 0;
     const removed = this.#sql.deleteCommitsThrough.run(doc, keep.revision).changes;
     this.#sql.deleteSnapshotsBefore.run(doc, keep.revision);
-    const head = this.#sql.head.get(doc) as { oldest_revision: number } | undefined;
+    const head = this.#sql.head.get({ doc: doc }) as { oldest_revision: number } | undefined;
     if (head && keep.revision > head.oldest_revision) this.#sql.setOldest.run(keep.revision, doc);
     return removed;
   }
 
   #version(db: Database.Database): number {
-    const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined;
+    const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
+      | { value: string }
+      | undefined;
     return row ? Number(row.value) : 0;
   }
 
@@ -435,12 +489,14 @@ export class SqliteStore implements Store, CredentialStore {
     db.transaction(() => {
       const version = this.#version(db);
       if (version > MIGRATIONS.length) {
-        throw new Error(`database schema version ${version} is newer than this coremcp (${MIGRATIONS.length}); upgrade coremcp`);
+        throw new Error(
+          `database schema version ${version} is newer than this coremcp (${MIGRATIONS.length}); upgrade coremcp`,
+        );
       }
       for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
-      db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(
-        String(MIGRATIONS.length),
-      );
+      db.prepare(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      ).run(String(MIGRATIONS.length));
     }).immediate();
   }
 

@@ -1,0 +1,88 @@
+/**
+ * coremcp's public API. Importing this module opens nothing and starts nothing: stores open and
+ * servers listen only when you call them.
+ */
+export type {
+  AuthenticationResult,
+  Authenticator,
+  AuthMethod,
+  Authorizer,
+  CommandGrant,
+  DocumentAction,
+  Principal,
+} from './core/access.js';
+export { SYSTEM_PRINCIPAL } from './core/access.js';
+export {
+  type AuditVerdict,
+  GENESIS_HASH,
+  hashAuditRecord,
+  sealAuditRecord,
+  verifyAuditRecords,
+} from './core/audit.js';
+export {
+  type ClientChannel,
+  type CommandDefinition,
+  type CommandLogger,
+  CommandRegistry,
+  DEFAULT_DOCUMENT,
+  type DocumentDefinition,
+  defineCommand,
+  defineDocument,
+  type QueryCommandSpec,
+  type QueryContext,
+  type WriteCommandSpec,
+  type WriteContext,
+} from './core/commands.js';
+export {
+  AccessError,
+  CommandError,
+  CoreMcpError,
+  type CoreMcpErrorOptions,
+  ERROR_CATALOG,
+  type ErrorFamily,
+  type ErrorSpec,
+  errorSpec,
+  InternalError,
+  isCoreMcpError,
+  type PublicError,
+  RecoveryError,
+  RevisionConflictError,
+  StateError,
+  toPublicError,
+} from './core/errors.js';
+export {
+  CommandExecutor,
+  type CommandFailure,
+  type CommandResult,
+  type CommandSuccess,
+  type ExecuteOptions,
+  type ExecutionReport,
+} from './core/executor.js';
+export type { JsonLimits, JsonObject, JsonPrimitive, JsonValue } from './core/json.js';
+export { type Logger, silentLogger } from './core/log.js';
+export { applyPatch, type JsonPatch, type JsonPatchOperation } from './core/patch.js';
+export {
+  type CommitEvent,
+  type DocumentState,
+  type StateDiff,
+  type StateLimits,
+  StateManager,
+  type StateManagerOptions,
+  type TransactResult,
+} from './core/state.js';
+export type * from './core/store.js';
+export {
+  type AppCallContext,
+  type AppDefinition,
+  type AppPrompt,
+  type AppResource,
+  type AppResourceTemplate,
+  type AppSpec,
+  defineApp,
+  isAppDefinition,
+} from './mcp/app.js';
+export { type Core, type CoreOptions, createCore, localPrincipal } from './runtime.js';
+export { ApiKeys, type CreatedApiKey } from './security/apikeys.js';
+export { DEFAULT_ROLES, RoleAuthorizer, type RoleDefinition, type RolesConfig } from './security/rbac.js';
+export { MemoryStore } from './store/memory.js';
+export { SqliteStore, type SqliteStoreOptions } from './store/sqlite.js';

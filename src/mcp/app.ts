@@ -1,0 +1,176 @@
+import type { GetPromptResult, ResourceContents } from '@modelcontextprotocol/server';
+import { UriTemplate } from '@modelcontextprotocol/server';
+import type { Principal } from '../core/access.js';
+import { type CommandDefinition, type DocumentDefinition, defineDocument } from '../core/commands.js';
+import type { JsonValue } from '../core/json.js';
+import type { RolesConfig } from '../security/rbac.js';
+
+/** What app resources and prompts learn about the call. */
+export interface AppCallContext {
+  principal: Principal;
+  signal: AbortSignal;
+}
+
+/** A fixed resource the app offers beside its documents. */
+export interface AppResource {
+  uri: string;
+  name: string;
+  title?: string;
+  description?: string;
+  mimeType?: string;
+  /** A permission the principal's roles must grant; without one, any authenticated principal may read. */
+  permission?: string;
+  read(ctx: AppCallContext): ResourceContents[] | Promise<ResourceContents[]>;
+}
+
+/** A family of resources addressed by an RFC 6570 URI template. */
+export interface AppResourceTemplate {
+  uriTemplate: string;
+  name: string;
+  title?: string;
+  description?: string;
+  mimeType?: string;
+  permission?: string;
+  read(
+    uri: string,
+    variables: Record<string, string>,
+    ctx: AppCallContext,
+  ): ResourceContents[] | Promise<ResourceContents[]>;
+  /** Completions for template variables, by variable name. */
+  complete?: Record<string, (value: string, context: Record<string, string>) => string[] | Promise<string[]>>;
+}
+
+export interface AppPromptArgument {
+  name: string;
+  description?: string;
+  required?: boolean;
+}
+
+export interface AppPrompt {
+  name: string;
+  title?: string;
+  description?: string;
+  arguments?: AppPromptArgument[];
+  permission?: string;
+  get(args: Record<string, string>, ctx: AppCallContext): GetPromptResult | Promise<GetPromptResult>;
+  /** Completions for arguments, by argument name. */
+  complete?: Record<string, (value: string, context: Record<string, string>) => string[] | Promise<string[]>>;
+}
+
+export interface AppSpec {
+  name: string;
+  version?: string;
+  title?: string;
+  /** Shown to clients at initialization: how agents should use this server. */
+  instructions?: string;
+  /** Documents and their initial values: `{ board: { tasks: {} } }`, or `defineDocument(...)` results. */
+  documents?: Record<string, JsonValue> | Array<DocumentDefinition<unknown>>;
+  commands?: CommandDefinition[];
+  resources?: AppResource[];
+  resourceTemplates?: AppResourceTemplate[];
+  prompts?: AppPrompt[];
+  /** Roles for this app; they replace the built-in roles of the same name. */
+  roles?: RolesConfig;
+}
+
+/** A validated app, ready to serve. */
+export interface AppDefinition {
+  readonly name: string;
+  readonly version: string;
+  readonly title: string | undefined;
+  readonly instructions: string | undefined;
+  readonly documents: Readonly<Record<string, JsonValue>>;
+  readonly commands: readonly CommandDefinition[];
+  readonly resources: readonly AppResource[];
+  readonly resourceTemplates: ReadonlyArray<AppResourceTemplate & { readonly matcher: UriTemplate }>;
+  readonly prompts: readonly AppPrompt[];
+  readonly roles: RolesConfig | undefined;
+}
+
+const APP_BRAND = Symbol.for('coremcp.app');
+
+function unique(kind: string, names: string[]): void {
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) throw new TypeError(`${kind} "${name}" is defined twice`);
+    seen.add(name);
+  }
+}
+
+/**
+ * Declares an app: its commands (tools), documents (state), and optional resources and prompts.
+ * Export the result as the module's default export and serve it with `coremcp serve ./app.ts`.
+ */
+export function defineApp(spec: AppSpec): AppDefinition {
+  if (typeof spec?.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.@/-]{0,127}$/.test(spec.name)) {
+    throw new TypeError('defineApp needs a name (letters, digits and _ . @ / -)');
+  }
+  const documents: Record<string, JsonValue> = {};
+  if (Array.isArray(spec.documents)) {
+    for (const doc of spec.documents) {
+      if (doc.id in documents) throw new TypeError(`document "${doc.id}" is defined twice`);
+      documents[doc.id] = doc.initial as JsonValue;
+    }
+  } else {
+    for (const [id, initial] of Object.entries(spec.documents ?? {}))
+      documents[id] = defineDocument(id, initial).initial as JsonValue;
+  }
+  const commands = spec.commands ?? [];
+  for (const command of commands) {
+    if (typeof command?.run !== 'function')
+      throw new TypeError('commands must be what defineCommand() returns');
+  }
+  unique(
+    'command',
+    commands.map((c) => c.name),
+  );
+  const resources = spec.resources ?? [];
+  for (const resource of resources) {
+    try {
+      new URL(resource.uri);
+    } catch {
+      throw new TypeError(`resource "${resource.name}" has an invalid URI: ${resource.uri}`);
+    }
+    if (resource.uri.startsWith('coremcp:'))
+      throw new TypeError(`resource URI ${resource.uri}: the coremcp: scheme is reserved for state`);
+  }
+  unique(
+    'resource',
+    resources.map((r) => r.uri),
+  );
+  const templates = (spec.resourceTemplates ?? []).map((t) => {
+    if (t.uriTemplate.startsWith('coremcp:'))
+      throw new TypeError(`template ${t.uriTemplate}: the coremcp: scheme is reserved for state`);
+    return Object.freeze({ ...t, matcher: new UriTemplate(t.uriTemplate) });
+  });
+  unique(
+    'resource template',
+    templates.map((t) => t.uriTemplate),
+  );
+  const prompts = spec.prompts ?? [];
+  unique(
+    'prompt',
+    prompts.map((p) => p.name),
+  );
+  const app: AppDefinition = {
+    name: spec.name,
+    version: spec.version ?? '0.0.0',
+    title: spec.title,
+    instructions: spec.instructions,
+    documents: Object.freeze(documents),
+    commands: Object.freeze([...commands]),
+    resources: Object.freeze([...resources]),
+    resourceTemplates: Object.freeze(templates),
+    prompts: Object.freeze([...prompts]),
+    roles: spec.roles,
+  };
+  Object.defineProperty(app, APP_BRAND, { value: true });
+  return Object.freeze(app);
+}
+
+/** Whether a module export is an app made by `defineApp` (from any copy of coremcp). */
+export function isAppDefinition(value: unknown): value is AppDefinition {
+  return (
+    typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[APP_BRAND] === true
+  );
+}

@@ -1,0 +1,104 @@
+import type { Principal } from './core/access.js';
+import { CommandRegistry } from './core/commands.js';
+import { CommandExecutor, type CommandResult, type ExecuteOptions } from './core/executor.js';
+import type { JsonLimits } from './core/json.js';
+import { type Logger, silentLogger } from './core/log.js';
+import { type StateLimits, StateManager } from './core/state.js';
+import type { CredentialStore, Store } from './core/store.js';
+import { type AppDefinition, defineApp } from './mcp/app.js';
+import { ApiKeys } from './security/apikeys.js';
+import { DEFAULT_ROLES, RoleAuthorizer, type RolesConfig } from './security/rbac.js';
+import { createRedactor } from './security/redact.js';
+import { MemoryStore } from './store/memory.js';
+
+export interface CoreOptions {
+  /** The app to serve; without one the core starts empty (register commands yourself). */
+  app?: AppDefinition;
+  /** Where state lives; an in-memory store by default. The core opens it and closes it. */
+  store?: Store;
+  /** Roles; replace the app's and the built-in roles of the same name. */
+  roles?: RolesConfig;
+  logger?: Logger;
+  clock?: () => Date;
+  limits?: { input?: Partial<JsonLimits>; state?: Partial<StateLimits> };
+  /** Snapshot every this many commits per document (default 1,000). */
+  snapshotEvery?: number;
+}
+
+/** A wired runtime: registry, state, pipeline and access control over one store. */
+export interface Core {
+  readonly app: AppDefinition;
+  readonly store: Store;
+  readonly registry: CommandRegistry;
+  readonly state: StateManager;
+  readonly executor: CommandExecutor;
+  readonly authorizer: RoleAuthorizer;
+  /** API keys, when the store can keep credentials. */
+  readonly keys: ApiKeys | undefined;
+  readonly logger: Logger;
+  /** Runs a command through the pipeline. */
+  execute(name: string, input: unknown, options?: ExecuteOptions): Promise<CommandResult>;
+  close(): Promise<void>;
+}
+
+function isCredentialStore(store: Store): store is Store & CredentialStore {
+  return typeof (store as Partial<CredentialStore>).findApiKeyByHash === 'function';
+}
+
+/**
+ * Opens the store and wires a runtime around it. Nothing runs and nothing is opened before this is
+ * called; importing coremcp has no side effects.
+ */
+export async function createCore(options: CoreOptions = {}): Promise<Core> {
+  const app = options.app ?? defineApp({ name: 'coremcp' });
+  const store = options.store ?? new MemoryStore();
+  const logger = options.logger ?? silentLogger;
+  const roles = { ...DEFAULT_ROLES, ...app.roles, ...options.roles };
+  const authorizer = new RoleAuthorizer(roles);
+  const registry = new CommandRegistry();
+  for (const command of app.commands) registry.register(command);
+
+  await store.open();
+  try {
+    const state = new StateManager(store, {
+      documents: { ...app.documents },
+      limits: options.limits?.state,
+      snapshotEvery: options.snapshotEvery,
+      clock: options.clock,
+      onBackgroundError: (error, what) => logger.error({ err: error }, `background work failed: ${what}`),
+    });
+    await state.open();
+    const executor = new CommandExecutor({
+      registry,
+      state,
+      authorizer,
+      redactInput: createRedactor(),
+      inputLimits: options.limits?.input,
+      logger,
+      clock: options.clock,
+    });
+    const keys = isCredentialStore(store)
+      ? new ApiKeys(store, { roles: authorizer.roleNames, clock: options.clock })
+      : undefined;
+    return {
+      app,
+      store,
+      registry,
+      state,
+      executor,
+      authorizer,
+      keys,
+      logger,
+      execute: (name, input, executeOptions) => executor.execute(name, input, executeOptions),
+      close: () => store.close(),
+    };
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+}
+
+/** A principal for trusted in-process callers (tests, scripts): the given roles, audited under `id`. */
+export function localPrincipal(id: string, roles: readonly string[] = ['admin']): Principal {
+  return Object.freeze({ id, name: id, roles: Object.freeze([...roles]), via: 'internal' });
+}
