@@ -71,6 +71,7 @@ export {
   type TransactResult,
 } from './core/state.js';
 export type * from './core/store.js';
+export { type ReplicaSource, ReplicaState, type SyncOutcome } from './core/sync.js';
 export {
   type AppCallContext,
   type AppDefinition,
@@ -81,6 +82,11 @@ export {
   defineApp,
   isAppDefinition,
 } from './mcp/app.js';
+export { type HttpServerOptions, type RunningHttpServer, serveHttp } from './mcp/http.js';
+export { META, STATE_URI_PREFIX, stateUri } from './mcp/meta.js';
+export { StateReplica, type StateReplicaOptions } from './mcp/replica.js';
+export { type StdioServeOptions, serveStdio } from './mcp/stdio.js';
+export { type Channel, McpSurface, type McpSurfaceOptions, toCallToolResult } from './mcp/surface.js';
 export { type Core, type CoreOptions, createCore, localPrincipal } from './runtime.js';
 export { ApiKeys, type CreatedApiKey } from './security/apikeys.js';
 export { DEFAULT_ROLES, RoleAuthorizer, type RoleDefinition, type RolesConfig } from './security/rbac.js';

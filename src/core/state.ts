@@ -33,7 +33,7 @@ export const DEFAULT_STATE_LIMITS: StateLimits = {
 };
 
 export interface StateManagerOptions {
-  /** Declared documents and their initial values. `default` exists even when not declared. */
+  /** Declared documents and their initial values. Without any, a `default` document exists. */
   documents?: Record<string, JsonValue>;
   limits?: Partial<StateLimits>;
   /** Write a snapshot every this many commits (default 1,000); bounds replay at start-up. */
@@ -63,6 +63,16 @@ export interface StateDiff {
    * value at `to`, not the composed history.
    */
   compacted: boolean;
+}
+
+/** One page of a document's commit history. */
+export interface HistoryPage {
+  doc: string;
+  head: number;
+  oldestRevision: number;
+  commits: CommitRecord[];
+  /** Pass as `since` to read the next page. */
+  next?: number;
 }
 
 /** Published after every commit, in revision order per document. */
@@ -163,7 +173,10 @@ export class StateManager {
   constructor(store: Store, options: StateManagerOptions = {}) {
     this.store = store;
     this.limits = { ...DEFAULT_STATE_LIMITS, ...options.limits };
-    this.#declared = new Map(Object.entries({ [DEFAULT_DOCUMENT]: {}, ...options.documents }));
+    const declared = options.documents ?? {};
+    this.#declared = new Map(
+      Object.entries(Object.keys(declared).length > 0 ? declared : { [DEFAULT_DOCUMENT]: {} }),
+    );
     for (const [doc, initial] of this.#declared) {
       if (!DOCUMENT_ID_PATTERN.test(doc))
         throw new TypeError(`document id "${doc}" must match ${DOCUMENT_ID_PATTERN}`);
@@ -245,6 +258,30 @@ export class StateManager {
     const patches: JsonPatch = [];
     for (const commit of commits) for (const op of commit.patches) patches.push(op);
     return { doc, from, to: target, patches, compacted: false };
+  }
+
+  /**
+   * Commits after revision `since`, oldest first, at most `limit`. `next` is the `since` of the next
+   * page when there is one. Commits before the retention point are gone; `oldestRevision` says where
+   * history starts.
+   */
+  async history(doc: string, since: number, limit: number): Promise<HistoryPage> {
+    const head = await this.#head(doc, false);
+    checkRevisionArgument('since', since);
+    if (since > head.revision) {
+      throw new StateError(
+        'invalid_revision',
+        `Revision ${since} is later than the head (${head.revision})`,
+        {
+          details: { since, head: head.revision },
+        },
+      );
+    }
+    const commits = await this.store.readCommits(doc, { after: since, to: head.revision, limit });
+    const last = commits.at(-1);
+    const page: HistoryPage = { doc, head: head.revision, oldestRevision: head.oldestRevision, commits };
+    if (last && last.revision < head.revision) page.next = last.revision;
+    return page;
   }
 
   /**

@@ -1,9 +1,16 @@
-import type { GetPromptResult, ResourceContents } from '@modelcontextprotocol/server';
+import type {
+  BlobResourceContents,
+  GetPromptResult,
+  TextResourceContents,
+} from '@modelcontextprotocol/server';
 import { UriTemplate } from '@modelcontextprotocol/server';
 import type { Principal } from '../core/access.js';
 import { type CommandDefinition, type DocumentDefinition, defineDocument } from '../core/commands.js';
 import type { JsonValue } from '../core/json.js';
 import type { RolesConfig } from '../security/rbac.js';
+
+/** One piece of a resource: text or base64 data. */
+export type ResourceContents = TextResourceContents | BlobResourceContents;
 
 /** What app resources and prompts learn about the call. */
 export interface AppCallContext {

@@ -1,0 +1,61 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { rolesConfigSchema } from '../security/rbac.js';
+import { UsageError } from './usage.js';
+
+export const CONFIG_FILE = 'coremcp.config.json';
+
+/** `coremcp.config.json`: settings an operator changes without touching the app's code. */
+export const configSchema = z.strictObject({
+  /** Roles; replace the app's and the built-in ones of the same name. */
+  roles: rolesConfigSchema.optional(),
+  http: z
+    .strictObject({
+      allowedHosts: z.array(z.string().min(1).max(253)).max(100).optional(),
+      allowedOrigins: z.array(z.string().min(1).max(253)).max(100).optional(),
+      maxBodyBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(64 * 1024 * 1024)
+        .optional(),
+      maxSessions: z.number().int().min(1).max(100_000).optional(),
+    })
+    .optional(),
+  stdio: z
+    .strictObject({
+      /** Roles of the local user over stdio (default: admin; the local user owns the data). */
+      roles: z.array(z.string().min(1).max(64)).min(1).max(20).optional(),
+    })
+    .optional(),
+  store: z
+    .strictObject({
+      durability: z.enum(['normal', 'full']).optional(),
+      snapshotEvery: z.number().int().min(1).max(1_000_000).optional(),
+    })
+    .optional(),
+});
+
+export type CoreMcpConfig = z.infer<typeof configSchema>;
+
+/** Reads the config file named, or `./coremcp.config.json` if present, or nothing. */
+export function loadConfig(path: string | undefined): CoreMcpConfig {
+  const file = path === undefined ? join(process.cwd(), CONFIG_FILE) : resolve(path);
+  if (!existsSync(file)) {
+    if (path !== undefined) throw new UsageError(`no such config file: ${path}`);
+    return {};
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(`${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new UsageError(`${file}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  return parsed.data;
+}

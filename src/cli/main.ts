@@ -1,0 +1,122 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { isCoreMcpError } from '../core/errors.js';
+import { createKey, listKeys, revokeKey } from './keys.js';
+import { serve } from './serve.js';
+import { stateGet, stateHistory } from './state.js';
+import { UsageError } from './usage.js';
+
+const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+/** Options every command that touches the data folder takes. */
+function withCommon(command: Command): Command {
+  return command
+    .option('--data-dir <dir>', 'where state is kept (default ./.coremcp, or $COREMCP_DATA_DIR)')
+    .option('--config <file>', 'configuration file (default ./coremcp.config.json if present)');
+}
+
+export function buildProgram(): Command {
+  const program = new Command('coremcp')
+    .description(
+      'Run MCP servers whose tools change shared state: every call an authenticated, audited command on versioned JSON.',
+    )
+    .version(version)
+    .showHelpAfterError()
+    .exitOverride();
+
+  withCommon(
+    program
+      .command('serve')
+      .description('serve an app over Streamable HTTP (default 127.0.0.1:3000) and/or stdio')
+      .argument(
+        '[app]',
+        'module whose default export is defineApp({...}) (.ts or .js); default: the task board',
+      )
+      .option('--http [address]', 'serve Streamable HTTP on [host:]port (default 127.0.0.1:3000)')
+      .option('--stdio', 'serve over stdin/stdout (the local user, no key needed)')
+      .option('--no-auth', 'serve HTTP without authentication (loopback only; for local tooling)')
+      .addOption(
+        new Option('--log-level <level>', 'log level (logs go to stderr)').choices([
+          'fatal',
+          'error',
+          'warn',
+          'info',
+          'debug',
+          'trace',
+          'silent',
+        ]),
+      ),
+  ).action((app: string | undefined, options) => serve(app, options));
+
+  const keys = program.command('keys').description('manage API keys for HTTP clients');
+  withCommon(
+    keys
+      .command('create')
+      .description('create a key; prints the key alone on stdout (it is never shown again)')
+      .requiredOption('--name <name>', 'a unique name; the principal id the key acts as')
+      .requiredOption('--role <role>', 'role the key grants (admin, member, viewer, or a configured role)')
+      .option('--allow-unknown-role', 'accept a role defined only by an app'),
+  ).action((options) => createKey({ ...options, anyRole: options.allowUnknownRole }));
+  withCommon(
+    keys.command('list').description('list keys (never the keys themselves)').option('--json', 'print JSON'),
+  ).action((options) => listKeys(options));
+  withCommon(
+    keys.command('revoke').description('revoke a key by id or name').argument('<key>', 'key id or name'),
+  ).action((key: string, options) => revokeKey({ ...options, key }));
+
+  const state = program.command('state').description('read the state and its history');
+  withCommon(
+    state
+      .command('get')
+      .description('print a document (at head, or at --revision)')
+      .option('--doc <doc>', "document id (default: the store's only document, else `default`)")
+      .option('--revision <n>', 'revision to read'),
+  ).action((options) => stateGet(options));
+  withCommon(
+    state
+      .command('history')
+      .description('list commits: revision, time, principal, command, command id, paths touched')
+      .option('--doc <doc>', "document id (default: the store's only document, else `default`)")
+      .option('--limit <n>', 'how many commits (default 20)')
+      .option('--since <n>', 'commits after this revision (default: the last --limit)')
+      .option('--json', 'print JSON'),
+  ).action((options) => stateHistory(options));
+
+  return program;
+}
+
+/** Exit codes: 0 ok, 1 failure, 2 usage error. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (
+        error.code === 'commander.helpDisplayed' ||
+        error.code === 'commander.version' ||
+        error.exitCode === 0
+      )
+        return 0;
+      return 2;
+    }
+    if (error instanceof UsageError) {
+      process.stderr.write(`coremcp: ${error.message}\n`);
+      return 2;
+    }
+    if (isCoreMcpError(error) && error.spec.expose) {
+      process.stderr.write(`coremcp: ${error.code}: ${error.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`coremcp: ${(error as Error)?.stack ?? String(error)}\n`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv);
+// `serve` keeps running on its own handles; everything else ends here.
+if (code !== 0 || !process.argv.slice(2).includes('serve')) process.exitCode = code;

@@ -1,0 +1,127 @@
+import { userInfo } from 'node:os';
+import type { Principal } from '../core/access.js';
+import type { Logger } from '../core/log.js';
+import { isLoopback, type RunningHttpServer, serveHttp } from '../mcp/http.js';
+import { serveStdio } from '../mcp/stdio.js';
+import { McpSurface } from '../mcp/surface.js';
+import { type Core, createCore } from '../runtime.js';
+import { type CommonOptions, configOf, createLogger, openSqlite } from './context.js';
+import { loadApp } from './load-app.js';
+import { UsageError } from './usage.js';
+
+export interface ServeOptions extends CommonOptions {
+  /** `true` for the default address, or `[host:]port`. */
+  http?: string | boolean;
+  stdio?: boolean;
+  /** `false` (from `--no-auth`) serves without authentication: loopback only, for local tooling. */
+  auth?: boolean;
+}
+
+export const DEFAULT_HTTP = { host: '127.0.0.1', port: 3000 };
+
+/** Parses `[host:]port`: `3000`, `0.0.0.0:8080`, `[::1]:3000`. */
+export function parseListen(value: string): { host: string; port: number } {
+  const match = /^(?:(?:\[([0-9a-fA-F:]+)\]|([A-Za-z0-9.-]+)):)?(\d{1,5})$/.exec(value);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535)
+    throw new UsageError(`--http takes [host:]port, e.g. 3000 or 127.0.0.1:3000, not "${value}"`);
+  return { host: match[1] ?? match[2] ?? DEFAULT_HTTP.host, port };
+}
+
+/** Runs the server until SIGINT/SIGTERM (or, for stdio alone, until the client closes stdin). */
+export async function serve(appPath: string | undefined, options: ServeOptions): Promise<void> {
+  const config = configOf(options);
+  const logger = createLogger(options.logLevel);
+  const listen = typeof options.http === 'string' ? parseListen(options.http) : DEFAULT_HTTP;
+  const wantStdio = options.stdio === true;
+  const wantHttp = options.http !== undefined || !wantStdio;
+  if (options.auth === false && wantHttp && !isLoopback(listen.host)) {
+    throw new UsageError('--no-auth is only allowed on a loopback address (127.0.0.1, ::1, localhost)');
+  }
+  const app = await loadApp(appPath);
+  const core = await createCore({
+    app,
+    store: openSqlite(options, config),
+    ...(config.roles === undefined ? {} : { roles: config.roles }),
+    logger,
+    ...(config.store?.snapshotEvery === undefined ? {} : { snapshotEvery: config.store.snapshotEvery }),
+  });
+  const surface = new McpSurface(core);
+  let http: RunningHttpServer | undefined;
+  let stdio: { close(): Promise<void> } | undefined;
+
+  const shutdown = async (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    await stdio?.close().catch(() => {});
+    await http?.close().catch(() => {});
+    surface.close();
+    await core.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+
+  if (wantHttp) {
+    let anonymous: Principal | undefined;
+    if (options.auth === false) {
+      logger.warn(
+        {},
+        'authentication is OFF (--no-auth): anyone who can reach this loopback port acts as admin',
+      );
+      anonymous = Object.freeze({
+        id: 'anonymous',
+        name: 'anonymous',
+        roles: Object.freeze(['admin']),
+        via: 'none',
+      });
+    }
+    http = await serveHttp(surface, {
+      ...listen,
+      ...(anonymous ? { anonymous } : { authenticator: core.keys! }),
+      ...(config.http?.allowedHosts ? { allowedHosts: config.http.allowedHosts } : {}),
+      ...(config.http?.allowedOrigins ? { allowedOrigins: config.http.allowedOrigins } : {}),
+      ...(config.http?.maxBodyBytes ? { maxBodyBytes: config.http.maxBodyBytes } : {}),
+      ...(config.http?.maxSessions ? { maxSessions: config.http.maxSessions } : {}),
+      logger,
+    });
+    if (!anonymous) await announceFirstKey(core, app.name, http.url, logger);
+    process.stderr.write(`coremcp: serving "${app.name}" at ${http.url}\n`);
+  }
+  if (wantStdio) {
+    const principal: Principal = Object.freeze({
+      id: userInfo().username || 'local',
+      name: userInfo().username || 'local',
+      roles: Object.freeze(config.stdio?.roles ?? ['admin']),
+      via: 'stdio',
+    });
+    stdio = serveStdio(surface, { principal, logger });
+  }
+}
+
+/**
+ * On the first start (no API key was ever made) creates an admin key and prints it, once, to stderr
+ * with a client configuration ready to paste. Later starts find keys and print nothing.
+ */
+async function announceFirstKey(core: Core, appName: string, url: string, logger: Logger): Promise<void> {
+  if (!core.keys || (await core.keys.list()).length > 0) return;
+  const { key, record } = await core.keys.create('admin', 'admin');
+  logger.info({ keyId: record.id, name: record.name }, 'created the first admin API key');
+  const config = {
+    mcpServers: { [appName]: { type: 'http', url, headers: { Authorization: `Bearer ${key}` } } },
+  };
+  process.stderr.write(
+    [
+      '',
+      'coremcp: first start: created an admin API key. It is shown ONCE; store it now:',
+      '',
+      `  ${key}`,
+      '',
+      'Client configuration (paste into your MCP client):',
+      '',
+      JSON.stringify(config, null, 2),
+      '',
+      'More keys: coremcp keys create --name NAME --role member',
+      '',
+    ].join('\n'),
+  );
+}

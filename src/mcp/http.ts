@@ -1,0 +1,455 @@
+import { randomBytes } from 'node:crypto';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server as NodeHttpServer,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  type AuthInfo,
+  createMcpHandler,
+  isInitializeRequest,
+  isLegacyRequest,
+  legacyStatelessFallback,
+  type McpHttpHandler,
+  type McpRequestContext,
+  type Server,
+  validateHostHeader,
+  validateOriginHeader,
+  WebStandardStreamableHTTPServerTransport,
+} from '@modelcontextprotocol/server';
+import type { Authenticator, Principal } from '../core/access.js';
+import { AccessError, type CoreMcpError, jsonRpcErrorBody, toPublicError } from '../core/errors.js';
+import { timeOrderedId } from '../core/ids.js';
+import type { JsonValue } from '../core/json.js';
+import type { Logger } from '../core/log.js';
+import type { McpSurface } from './surface.js';
+
+export interface HttpServerOptions {
+  /** Interface to bind (default 127.0.0.1). Binding a non-loopback address needs authentication. */
+  host?: string;
+  /** Port (default 3000; 0 picks a free one). */
+  port?: number;
+  /** Path of the MCP endpoint (default /mcp). */
+  path?: string;
+  /** Turns bearer credentials into principals. Required unless `anonymous` is set. */
+  authenticator?: Authenticator;
+  /**
+   * Serve without authentication as this principal. Only allowed on a loopback address; for local
+   * tooling such as the conformance suite, never for shared state.
+   */
+  anonymous?: Principal;
+  /** Host header names accepted besides localhost, 127.0.0.1 and [::1] (DNS rebinding defence). */
+  allowedHosts?: string[];
+  /** Origin hostnames accepted besides the loopback ones. Requests without Origin are accepted. */
+  allowedOrigins?: string[];
+  /** Largest request body, in bytes (default 1 MiB). Larger bodies get 413. */
+  maxBodyBytes?: number;
+  /** Most concurrent 2025-era sessions (default 1,000). */
+  maxSessions?: number;
+  /** A 2025-era session idle this long is closed (default 30 minutes). */
+  sessionIdleMs?: number;
+  /** Extra routes (health, metrics, metadata) tried before 404; return true when handled. */
+  routes?: Array<(req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>>;
+  logger: Logger;
+}
+
+export interface RunningHttpServer {
+  /** The MCP endpoint, e.g. http://127.0.0.1:3000/mcp. */
+  readonly url: string;
+  readonly port: number;
+  readonly server: NodeHttpServer;
+  /** Open 2025-era sessions. */
+  readonly sessions: number;
+  close(): Promise<void>;
+}
+
+interface LegacySession {
+  transport: WebStandardStreamableHTTPServerTransport;
+  server: Server;
+  principal: Principal;
+  lastSeen: number;
+}
+
+const LOOPBACK = ['localhost', '127.0.0.1', '[::1]', '::1'];
+const DEFAULT_BODY_LIMIT = 1024 * 1024;
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.includes(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+class HttpFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: CoreMcpError,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(error.message);
+  }
+}
+
+const AUTH_INFO_PRINCIPAL = 'coremcp/principal';
+
+function principalOf(authInfo: AuthInfo | undefined): Principal {
+  const principal = authInfo?.extra?.[AUTH_INFO_PRINCIPAL] as Principal | undefined;
+  // The HTTP layer authenticates every request before the SDK sees it; reaching here without a
+  // principal is a wiring bug, and must not become an anonymous call.
+  if (!principal) throw new AccessError('unauthenticated');
+  return principal;
+}
+
+function authInfoFor(principal: Principal): AuthInfo {
+  return {
+    token: '',
+    clientId: principal.id,
+    scopes: [...principal.roles],
+    extra: { [AUTH_INFO_PRINCIPAL]: principal },
+  };
+}
+
+/**
+ * Serves a surface over Streamable HTTP. Every request is checked (Host, Origin, credentials, body
+ * size) before the SDK sees it. 2026-07-28 requests go to the SDK's stateless handler; 2025-era
+ * clients get sessions bound to the principal that opened them (so `resources/subscribe` works),
+ * and session-less 2025 calls the SDK's stateless fallback.
+ */
+export async function serveHttp(surface: McpSurface, options: HttpServerOptions): Promise<RunningHttpServer> {
+  const host = options.host ?? '127.0.0.1';
+  const path = options.path ?? '/mcp';
+  const maxBody = options.maxBodyBytes ?? DEFAULT_BODY_LIMIT;
+  const maxSessions = options.maxSessions ?? 1000;
+  const idleMs = options.sessionIdleMs ?? 30 * 60 * 1000;
+  const log = options.logger.child({ component: 'http' });
+  if (!options.authenticator && !options.anonymous)
+    throw new TypeError('serveHttp needs an authenticator (or an anonymous principal on loopback)');
+  if (options.anonymous && !isLoopback(host)) {
+    throw new TypeError(
+      `refusing to serve without authentication on ${host}: only loopback addresses may run without it`,
+    );
+  }
+  const allowedHosts = [...LOOPBACK, ...(options.allowedHosts ?? [])];
+  if (!isLoopback(host) && host !== '0.0.0.0' && host !== '::')
+    allowedHosts.push(host.includes(':') ? `[${host}]` : host);
+  const allowedOrigins = [...LOOPBACK, ...(options.allowedOrigins ?? [])];
+  const onerror = (error: Error) => log.debug({ err: error }, 'MCP transport reported an error');
+
+  const factory = (ctx: McpRequestContext) => surface.createServer(principalOf(ctx.authInfo), 'request');
+  const modern: McpHttpHandler = createMcpHandler(factory, {
+    legacy: 'reject',
+    onerror,
+    maxRequestBodySize: maxBody,
+  });
+  const legacyStateless = legacyStatelessFallback(factory, onerror, { maxRequestBodySize: maxBody });
+  const detachPublisher = surface.addPublisher((uri, meta) => {
+    modern.bus.publish({ kind: 'resource_updated', uri, params: { _meta: meta } });
+  });
+  const sessions = new Map<string, LegacySession>();
+
+  const sweep = setInterval(
+    () => {
+      const cutoff = Date.now() - idleMs;
+      for (const [id, session] of sessions) if (session.lastSeen < cutoff) void closeSession(id, session);
+    },
+    Math.min(idleMs, 60_000),
+  );
+  sweep.unref();
+
+  async function closeSession(id: string, session: LegacySession): Promise<void> {
+    sessions.delete(id);
+    await session.transport.close().catch(() => {});
+    await session.server.close().catch(() => {});
+  }
+
+  async function authenticate(req: IncomingMessage): Promise<Principal> {
+    if (options.anonymous) return options.anonymous;
+    const header = req.headers.authorization;
+    const match = typeof header === 'string' ? /^Bearer[ ]+([^\s]+)\s*$/i.exec(header) : null;
+    if (!match) {
+      throw new HttpFailure(401, new AccessError('unauthenticated', 'A bearer token is required'), {
+        'www-authenticate': 'Bearer realm="coremcp"',
+      });
+    }
+    const result = await options.authenticator!.authenticate(match[1]!);
+    if (!result.ok) {
+      log.info({ reason: result.reason, address: req.socket.remoteAddress }, 'authentication failed');
+      throw new HttpFailure(
+        401,
+        new AccessError('unauthenticated', 'The bearer token is invalid, expired or revoked'),
+        {
+          'www-authenticate': 'Bearer realm="coremcp", error="invalid_token"',
+        },
+      );
+    }
+    return result.principal;
+  }
+
+  function checkHostAndOrigin(req: IncomingMessage): void {
+    const hostCheck = validateHostHeader(req.headers.host, allowedHosts);
+    if (!hostCheck.ok) throw new HttpFailure(403, new AccessError('forbidden', 'Host not allowed'));
+    const origin = req.headers.origin;
+    const originCheck = validateOriginHeader(typeof origin === 'string' ? origin : undefined, allowedOrigins);
+    if (!originCheck.ok) throw new HttpFailure(403, new AccessError('forbidden', 'Origin not allowed'));
+  }
+
+  async function readBody(req: IncomingMessage): Promise<string> {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxBody) throw tooLarge();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBody) throw tooLarge();
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks, size).toString('utf8');
+  }
+
+  function tooLarge(): HttpFailure {
+    return new HttpFailure(
+      413,
+      new AccessError('payload_too_large', `Request bodies are limited to ${maxBody} bytes`),
+      { connection: 'close' },
+    );
+  }
+
+  async function handleMcp(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+    signal: AbortSignal,
+  ): Promise<void> {
+    checkHostAndOrigin(req);
+    const principal = await authenticate(req);
+    const authInfo = authInfoFor(principal);
+    const method = (req.method ?? 'GET').toUpperCase();
+    let text: string | undefined;
+    let parsed: unknown;
+    if (method === 'POST') {
+      text = await readBody(req);
+      try {
+        parsed = text.length === 0 ? undefined : JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+    }
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value === undefined || name.startsWith(':')) continue;
+      if (Array.isArray(value)) for (const item of value) headers.append(name, item);
+      else headers.set(name, value);
+    }
+    // A parsed body travels as `parsedBody`; the raw text only when it did not parse, so the SDK
+    // answers with its own parse error.
+    const body = parsed === undefined && text !== undefined && text.length > 0 ? text : undefined;
+    if (body === undefined) headers.delete('content-length');
+    const request = new Request(url, { method, headers, signal, ...(body === undefined ? {} : { body }) });
+    const requestOptions = { authInfo, ...(parsed === undefined ? {} : { parsedBody: parsed }) };
+
+    const sessionId = req.headers['mcp-session-id'];
+    const legacy =
+      typeof sessionId === 'string' ||
+      (method === 'POST' &&
+        parsed !== undefined &&
+        (await isLegacyRequest(request, parsed, { maxRequestBodySize: maxBody })));
+    let response: Response;
+    if (!legacy) {
+      refuseUnfollowable(parsed, principal);
+      response = await modern.fetch(request, requestOptions);
+    } else if (typeof sessionId === 'string') {
+      const session = sessions.get(sessionId);
+      // A session answers only the principal that opened it; to anyone else it does not exist.
+      if (!session || session.principal.id !== principal.id) {
+        response = Response.json(
+          { jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } },
+          { status: 404 },
+        );
+      } else {
+        session.lastSeen = Date.now();
+        response = await session.transport.handleRequest(request, requestOptions);
+      }
+    } else if (isInitialize(parsed)) {
+      response = await openSession(principal, request, requestOptions);
+    } else {
+      response = await legacyStateless(request, requestOptions);
+    }
+    await writeResponse(res, response, signal);
+  }
+
+  /** 2026-era `subscriptions/listen`: refuse documents the principal may not follow before the SDK acks. */
+  function refuseUnfollowable(parsed: unknown, principal: Principal): void {
+    if (!isRecord(parsed) || parsed.method !== 'subscriptions/listen') return;
+    const params = isRecord(parsed.params) ? parsed.params : {};
+    const notifications = isRecord(params.notifications) ? params.notifications : {};
+    const uris = Array.isArray(notifications.resourceSubscriptions)
+      ? notifications.resourceSubscriptions
+      : [];
+    for (const uri of uris) {
+      if (typeof uri !== 'string' || !surface.canFollow(principal, uri)) {
+        throw new HttpFailure(
+          403,
+          new AccessError('forbidden', `Not allowed to follow ${String(uri).slice(0, 200)}`, {
+            details: { uri: String(uri).slice(0, 200) },
+          }),
+        );
+      }
+    }
+  }
+
+  async function openSession(
+    principal: Principal,
+    request: Request,
+    requestOptions: { authInfo: AuthInfo; parsedBody?: unknown },
+  ): Promise<Response> {
+    if (sessions.size >= maxSessions) {
+      const oldest = [...sessions.entries()].sort((a, b) => a[1].lastSeen - b[1].lastSeen)[0];
+      if (oldest && oldest[1].lastSeen < Date.now() - 60_000) await closeSession(oldest[0], oldest[1]);
+      else
+        return Response.json(
+          {
+            jsonrpc: '2.0',
+            id: null,
+            error: { code: -32000, message: 'Too many sessions; try again later' },
+          },
+          { status: 503 },
+        );
+    }
+    const server = surface.createServer(principal, 'session');
+    const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomBytes(24).toString('base64url'),
+      onsessioninitialized: (id) => {
+        sessions.set(id, { transport, server, principal, lastSeen: Date.now() });
+      },
+      onsessionclosed: (id) => {
+        sessions.delete(id);
+      },
+    });
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    };
+    await server.connect(transport);
+    const response = await transport.handleRequest(request, requestOptions);
+    if (!transport.sessionId) await server.close().catch(() => {});
+    return response;
+  }
+
+  const node = createServer((req, res) => {
+    const controller = new AbortController();
+    let finished = false;
+    res.on('close', () => {
+      if (!finished) controller.abort();
+    });
+    void route(req, res, controller.signal).finally(() => {
+      finished = true;
+    });
+  });
+
+  async function route(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
+    let url: URL;
+    try {
+      url = new URL(
+        req.url ?? '/',
+        `http://${LOOPBACK.includes(String(req.headers.host)) ? req.headers.host : 'localhost'}`,
+      );
+    } catch {
+      return sendError(res, new HttpFailure(400, new AccessError('forbidden', 'Malformed request target')));
+    }
+    try {
+      if (url.pathname === path) return await handleMcp(req, res, url, signal);
+      for (const extra of options.routes ?? []) if (await extra(req, res, url)) return;
+      sendJson(res, 404, { error: { code: 'not_found', message: 'Not found' } });
+    } catch (error) {
+      if (error instanceof HttpFailure) return sendError(res, error);
+      const requestId = timeOrderedId();
+      log.error({ err: error, requestId }, 'HTTP request failed');
+      if (!res.headersSent) sendJson(res, 500, jsonRpcErrorBody(toPublicError(error, requestId)));
+      else res.destroy();
+    }
+  }
+
+  function sendError(res: ServerResponse, failure: HttpFailure): void {
+    if (res.headersSent) return void res.destroy();
+    const requestId = timeOrderedId();
+    for (const [name, value] of Object.entries(failure.headers)) res.setHeader(name, value);
+    sendJson(res, failure.status, jsonRpcErrorBody(toPublicError(failure.error, requestId)));
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    node.once('error', reject);
+    node.listen(options.port ?? 3000, host, () => {
+      node.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (node.address() as AddressInfo).port;
+  const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  log.info({ url: `http://${urlHost}:${port}${path}` }, 'listening');
+
+  return {
+    url: `http://${urlHost}:${port}${path}`,
+    port,
+    server: node,
+    get sessions() {
+      return sessions.size;
+    },
+    async close() {
+      clearInterval(sweep);
+      detachPublisher();
+      await modern.close();
+      await Promise.all([...sessions.entries()].map(([id, s]) => closeSession(id, s)));
+      node.closeAllConnections();
+      await new Promise<void>((resolve) => node.close(() => resolve()));
+    },
+  };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isInitialize(parsed: unknown): boolean {
+  return Array.isArray(parsed) ? parsed.some((m) => isInitializeRequest(m)) : isInitializeRequest(parsed);
+}
+
+function sendJson(res: ServerResponse, status: number, body: JsonValue): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Streams a web Response (JSON or SSE) to a Node response, honouring backpressure and disconnects. */
+async function writeResponse(res: ServerResponse, response: Response, signal: AbortSignal): Promise<void> {
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => {
+    headers[name] = value;
+  });
+  res.writeHead(response.status, headers);
+  if (response.body === null) {
+    res.end();
+    return;
+  }
+  const reader = response.body.getReader();
+  const onAbort = () => void reader.cancel().catch(() => {});
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done || signal.aborted) break;
+      if (!res.write(value))
+        await new Promise<void>((resolve) => {
+          const resume = () => {
+            res.off('drain', resume);
+            signal.removeEventListener('abort', resume);
+            resolve();
+          };
+          res.on('drain', resume);
+          signal.addEventListener('abort', resume, { once: true });
+        });
+    }
+  } catch {
+    // The client went away mid-stream; nothing to tell it.
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    res.end();
+  }
+}

@@ -1,0 +1,23 @@
+/** The `_meta` keys coremcp reads on requests and writes on results and notifications. */
+export const META = {
+  /** Result/notification: the document's revision after the call. */
+  revision: 'coremcp/revision',
+  doc: 'coremcp/doc',
+  commandId: 'coremcp/command-id',
+  requestId: 'coremcp/request-id',
+  /** Result: this is the stored outcome of an earlier call with the same idempotency key. */
+  replayed: 'coremcp/replayed',
+  /** Request: run at most once per (principal, key). */
+  idempotencyKey: 'coremcp/idempotency-key',
+  /** Request: commit only if the document is at this revision. */
+  expectedRevision: 'coremcp/expected-revision',
+  /** Result of a diff read: the range predates the retention point; patches are one whole-value replace. */
+  compacted: 'coremcp/compacted',
+} as const;
+
+/** State documents are resources under this prefix: `coremcp://state/{doc}`. */
+export const STATE_URI_PREFIX = 'coremcp://state/';
+
+export function stateUri(doc: string): string {
+  return `${STATE_URI_PREFIX}${doc}`;
+}

@@ -1,0 +1,509 @@
+import {
+  type CallToolResult,
+  type GetPromptResult,
+  type ListResourcesResult,
+  type ListResourceTemplatesResult,
+  ProtocolError,
+  ProtocolErrorCode,
+  type ReadResourceResult,
+  Server,
+  type ServerCapabilities,
+  type ServerContext,
+  type Tool,
+} from '@modelcontextprotocol/server';
+import type { Principal } from '../core/access.js';
+import type { ClientChannel, CommandDefinition } from '../core/commands.js';
+import { isCoreMcpError, toPublicError } from '../core/errors.js';
+import type { CommandResult } from '../core/executor.js';
+import { timeOrderedId } from '../core/ids.js';
+import type { JsonObject, JsonValue } from '../core/json.js';
+import type { Logger } from '../core/log.js';
+import type { CommitEvent } from '../core/state.js';
+import type { Core } from '../runtime.js';
+import type { AppCallContext } from './app.js';
+import { META, STATE_URI_PREFIX, stateUri } from './meta.js';
+import { parseStateUri, readStateResource, STATE_RESOURCE_TEMPLATES, type StateUri } from './resources.js';
+
+export type Era = 'legacy' | 'modern';
+
+/** Where a server instance lives, which decides how change notifications reach its client. */
+export type Channel =
+  /** One instance per HTTP request (2026-07-28, or 2025 without a session): no notifications. */
+  | 'request'
+  /** A 2025-era HTTP session or stdio connection: notifications for `resources/subscribe`d URIs. */
+  | 'session'
+  /** A 2026-era stdio connection: every followable change, filtered by the SDK per `subscriptions/listen`. */
+  | 'listen';
+
+/** A live instance that wants change notifications. */
+interface Follower {
+  server: Server;
+  principal: Principal;
+  /** URIs subscribed with resources/subscribe; undefined means "all followable" (the SDK filters). */
+  subscriptions: Set<string> | undefined;
+}
+
+export interface McpSurfaceOptions {
+  serverName?: string;
+  serverVersion?: string;
+}
+
+/** Publishes a resource change to 2026-era `subscriptions/listen` streams (the HTTP handler's bus). */
+export type ResourceUpdatePublisher = (uri: string, meta: JsonObject) => void;
+
+/**
+ * coremcp's MCP surface: builds a low-level SDK `Server` for one principal, whose tools are the
+ * commands it may call and whose resources are the documents it may read. Every tool call goes
+ * through the core's pipeline; every handler turns failures into sanitized, typed errors.
+ */
+export class McpSurface {
+  readonly core: Core;
+  readonly #logger: Logger;
+  readonly #serverInfo: { name: string; version: string; title?: string };
+  readonly #capabilities: ServerCapabilities;
+  readonly #toolsByRoles = new Map<string, Tool[]>();
+  readonly #followers = new Set<Follower>();
+  readonly #publishers = new Set<ResourceUpdatePublisher>();
+  readonly #unsubscribe: () => void;
+
+  constructor(core: Core, options: McpSurfaceOptions = {}) {
+    this.core = core;
+    this.#logger = core.logger.child({ component: 'mcp' });
+    core.registry.freeze();
+    const app = core.app;
+    this.#serverInfo = {
+      name: options.serverName ?? app.name,
+      version: options.serverVersion ?? app.version,
+      ...(app.title === undefined ? {} : { title: app.title }),
+    };
+    const hasCompletions =
+      app.prompts.some((p) => p.complete) || app.resourceTemplates.some((t) => t.complete);
+    this.#capabilities = {
+      tools: { listChanged: false },
+      resources: { subscribe: true, listChanged: false },
+      ...(app.prompts.length > 0 ? { prompts: { listChanged: false } } : {}),
+      ...(hasCompletions ? { completions: {} } : {}),
+      logging: {},
+    };
+    this.#unsubscribe = core.state.onCommit((event) => this.#onCommit(event));
+  }
+
+  /** Routes change notifications to 2026-era listen streams through `publish`. Returns the detach function. */
+  addPublisher(publish: ResourceUpdatePublisher): () => void {
+    this.#publishers.add(publish);
+    return () => this.#publishers.delete(publish);
+  }
+
+  /** Whether the principal may follow a resource URI (only state documents can be followed). */
+  canFollow(principal: Principal, uri: string): boolean {
+    const parsed = parseStateUri(uri);
+    return (
+      parsed?.kind === 'value' && this.core.authorizer.canAccessDocument(principal, parsed.doc, 'follow')
+    );
+  }
+
+  /** A server instance serving `principal`. `channel` decides how it receives change notifications. */
+  createServer(principal: Principal, channel: Channel): Server {
+    const server = new Server(this.#serverInfo, {
+      capabilities: this.#capabilities,
+      ...(this.core.app.instructions === undefined ? {} : { instructions: this.core.app.instructions }),
+    });
+    const follower: Follower | undefined =
+      channel === 'request'
+        ? undefined
+        : { server, principal, subscriptions: channel === 'session' ? new Set() : undefined };
+    if (follower) {
+      this.#followers.add(follower);
+      const previous = server.onclose;
+      server.onclose = () => {
+        this.#followers.delete(follower);
+        previous?.();
+      };
+    }
+    const guard = this.#guard.bind(this);
+
+    server.setRequestHandler(
+      'tools/list',
+      guard(() => ({ tools: this.#tools(principal) })),
+    );
+    server.setRequestHandler(
+      'tools/call',
+      guard(async (request, ctx) => {
+        const { name } = request.params;
+        const result = await this.#callTool(principal, name, request.params.arguments ?? {}, ctx);
+        if (result.status === 'error' && result.error.code === 'unknown_command') {
+          throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Tool ${name} not found`, {
+            code: 'unknown_command',
+            requestId: result.requestId,
+          });
+        }
+        const command = this.core.registry.get(name);
+        return server.projectCallToolResult(toCallToolResult(result), command?.outputJsonSchema);
+      }),
+    );
+    server.setRequestHandler(
+      'resources/list',
+      guard(() => this.#listResources(principal)),
+    );
+    server.setRequestHandler(
+      'resources/templates/list',
+      guard(() => this.#listTemplates(principal)),
+    );
+    server.setRequestHandler(
+      'resources/read',
+      guard((request, ctx) => this.#readResource(principal, request.params.uri, ctx)),
+    );
+    server.setRequestHandler(
+      'resources/subscribe',
+      guard(async (request) => {
+        const { uri } = request.params;
+        await this.#checkFollow(principal, uri);
+        follower?.subscriptions?.add(uri);
+        return {};
+      }),
+    );
+    server.setRequestHandler(
+      'resources/unsubscribe',
+      guard((request) => {
+        follower?.subscriptions?.delete(request.params.uri);
+        return {};
+      }),
+    );
+    if (this.core.app.prompts.length > 0) {
+      server.setRequestHandler(
+        'prompts/list',
+        guard(() => this.#listPrompts(principal)),
+      );
+      server.setRequestHandler(
+        'prompts/get',
+        guard((request, ctx) =>
+          this.#getPrompt(principal, request.params.name, request.params.arguments ?? {}, ctx),
+        ),
+      );
+    }
+    if (this.#capabilities.completions) {
+      server.setRequestHandler(
+        'completion/complete',
+        guard(async (request) => ({
+          completion: await this.#complete(
+            principal,
+            request.params.ref,
+            request.params.argument,
+            request.params.context?.arguments ?? {},
+          ),
+        })),
+      );
+    }
+    return server;
+  }
+
+  close(): void {
+    this.#unsubscribe();
+    this.#followers.clear();
+    this.#publishers.clear();
+  }
+
+  // --- tools -----------------------------------------------------------------------------------
+
+  #tools(principal: Principal): Tool[] {
+    const key = [...principal.roles].sort().join('\u0000');
+    let tools = this.#toolsByRoles.get(key);
+    if (!tools) {
+      tools = this.core.executor.visibleCommands(principal).map(toTool);
+      this.#toolsByRoles.set(key, tools);
+    }
+    return tools;
+  }
+
+  async #callTool(
+    principal: Principal,
+    name: string,
+    args: unknown,
+    ctx: ServerContext,
+  ): Promise<CommandResult> {
+    const meta = (ctx.mcpReq._meta ?? {}) as Record<string, unknown>;
+    const envelope = (ctx.mcpReq.envelope ?? {}) as Record<string, unknown>;
+    const traceparent = pickString(
+      envelope['io.modelcontextprotocol/traceparent'] ??
+        meta.traceparent ??
+        ctx.http?.req?.headers.get('traceparent'),
+    );
+    return this.core.executor.execute(name, args, {
+      principal,
+      requestId: timeOrderedId(),
+      signal: ctx.mcpReq.signal,
+      idempotencyKey: meta[META.idempotencyKey] as string | undefined,
+      expectedRevision: meta[META.expectedRevision] as number | undefined,
+      ...(traceparent === undefined ? {} : { traceparent }),
+      client: clientChannel(ctx, meta.progressToken),
+    });
+  }
+
+  // --- resources -------------------------------------------------------------------------------
+
+  async #listResources(principal: Principal): Promise<ListResourcesResult> {
+    const { authorizer } = this.core;
+    const docs = await this.core.state.listDocuments();
+    const resources: ListResourcesResult['resources'] = docs
+      .filter((d) => authorizer.canAccessDocument(principal, d.doc, 'read'))
+      .map((d) => ({
+        uri: stateUri(d.doc),
+        name: d.doc,
+        title: `State: ${d.doc}`,
+        description: `The JSON document "${d.doc}". Its revision is in _meta["${META.revision}"]; subscribe to follow changes.`,
+        mimeType: 'application/json',
+      }));
+    for (const r of this.core.app.resources) {
+      if (!this.#permits(principal, r.permission)) continue;
+      resources.push({
+        uri: r.uri,
+        name: r.name,
+        ...(r.title === undefined ? {} : { title: r.title }),
+        ...(r.description === undefined ? {} : { description: r.description }),
+        ...(r.mimeType === undefined ? {} : { mimeType: r.mimeType }),
+      });
+    }
+    return { resources };
+  }
+
+  #listTemplates(principal: Principal): ListResourceTemplatesResult {
+    const resourceTemplates: ListResourceTemplatesResult['resourceTemplates'] = [...STATE_RESOURCE_TEMPLATES];
+    for (const t of this.core.app.resourceTemplates) {
+      if (!this.#permits(principal, t.permission)) continue;
+      resourceTemplates.push({
+        uriTemplate: t.uriTemplate,
+        name: t.name,
+        ...(t.title === undefined ? {} : { title: t.title }),
+        ...(t.description === undefined ? {} : { description: t.description }),
+        ...(t.mimeType === undefined ? {} : { mimeType: t.mimeType }),
+      });
+    }
+    return { resourceTemplates };
+  }
+
+  async #readResource(principal: Principal, uri: string, ctx: ServerContext): Promise<ReadResourceResult> {
+    if (uri.startsWith(STATE_URI_PREFIX)) {
+      const parsed = parseStateUri(uri);
+      if (!parsed) throw resourceNotFound(uri);
+      this.#checkRead(principal, parsed);
+      return readStateResource(this.core.state, uri, parsed);
+    }
+    const call: AppCallContext = { principal, signal: ctx.mcpReq.signal };
+    const fixed = this.core.app.resources.find((r) => r.uri === uri);
+    if (fixed) {
+      if (!this.#permits(principal, fixed.permission)) throw resourceNotFound(uri);
+      return { contents: await fixed.read(call) };
+    }
+    for (const template of this.core.app.resourceTemplates) {
+      const variables = template.matcher.match(uri);
+      if (!variables || !this.#permits(principal, template.permission)) continue;
+      const flat: Record<string, string> = {};
+      for (const [k, v] of Object.entries(variables)) flat[k] = Array.isArray(v) ? v.join(',') : v;
+      return { contents: await template.read(uri, flat, call) };
+    }
+    throw resourceNotFound(uri);
+  }
+
+  #checkRead(principal: Principal, parsed: StateUri): void {
+    if (!this.core.authorizer.canAccessDocument(principal, parsed.doc, 'read')) {
+      throw new ProtocolError(-32003, `Not allowed to read document "${parsed.doc}"`, { code: 'forbidden' });
+    }
+  }
+
+  async #checkFollow(principal: Principal, uri: string): Promise<void> {
+    const parsed = parseStateUri(uri);
+    if (!parsed || parsed.kind !== 'value') {
+      throw new ProtocolError(
+        ProtocolErrorCode.InvalidParams,
+        `Only state documents (${STATE_URI_PREFIX}{doc}) can be followed`,
+        {
+          code: 'invalid_input',
+          uri,
+        },
+      );
+    }
+    if (!this.core.authorizer.canAccessDocument(principal, parsed.doc, 'follow')) {
+      throw new ProtocolError(-32003, `Not allowed to follow document "${parsed.doc}"`, {
+        code: 'forbidden',
+        uri,
+      });
+    }
+    await this.core.state.get(parsed.doc);
+  }
+
+  // --- prompts and completion ------------------------------------------------------------------
+
+  #listPrompts(principal: Principal) {
+    return {
+      prompts: this.core.app.prompts
+        .filter((p) => this.#permits(principal, p.permission))
+        .map((p) => ({
+          name: p.name,
+          ...(p.title === undefined ? {} : { title: p.title }),
+          ...(p.description === undefined ? {} : { description: p.description }),
+          ...(p.arguments === undefined ? {} : { arguments: p.arguments }),
+        })),
+    };
+  }
+
+  async #getPrompt(
+    principal: Principal,
+    name: string,
+    args: Record<string, string>,
+    ctx: ServerContext,
+  ): Promise<GetPromptResult> {
+    const prompt = this.core.app.prompts.find((p) => p.name === name);
+    if (!prompt || !this.#permits(principal, prompt.permission)) {
+      throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Prompt ${name} not found`, {
+        code: 'not_found',
+      });
+    }
+    for (const argument of prompt.arguments ?? []) {
+      if (argument.required && typeof args[argument.name] !== 'string') {
+        throw new ProtocolError(
+          ProtocolErrorCode.InvalidParams,
+          `Missing required argument "${argument.name}"`,
+          { code: 'invalid_input' },
+        );
+      }
+    }
+    return prompt.get(args, { principal, signal: ctx.mcpReq.signal });
+  }
+
+  async #complete(
+    principal: Principal,
+    ref: { type: string; name?: string; uri?: string },
+    argument: { name: string; value: string },
+    context: Record<string, string>,
+  ): Promise<{ values: string[]; total?: number; hasMore?: boolean }> {
+    let completer:
+      | ((value: string, context: Record<string, string>) => string[] | Promise<string[]>)
+      | undefined;
+    if (ref.type === 'ref/prompt') {
+      const prompt = this.core.app.prompts.find((p) => p.name === ref.name);
+      if (prompt && this.#permits(principal, prompt.permission)) completer = prompt.complete?.[argument.name];
+    } else if (ref.type === 'ref/resource') {
+      const template = this.core.app.resourceTemplates.find((t) => t.uriTemplate === ref.uri);
+      if (template && this.#permits(principal, template.permission))
+        completer = template.complete?.[argument.name];
+    }
+    const values = completer ? (await completer(argument.value, context)).slice(0, 100) : [];
+    return { values, total: values.length, hasMore: false };
+  }
+
+  #permits(principal: Principal, permission: string | undefined): boolean {
+    return (
+      permission === undefined || this.core.authorizer.canExecute(principal, { name: permission, permission })
+    );
+  }
+
+  // --- notifications ---------------------------------------------------------------------------
+
+  #onCommit(event: CommitEvent): void {
+    const uri = stateUri(event.doc);
+    const meta: JsonObject = { [META.revision]: event.revision, [META.doc]: event.doc };
+    for (const publish of this.#publishers) publish(uri, meta);
+    for (const follower of this.#followers) {
+      if (
+        follower.subscriptions ? !follower.subscriptions.has(uri) : !this.canFollow(follower.principal, uri)
+      )
+        continue;
+      follower.server.sendResourceUpdated({ uri, _meta: meta }).catch((error: unknown) => {
+        // An instance that cannot take notifications (closed, or a discarded probe) stops following.
+        this.#followers.delete(follower);
+        this.#logger.debug({ err: error, uri }, 'could not deliver a resource update');
+      });
+    }
+  }
+
+  // --- errors ----------------------------------------------------------------------------------
+
+  /**
+   * Wraps a request handler so nothing unsanitized reaches the wire: the SDK sends a thrown error's
+   * message as is. Typed errors keep their public message; anything else becomes `internal_error`.
+   */
+  #guard<Req, Res>(handler: (request: Req, ctx: ServerContext) => Res | Promise<Res>) {
+    return async (request: Req, ctx: ServerContext): Promise<Res> => {
+      try {
+        return await handler(request, ctx);
+      } catch (error) {
+        if (error instanceof ProtocolError) throw error;
+        const requestId = timeOrderedId();
+        const publicError = toPublicError(error, requestId);
+        if (!isCoreMcpError(error) || !error.spec.expose) {
+          this.#logger.error({ err: error, requestId, method: ctx.mcpReq.method }, 'MCP request failed');
+        }
+        const code = isCoreMcpError(error) ? error.spec.jsonRpc : ProtocolErrorCode.InternalError;
+        throw new ProtocolError(code, publicError.message, publicError as unknown as JsonObject);
+      }
+    };
+  }
+}
+
+function resourceNotFound(uri: string): ProtocolError {
+  return new ProtocolError(ProtocolErrorCode.InvalidParams, 'Resource not found', { code: 'not_found', uri });
+}
+
+function pickString(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length <= 512 ? value : undefined;
+}
+
+function toTool(command: CommandDefinition): Tool {
+  const tool: Tool = {
+    name: command.name,
+    description: command.description,
+    inputSchema: command.inputJsonSchema as Tool['inputSchema'],
+    annotations: {
+      ...(command.title === undefined ? {} : { title: command.title }),
+      readOnlyHint: command.readOnly,
+      destructiveHint: command.destructive,
+      idempotentHint: command.idempotent || command.readOnly,
+      openWorldHint: false,
+    },
+  };
+  if (command.title !== undefined) tool.title = command.title;
+  if (command.outputJsonSchema) tool.outputSchema = command.outputJsonSchema as Tool['outputSchema'];
+  return tool;
+}
+
+/** A command's outcome as an MCP tool result: failures are results with `isError`, not protocol errors. */
+export function toCallToolResult(result: CommandResult): CallToolResult {
+  const meta: JsonObject = { [META.requestId]: result.requestId };
+  if (result.revision !== undefined) meta[META.revision] = result.revision;
+  if (result.status === 'success') {
+    meta[META.doc] = result.doc;
+    meta[META.commandId] = result.commandId;
+    if (result.replayed) meta[META.replayed] = true;
+    const value = result.result;
+    const out: CallToolResult = { content: [{ type: 'text', text: JSON.stringify(value) }], _meta: meta };
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) out.structuredContent = value;
+    return out;
+  }
+  const error = result.publicError as unknown as JsonValue;
+  return {
+    isError: true,
+    content: [{ type: 'text', text: JSON.stringify({ error }) }],
+    structuredContent: { error },
+    _meta: meta,
+  };
+}
+
+function clientChannel(ctx: ServerContext, progressToken: unknown): ClientChannel {
+  return {
+    progress: async (progress, total, message) => {
+      if (typeof progressToken !== 'string' && typeof progressToken !== 'number') return;
+      await ctx.mcpReq.notify({
+        method: 'notifications/progress',
+        params: {
+          progressToken,
+          progress,
+          ...(total === undefined ? {} : { total }),
+          ...(message === undefined ? {} : { message }),
+        },
+      });
+    },
+    request: async (method, params) =>
+      (await ctx.mcpReq.send({ method, params } as never)) as unknown as JsonObject,
+    log: (level, data) => ctx.mcpReq.log(level, data),
+  };
+}
