@@ -312,7 +312,7 @@ export class McpSurface {
 
   async #checkFollow(principal: Principal, uri: string): Promise<void> {
     const parsed = parseStateUri(uri);
-    if (!parsed || parsed.kind !== 'value') {
+    if (parsed?.kind !== 'value') {
       throw new ProtocolError(
         ProtocolErrorCode.InvalidParams,
         `Only state documents (${STATE_URI_PREFIX}{doc}) can be followed`,
