@@ -24,6 +24,7 @@ import { AccessError, type CoreMcpError, jsonRpcErrorBody, toPublicError } from 
 import { timeOrderedId } from '../core/ids.js';
 import type { JsonValue } from '../core/json.js';
 import type { Logger } from '../core/log.js';
+import { findMessageProblem, messageProblemError } from './guard.js';
 import type { McpSurface } from './surface.js';
 
 export interface HttpServerOptions {
@@ -232,6 +233,11 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
       } catch {
         parsed = undefined;
       }
+    }
+    const problem = parsed === undefined ? undefined : findMessageProblem(parsed);
+    if (problem) {
+      sendJson(res, 400, messageProblemError(isRecord(parsed) ? parsed.id : null, problem));
+      return;
     }
     const headers = new Headers();
     for (const [name, value] of Object.entries(req.headers)) {

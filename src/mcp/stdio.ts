@@ -1,7 +1,12 @@
 import type { Transport } from '@modelcontextprotocol/server';
-import { type StdioServerHandle, serveStdio as sdkServeStdio } from '@modelcontextprotocol/server/stdio';
+import {
+  type StdioServerHandle,
+  StdioServerTransport,
+  serveStdio as sdkServeStdio,
+} from '@modelcontextprotocol/server/stdio';
 import type { Principal } from '../core/access.js';
 import type { Logger } from '../core/log.js';
+import { guardStdin } from './guard.js';
 import type { McpSurface } from './surface.js';
 
 export interface StdioServeOptions {
@@ -23,7 +28,9 @@ export function serveStdio(surface: McpSurface, options: StdioServeOptions): Std
     ({ era }) => surface.createServer(options.principal, era === 'modern' ? 'listen' : 'session'),
     {
       onerror: (error) => log.debug({ err: error }, 'stdio transport reported an error'),
-      ...(options.transport ? { transport: options.transport } : {}),
+      transport:
+        options.transport ??
+        new StdioServerTransport(guardStdin(process.stdin, process.stdout), process.stdout),
     },
   );
 }

@@ -1,0 +1,183 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import {
+  type Core,
+  type CoreOptions,
+  createCore,
+  McpSurface,
+  type RunningHttpServer,
+  serveHttp,
+  silentLogger,
+} from 'coremcp';
+import type { HttpServerOptions } from '../../src/mcp/http.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+export const MODERN = '2026-07-28';
+
+export type Era = 'legacy' | 'modern';
+
+/** A real SDK client over Streamable HTTP, speaking the 2025-11-25 (legacy) or 2026-07-28 (modern) protocol. */
+export async function httpClient(url: string, key: string | undefined, era: Era = 'modern'): Promise<Client> {
+  const client = new Client(
+    { name: 'coremcp-test', version: '1.0.0' },
+    { versionNegotiation: { mode: era === 'modern' ? { pin: MODERN } : 'legacy' } },
+  );
+  const headers: Record<string, string> = key ? { Authorization: `Bearer ${key}` } : {};
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
+  return client;
+}
+
+/** A real SDK client that spawns `coremcp serve --stdio` and talks over its stdin/stdout. */
+export async function stdioClient(
+  args: string[],
+  era: Era = 'legacy',
+): Promise<{ client: Client; stderr: () => string }> {
+  let stderr = '';
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, 'serve', '--stdio', '--log-level', 'warn', ...args],
+    stderr: 'pipe',
+  });
+  const client = new Client(
+    { name: 'coremcp-test', version: '1.0.0' },
+    { versionNegotiation: { mode: era === 'modern' ? { pin: MODERN } : 'legacy' } },
+  );
+  await client.connect(transport);
+  transport.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  return { client, stderr: () => stderr };
+}
+
+export interface ServerProcess {
+  url: string;
+  /** The admin key printed at first start, if this start printed one. */
+  firstKey: string | undefined;
+  stderr: () => string;
+  child: ChildProcess;
+  stop(): Promise<number | null>;
+}
+
+/** Spawns `coremcp serve --http 127.0.0.1:0 ...` and waits until it says where it listens. */
+export async function startServerProcess(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<ServerProcess> {
+  const child = spawn(
+    process.execPath,
+    [CLI, 'serve', '--http', '127.0.0.1:0', '--log-level', 'warn', ...args],
+    {
+      cwd: options.cwd,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stderr = '';
+  let stdout = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), 20_000);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const match = /serving "[^"]+" at (http:\/\/\S+)/.exec(stderr);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]!);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}:\n${stderr}`));
+    });
+  });
+  if (stdout.length > 0) throw new Error(`the server wrote to stdout: ${stdout}`);
+  return {
+    url,
+    firstKey: /\n {2}(cmcp_\S+)\n/.exec(stderr)?.[1],
+    stderr: () => stderr,
+    child,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', (code) => resolve(code));
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** Runs the CLI to completion and returns its exit code and output. */
+export function runCli(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: options.cwd,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export interface InProcessServer {
+  core: Core;
+  surface: McpSurface;
+  http: RunningHttpServer;
+  url: string;
+  /** Creates an API key and returns it. */
+  key(name: string, role: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Wires a core, a surface and an HTTP server in this process, on an ephemeral port. */
+export async function startInProcess(
+  coreOptions: CoreOptions,
+  httpOptions: Partial<HttpServerOptions> = {},
+): Promise<InProcessServer> {
+  const core = await createCore(coreOptions);
+  const surface = new McpSurface(core);
+  const http = await serveHttp(surface, {
+    port: 0,
+    ...(core.keys ? { authenticator: core.keys } : {}),
+    logger: silentLogger,
+    ...httpOptions,
+  });
+  return {
+    core,
+    surface,
+    http,
+    url: http.url,
+    key: async (name, role) => (await core.keys!.create(name, role)).key,
+    close: async () => {
+      await http.close();
+      surface.close();
+      await core.close();
+    },
+  };
+}
+
+/** The `structuredContent` of a tool result, typed loosely for assertions. */
+export function structured(result: unknown): Record<string, unknown> {
+  return ((result as { structuredContent?: Record<string, unknown> }).structuredContent ?? {}) as Record<
+    string,
+    unknown
+  >;
+}
+
+/** The error code of a failed tool result. */
+export function errorCodeOf(result: unknown): string | undefined {
+  return (structured(result).error as { code?: string } | undefined)?.code;
+}
