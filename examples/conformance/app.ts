@@ -58,6 +58,7 @@ const simpleText = defineCommand({
   doc: fixtures,
   readOnly: true,
   handler: () => 'This is a simple text response for testing.',
+  content: (text) => [{ type: 'text', text }],
 });
 
 const imageContent = defineCommand({
@@ -66,6 +67,7 @@ const imageContent = defineCommand({
   doc: fixtures,
   readOnly: true,
   handler: () => ({ content: [IMAGE_BLOCK] }),
+  content: (result) => result.content,
 });
 
 const audioContent = defineCommand({
@@ -74,6 +76,7 @@ const audioContent = defineCommand({
   doc: fixtures,
   readOnly: true,
   handler: () => ({ content: [{ type: 'audio' as const, data: WAV_BASE64, mimeType: 'audio/wav' }] }),
+  content: (result) => result.content,
 });
 
 const embeddedResource = defineCommand({
@@ -93,6 +96,7 @@ const embeddedResource = defineCommand({
       },
     ],
   }),
+  content: (result) => result.content,
 });
 
 const multipleContentTypes = defineCommand({
@@ -114,6 +118,7 @@ const multipleContentTypes = defineCommand({
       },
     ],
   }),
+  content: (result) => result.content,
 });
 
 // --- notifications ---------------------------------------------------------------------------

@@ -108,6 +108,10 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`coremcp: ${error.message}\n`);
       return 2;
     }
+    if (isCoreMcpError(error) && (error.code === 'invalid_input' || error.code === 'invalid_revision')) {
+      process.stderr.write(`coremcp: ${error.message}\n`);
+      return 2;
+    }
     if (isCoreMcpError(error) && error.spec.expose) {
       process.stderr.write(`coremcp: ${error.code}: ${error.message}\n`);
       return 1;

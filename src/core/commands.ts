@@ -102,6 +102,16 @@ interface CommandSpecBase<Schema extends z.ZodType, S> {
   timeoutMs?: number;
 }
 
+/**
+ * Turns a command's result into the content blocks a client shows (MCP `ContentBlock`s: text, image,
+ * audio, resource). The result itself stays plain JSON (audited, replayed for idempotent repeats, sent
+ * as `structuredContent`); without a renderer the content is the result's JSON text.
+ */
+export type ContentRenderer<R> = (result: R) => ReadonlyArray<ContentBlockLike>;
+
+/** A content block as the core sees it: opaque, with a `type`; the MCP layer and the SDK check the rest. */
+export type ContentBlockLike = { readonly type: string; readonly [key: string]: unknown };
+
 export interface WriteCommandSpec<Schema extends z.ZodType, S, R> extends CommandSpecBase<Schema, S> {
   readOnly?: false;
   /**
@@ -109,11 +119,13 @@ export interface WriteCommandSpec<Schema extends z.ZodType, S, R> extends Comman
    * ctx): it runs again if another writer commits first. Throw a `CommandError` to refuse.
    */
   handler: (ctx: WriteContext<z.output<Schema>, S>) => R | Promise<R>;
+  content?: ContentRenderer<R>;
 }
 
 export interface QueryCommandSpec<Schema extends z.ZodType, S, R> extends CommandSpecBase<Schema, S> {
   readOnly: true;
   handler: (ctx: QueryContext<z.output<Schema>, S>) => R | Promise<R>;
+  content?: ContentRenderer<R>;
 }
 
 /** A validated, frozen command, ready to register. */
@@ -134,14 +146,13 @@ export interface CommandDefinition {
   /** Resolves the document for a validated input. */
   readonly resolveDoc: (input: unknown) => string;
   readonly run: (ctx: WriteContext<unknown, unknown> | QueryContext<unknown, unknown>) => unknown;
+  readonly content: ContentRenderer<JsonValue> | undefined;
 }
 
 const EMPTY_INPUT = z.object({});
 
 function toJsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonObject {
-  const json = z.toJSONSchema(schema, { io, target: 'draft-2020-12', unrepresentable: 'any' }) as JsonObject;
-  delete json.$schema;
-  return json;
+  return z.toJSONSchema(schema, { io, target: 'draft-2020-12', unrepresentable: 'any' }) as JsonObject;
 }
 
 /**
@@ -209,6 +220,7 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
     outputJsonSchema: spec.output ? deepFreeze(toJsonSchema(spec.output, 'output')) : undefined,
     resolveDoc,
     run: spec.handler as CommandDefinition['run'],
+    content: spec.content as ContentRenderer<JsonValue> | undefined,
   });
 }
 

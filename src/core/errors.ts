@@ -343,3 +343,32 @@ export function jsonRpcErrorBody(error: PublicError, id: JsonValue = null): Json
   if (error.details !== undefined) data.details = error.details;
   return { jsonrpc: '2.0', id, error: { code: errorSpec(error.code).jsonRpc, message: error.message, data } };
 }
+
+/** The catalog as a markdown table: what `docs/errors.md` holds (a test keeps the two equal). */
+export function errorCatalogMarkdown(): string {
+  const rows = Object.entries(ERROR_CATALOG as Record<string, ErrorSpec>).map(
+    ([code, spec]) =>
+      `| \`${code}\` | ${spec.family} | ${spec.jsonRpc} | ${spec.http} | ${spec.expose ? 'yes' : 'no'} | ${spec.message} | ${spec.description.replace(/\|/g, '\\|')} |`,
+  );
+  return [
+    '# Error codes',
+    '',
+    '<!-- Generated from src/core/errors.ts by `npm run docs:errors`; a test fails when it is out of date. -->',
+    '',
+    'Every error a client can see carries one of these codes (or an app-defined one). Codes never change meaning.',
+    'Invalid arguments and failed commands arrive as tool results with `isError: true` and',
+    '`structuredContent.error = { code, message, requestId, details? }`; unknown tools and malformed requests arrive',
+    'as JSON-RPC errors whose `data.code` is the code. Requests refused before MCP handles them (401, 403, 413, 429)',
+    'get a JSON-RPC error body with the HTTP status below. "Shows details" says whether the message and details',
+    'written by the code that raised the error reach the client; when it does not, the client sees the message here',
+    'and a request id to find the rest in the server log.',
+    '',
+    'Apps define their own codes with `new CommandError(code, message, { details })` (lower snake case); they travel',
+    'like `command_failed`: JSON-RPC code -32000, HTTP 422, details shown.',
+    '',
+    '| code | family | JSON-RPC | HTTP | shows details | message | meaning |',
+    '|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+  ].join('\n');
+}

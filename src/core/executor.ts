@@ -562,11 +562,12 @@ class HandlerContext {
     return this.#log;
   }
 
-  afterCommit(effect: Effect): void {
+  /** An own property, so handlers may destructure it: `({ draft, afterCommit }) => ...`. */
+  readonly afterCommit = (effect: Effect): void => {
     if (!this.effects) throw new TypeError('afterCommit() is only available to write commands');
     if (typeof effect !== 'function') throw new TypeError('afterCommit() takes a function');
     this.effects.push(effect);
-  }
+  };
 }
 
 /** What the pipeline learns about one call as it goes; feeds the audit record and the report. */

@@ -492,7 +492,8 @@ export class StateManager {
   }
 
   #checkWrites(patches: JsonPatch, result: unknown): void {
-    const problem = findPatchProblem(patches, this.limits);
+    // Sizes are the document's business (#checkSize); here each written value is checked for shape.
+    const problem = findPatchProblem(patches, { ...this.limits, maxBytes: Number.POSITIVE_INFINITY });
     if (problem) {
       throw new StateError(
         'state_invalid',

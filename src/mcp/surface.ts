@@ -94,11 +94,23 @@ export class McpSurface {
     return () => this.#publishers.delete(publish);
   }
 
-  /** Whether the principal may follow a resource URI (only state documents can be followed). */
+  /** Whether the principal may follow a URI: a state document it may follow, or an app resource it may read. */
   canFollow(principal: Principal, uri: string): boolean {
-    const parsed = parseStateUri(uri);
-    return (
-      parsed?.kind === 'value' && this.core.authorizer.canAccessDocument(principal, parsed.doc, 'follow')
+    if (uri.startsWith(STATE_URI_PREFIX)) {
+      const parsed = parseStateUri(uri);
+      return (
+        parsed?.kind === 'value' && this.core.authorizer.canAccessDocument(principal, parsed.doc, 'follow')
+      );
+    }
+    return this.#appResourcePermitted(principal, uri);
+  }
+
+  #appResourcePermitted(principal: Principal, uri: string): boolean {
+    const { app } = this.core;
+    const fixed = app.resources.find((r) => r.uri === uri);
+    if (fixed) return this.#permits(principal, fixed.permission);
+    return app.resourceTemplates.some(
+      (t) => t.matcher.match(uri) !== null && this.#permits(principal, t.permission),
     );
   }
 
@@ -138,7 +150,7 @@ export class McpSurface {
           });
         }
         const command = this.core.registry.get(name);
-        return server.projectCallToolResult(toCallToolResult(result), command?.outputJsonSchema);
+        return server.projectCallToolResult(toCallToolResult(result, command), command?.outputJsonSchema);
       }),
     );
     server.setRequestHandler(
@@ -311,6 +323,11 @@ export class McpSurface {
   }
 
   async #checkFollow(principal: Principal, uri: string): Promise<void> {
+    if (!uri.startsWith(STATE_URI_PREFIX)) {
+      // App resources may be followed by whoever may read them; the app decides whether they change.
+      if (this.#appResourcePermitted(principal, uri)) return;
+      throw resourceNotFound(uri);
+    }
     const parsed = parseStateUri(uri);
     if (parsed?.kind !== 'value') {
       throw new ProtocolError(
@@ -466,8 +483,11 @@ function toTool(command: CommandDefinition): Tool {
   return tool;
 }
 
-/** A command's outcome as an MCP tool result: failures are results with `isError`, not protocol errors. */
-export function toCallToolResult(result: CommandResult): CallToolResult {
+/**
+ * A command's outcome as an MCP tool result: failures are results with `isError`, not protocol
+ * errors. The content is the command's own rendering of its result, or the result's JSON text.
+ */
+export function toCallToolResult(result: CommandResult, command?: CommandDefinition): CallToolResult {
   const meta: JsonObject = { [META.requestId]: result.requestId };
   if (result.revision !== undefined) meta[META.revision] = result.revision;
   if (result.status === 'success') {
@@ -475,7 +495,10 @@ export function toCallToolResult(result: CommandResult): CallToolResult {
     meta[META.commandId] = result.commandId;
     if (result.replayed) meta[META.replayed] = true;
     const value = result.result;
-    const out: CallToolResult = { content: [{ type: 'text', text: JSON.stringify(value) }], _meta: meta };
+    const content = command?.content
+      ? (command.content(value) as CallToolResult['content'])
+      : [{ type: 'text' as const, text: JSON.stringify(value) }];
+    const out: CallToolResult = { content, _meta: meta };
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) out.structuredContent = value;
     return out;
   }

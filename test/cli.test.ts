@@ -1,0 +1,133 @@
+/** The CLI as users run it: help, exit codes (0 ok, 1 failure, 2 usage), keys and state commands. */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { httpClient, runCli, type ServerProcess, startServerProcess } from './helpers/servers.js';
+import { tempDir } from './helpers/tmp.js';
+
+const tmp = tempDir();
+const dataDir = ['--data-dir', tmp.dir];
+afterAll(() => tmp.remove());
+
+describe('help and usage', () => {
+  it.each([
+    [[]],
+    [['serve']],
+    [['keys']],
+    [['keys', 'create']],
+    [['keys', 'list']],
+    [['keys', 'revoke']],
+    [['state']],
+    [['state', 'get']],
+    [['state', 'history']],
+  ])('prints help for %j and exits 0', async (args) => {
+    const { code, stdout } = await runCli([...args, '--help']);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^Usage: coremcp/);
+  });
+
+  it('exits 2 on unknown commands, unknown options and missing required options', async () => {
+    expect((await runCli(['frobnicate'])).code).toBe(2);
+    expect((await runCli(['state', 'get', '--nope'])).code).toBe(2);
+    expect((await runCli(['keys', 'create', '--name', 'x'])).code).toBe(2);
+  });
+
+  it('exits 2 on malformed option values, with a one-line reason', async () => {
+    const bad = await runCli(['state', 'get', '--revision', '-3', ...dataDir]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--revision must be an integer/);
+    expect((await runCli(['serve', '--http', 'not-a-port', ...dataDir])).code).toBe(2);
+    expect((await runCli(['serve', '--http', '0.0.0.0:0', '--no-auth', ...dataDir])).stderr).toMatch(
+      /only allowed on a loopback/,
+    );
+  });
+
+  it('exits 2 when the app module is missing or exports no app', async () => {
+    expect((await runCli(['serve', './no-such-app.ts', ...dataDir])).code).toBe(2);
+    const notAnApp = join(tmp.dir, 'not-an-app.mjs');
+    writeFileSync(notAnApp, 'export default { name: "fake" };\n');
+    const result = await runCli(['serve', notAnApp, ...dataDir]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/export default defineApp/);
+  });
+});
+
+describe('keys', () => {
+  let server: ServerProcess;
+  beforeAll(async () => {
+    server = await startServerProcess(dataDir);
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
+
+  it('creates a key, printing it alone on stdout, that authenticates as its name', async () => {
+    const { code, stdout, stderr } = await runCli([
+      'keys',
+      'create',
+      '--name',
+      'agent-7',
+      '--role',
+      'member',
+      ...dataDir,
+    ]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^cmcp_[a-z0-9]{12}_[A-Za-z0-9_-]{43}\n$/);
+    expect(stderr).toMatch(/agent-7/);
+    const client = await httpClient(server.url, stdout.trim());
+    const added = await client.callTool({ name: 'task.add', arguments: { title: 'by agent 7' } });
+    expect((added.structuredContent as { task: { createdBy: string } }).task.createdBy).toBe('agent-7');
+    await client.close();
+  });
+
+  it('refuses a duplicate name (exit 1) and an unknown role or a bad name (exit 2)', async () => {
+    expect((await runCli(['keys', 'create', '--name', 'agent-7', '--role', 'member', ...dataDir])).code).toBe(
+      1,
+    );
+    expect((await runCli(['keys', 'create', '--name', 'x', '--role', 'superuser', ...dataDir])).code).toBe(2);
+    expect(
+      (await runCli(['keys', 'create', '--name', 'bad name!', '--role', 'member', ...dataDir])).code,
+    ).toBe(2);
+  });
+
+  it('lists keys without their hashes, and revokes by name so they stop working', async () => {
+    const listed = JSON.parse((await runCli(['keys', 'list', '--json', ...dataDir])).stdout) as Array<
+      Record<string, unknown>
+    >;
+    expect(listed.map((k) => k.name).sort()).toEqual(['admin', 'agent-7']);
+    expect(listed.every((k) => !('hash' in k))).toBe(true);
+    const key = (
+      await runCli(['keys', 'create', '--name', 'short-lived', '--role', 'viewer', ...dataDir])
+    ).stdout.trim();
+    const revoked = await runCli(['keys', 'revoke', 'short-lived', ...dataDir]);
+    expect(revoked.code).toBe(0);
+    const response = await fetch(server.url, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${key}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
+    });
+    expect(response.status).toBe(401);
+    expect((await runCli(['keys', 'list', ...dataDir])).stdout).toMatch(/short-lived .*REVOKED/);
+    expect((await runCli(['keys', 'revoke', 'nobody', ...dataDir])).code).toBe(2);
+  });
+});
+
+describe('state', () => {
+  it('prints a document and its history; unknown documents exit 1 with not_found', async () => {
+    const got = await runCli(['state', 'get', ...dataDir]);
+    expect(got.code).toBe(0);
+    const board = JSON.parse(got.stdout) as { doc: string; revision: number };
+    expect(board.doc).toBe('board');
+    expect(board.revision).toBeGreaterThan(0);
+    const history = await runCli(['state', 'history', '--limit', '5', ...dataDir]);
+    expect(history.code).toBe(0);
+    expect(history.stdout).toMatch(/task\.add/);
+    const missing = await runCli(['state', 'get', '--doc', 'nope', ...dataDir]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/not_found/);
+  });
+});
