@@ -63,7 +63,11 @@ export { type Logger, silentLogger } from './core/log.js';
 export { applyPatch, type JsonPatch, type JsonPatchOperation } from './core/patch.js';
 export {
   type CommitEvent,
+  type CompactionResult,
   type DocumentState,
+  type HistoryCallOptions,
+  type HistoryPage,
+  type RetentionPolicy,
   type StateDiff,
   type StateLimits,
   StateManager,
@@ -84,7 +88,12 @@ export {
 } from './mcp/app.js';
 export { type HttpServerOptions, type RunningHttpServer, serveHttp } from './mcp/http.js';
 export { META, STATE_URI_PREFIX, stateUri } from './mcp/meta.js';
-export { StateReplica, type StateReplicaOptions } from './mcp/replica.js';
+export {
+  type ReplicaChange,
+  StateReplica,
+  type StateReplicaOptions,
+  type WatchOptions,
+} from './mcp/replica.js';
 export { type StdioServeOptions, serveStdio } from './mcp/stdio.js';
 export { type Channel, McpSurface, type McpSurfaceOptions, toCallToolResult } from './mcp/surface.js';
 export { type Core, type CoreOptions, createCore, localPrincipal } from './runtime.js';

@@ -1,6 +1,7 @@
 import type { Principal } from './core/access.js';
 import { CommandRegistry } from './core/commands.js';
 import { CommandExecutor, type CommandResult, type ExecuteOptions } from './core/executor.js';
+import { historyCommands } from './core/history.js';
 import type { JsonLimits } from './core/json.js';
 import { type Logger, silentLogger } from './core/log.js';
 import { type StateLimits, StateManager } from './core/state.js';
@@ -23,6 +24,8 @@ export interface CoreOptions {
   limits?: { input?: Partial<JsonLimits>; state?: Partial<StateLimits> };
   /** Snapshot every this many commits per document (default 1,000). */
   snapshotEvery?: number;
+  /** Register the `state.rollback` and `state.undo` tools (admin-only by default). Default true. */
+  historyTools?: boolean;
 }
 
 /** A wired runtime: registry, state, pipeline and access control over one store. */
@@ -68,6 +71,8 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
       onBackgroundError: (error, what) => logger.error({ err: error }, `background work failed: ${what}`),
     });
     await state.open();
+    if (options.historyTools !== false)
+      for (const command of historyCommands(state)) registry.register(command);
     const executor = new CommandExecutor({
       registry,
       state,

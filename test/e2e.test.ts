@@ -46,7 +46,16 @@ async function rawStdio(dataDir: string, messages: Array<object | string>): Prom
   return replies;
 }
 
-const TOOLS = ['board.settings', 'task.add', 'task.claim', 'task.complete', 'task.list', 'task.release'];
+const TOOLS = [
+  'board.settings',
+  'state.rollback',
+  'state.undo',
+  'task.add',
+  'task.claim',
+  'task.complete',
+  'task.list',
+  'task.release',
+];
 
 async function expectTaskBoardTools(client: Client): Promise<void> {
   const { tools } = await client.listTools();

@@ -29,6 +29,23 @@ export const configSchema = z.strictObject({
       roles: z.array(z.string().min(1).max(64)).min(1).max(20).optional(),
     })
     .optional(),
+  /** History kept per document; older commits are compacted hourly by the server. */
+  retention: z
+    .strictObject({
+      keepCommits: z.number().int().min(0).optional(),
+      keepDays: z.number().int().min(0).optional(),
+    })
+    .refine((policy) => policy.keepCommits !== undefined || policy.keepDays !== undefined, {
+      message: 'retention needs keepCommits or keepDays (or both)',
+    })
+    .optional(),
+  /** How long idempotency keys are honoured, in hours (default 24). */
+  idempotencyHours: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 365)
+    .optional(),
   store: z
     .strictObject({
       durability: z.enum(['normal', 'full']).optional(),

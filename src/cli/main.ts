@@ -4,7 +4,15 @@ import { Command, CommanderError, Option } from 'commander';
 import { isCoreMcpError } from '../core/errors.js';
 import { createKey, listKeys, revokeKey } from './keys.js';
 import { serve } from './serve.js';
-import { stateGet, stateHistory } from './state.js';
+import {
+  stateCompact,
+  stateDiff,
+  stateGet,
+  stateHistory,
+  stateRollback,
+  stateSnapshot,
+  stateUndo,
+} from './state.js';
 import { UsageError } from './usage.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
@@ -84,6 +92,43 @@ export function buildProgram(): Command {
       .option('--since <n>', 'commits after this revision (default: the last --limit)')
       .option('--json', 'print JSON'),
   ).action((options) => stateHistory(options));
+  withCommon(
+    state
+      .command('diff')
+      .description('print the RFC 6902 patches from one revision to another (default: head)')
+      .option('--doc <doc>', "document id (default: the store's only document, else `default`)")
+      .requiredOption('--from <n>', 'starting revision')
+      .option('--to <n>', 'ending revision (default: head)'),
+  ).action((options) => stateDiff(options));
+  withCommon(
+    state
+      .command('snapshot')
+      .description(
+        'write a snapshot of the head now (start-up loads the newest snapshot and replays the rest)',
+      )
+      .option('--doc <doc>', "document id (default: the store's only document, else `default`)"),
+  ).action((options) => stateSnapshot(options));
+  withCommon(
+    state
+      .command('compact')
+      .description('remove commits older than the retention policy (a snapshot keeps the value)')
+      .option('--doc <doc>', "document id (default: the store's only document, else `default`)")
+      .option('--keep-commits <n>', 'keep at least the last N commits')
+      .option('--keep-days <n>', 'keep every commit younger than N days'),
+  ).action((options) => stateCompact(options));
+  withCommon(
+    state
+      .command('rollback')
+      .description('return a document to an earlier revision, as a new audited commit')
+      .option('--doc <doc>', "document id (default: the store's only document, else `default`)")
+      .requiredOption('--to <n>', 'revision whose value to restore'),
+  ).action((options) => stateRollback(options));
+  withCommon(
+    state
+      .command('undo')
+      .description("undo one command's change (refused if later commits touched the same paths)")
+      .argument('<commandId>', 'command id of the commit (see `state history`)'),
+  ).action((commandId: string, options) => stateUndo({ ...options, commandId }));
 
   return program;
 }

@@ -1,6 +1,7 @@
 import { userInfo } from 'node:os';
 import type { Principal } from '../core/access.js';
 import type { Logger } from '../core/log.js';
+import { startMaintenance } from '../core/maintenance.js';
 import { isLoopback, type RunningHttpServer, serveHttp } from '../mcp/http.js';
 import { serveStdio } from '../mcp/stdio.js';
 import { McpSurface } from '../mcp/surface.js';
@@ -47,11 +48,20 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
     ...(config.store?.snapshotEvery === undefined ? {} : { snapshotEvery: config.store.snapshotEvery }),
   });
   const surface = new McpSurface(core);
+  // Another process (the CLI's rollback, a second server on the same file) may commit: follow it.
+  const unfollow = core.state.followStore();
+  const stopMaintenance = startMaintenance(core.state, {
+    ...(config.retention ? { retention: config.retention } : {}),
+    idempotencyTtlMs: (config.idempotencyHours ?? 24) * 60 * 60 * 1000,
+    logger,
+  });
   let http: RunningHttpServer | undefined;
   let stdio: { close(): Promise<void> } | undefined;
 
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
+    stopMaintenance();
+    unfollow();
     await stdio?.close().catch(() => {});
     await http?.close().catch(() => {});
     surface.close();

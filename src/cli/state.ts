@@ -1,6 +1,9 @@
+import { userInfo } from 'node:os';
+import type { Principal } from '../core/access.js';
 import { StateManager } from '../core/state.js';
 import type { SqliteStore } from '../store/sqlite.js';
 import { type CommonOptions, configOf, integerOption, openSqlite } from './context.js';
+import { UsageError } from './usage.js';
 
 export interface StateOptions extends CommonOptions {
   doc?: string;
@@ -60,5 +63,64 @@ export async function stateHistory(
         `${String(c.revision).padStart(6)}  ${c.at}  ${c.principal.padEnd(16)} ${c.command.padEnd(20)} ${c.commandId}  ${shown}\n`,
       );
     }
+  });
+}
+
+/** The operator at the keyboard: whoever can open the data folder acts as admin; audited by OS user name. */
+function operator(): Principal {
+  const name = userInfo().username || 'operator';
+  return Object.freeze({ id: name, name, roles: Object.freeze(['admin']), via: 'cli' });
+}
+
+export async function stateDiff(options: StateOptions & { from?: string; to?: string }): Promise<void> {
+  const from = integerOption('--from', options.from);
+  if (from === undefined) throw new UsageError('state diff needs --from N');
+  const to = integerOption('--to', options.to);
+  await withState(options, async (state, doc) => printJson(await state.diff(doc, from, to)));
+}
+
+export async function stateSnapshot(options: StateOptions): Promise<void> {
+  await withState(options, async (state, doc) => printJson({ doc, snapshot: await state.snapshot(doc) }));
+}
+
+export async function stateCompact(
+  options: StateOptions & { keepCommits?: string; keepDays?: string },
+): Promise<void> {
+  const config = configOf(options);
+  const keepCommits = integerOption('--keep-commits', options.keepCommits) ?? config.retention?.keepCommits;
+  const keepDays = integerOption('--keep-days', options.keepDays) ?? config.retention?.keepDays;
+  if (keepCommits === undefined && keepDays === undefined) {
+    throw new UsageError(
+      'state compact needs --keep-commits K and/or --keep-days D (or "retention" in the config)',
+    );
+  }
+  await withState(options, async (state, doc) =>
+    printJson(await state.compact(doc, { keepCommits, keepDays })),
+  );
+}
+
+export async function stateRollback(options: StateOptions & { to?: string }): Promise<void> {
+  const to = integerOption('--to', options.to);
+  if (to === undefined) throw new UsageError('state rollback needs --to N');
+  await withState(options, async (state, doc) => {
+    const result = await state.rollback(doc, to, { principal: operator() });
+    printJson({
+      ...result.result,
+      revision: result.revision,
+      committed: result.committed,
+      commandId: result.commandId,
+    });
+  });
+}
+
+export async function stateUndo(options: StateOptions & { commandId: string }): Promise<void> {
+  await withState(options, async (state) => {
+    const result = await state.undo(options.commandId, { principal: operator() });
+    printJson({
+      ...result.result,
+      revision: result.revision,
+      committed: result.committed,
+      commandId: result.commandId,
+    });
   });
 }

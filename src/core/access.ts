@@ -1,5 +1,5 @@
 /** How a principal proved who it is. */
-export type AuthMethod = 'api_key' | 'jwt' | 'stdio' | 'internal' | 'none';
+export type AuthMethod = 'api_key' | 'jwt' | 'stdio' | 'cli' | 'internal' | 'none';
 
 /** Who is calling. Every command runs on behalf of exactly one principal. */
 export interface Principal {

@@ -80,7 +80,7 @@ export interface QueryContext<I, S> extends ContextBase<I> {
   readonly state: Readonly<S>;
 }
 
-type DocumentSelector<I, S> = string | DocumentDefinition<S> | ((input: I) => string);
+type DocumentSelector<I, S> = string | DocumentDefinition<S> | ((input: I) => string | Promise<string>);
 
 interface CommandSpecBase<Schema extends z.ZodType, S> {
   /** The tool name clients call. */
@@ -93,8 +93,16 @@ interface CommandSpecBase<Schema extends z.ZodType, S> {
   output?: z.ZodType;
   /** The permission a role must grant; defaults to the command name. */
   permission?: string;
-  /** The document the command acts on; defaults to `default`. */
+  /** The document the command acts on (an id, a `defineDocument` handle, or a function of the input); defaults to `default`. */
   doc?: DocumentSelector<z.output<Schema>, S>;
+  /**
+   * A condition on the current state that must hold for the command to run; return `true`, or a
+   * reason why not (the call fails with `precondition_failed`). Checked inside the transaction, on
+   * the state the handler will see.
+   */
+  precondition?: (ctx: QueryContext<z.output<Schema>, S>) => true | string;
+  /** What a write needs on its document: `write` (default), or `rollback` for history-rewinding commands. */
+  documentAction?: 'write' | 'rollback';
   /** Tool annotations. */
   destructive?: boolean;
   idempotent?: boolean;
@@ -144,7 +152,9 @@ export interface CommandDefinition {
   readonly inputJsonSchema: JsonObject;
   readonly outputJsonSchema: JsonObject | undefined;
   /** Resolves the document for a validated input. */
-  readonly resolveDoc: (input: unknown) => string;
+  readonly resolveDoc: (input: unknown) => string | Promise<string>;
+  readonly precondition: ((ctx: QueryContext<unknown, unknown>) => true | string) | undefined;
+  readonly documentAction: 'write' | 'rollback';
   readonly run: (ctx: WriteContext<unknown, unknown> | QueryContext<unknown, unknown>) => unknown;
   readonly content: ContentRenderer<JsonValue> | undefined;
 }
@@ -189,14 +199,17 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
     throw new TypeError(`command "${name}": timeoutMs must be a positive integer`);
 
   const selector = spec.doc ?? DEFAULT_DOCUMENT;
-  let resolveDoc: (input: unknown) => string;
+  let resolveDoc: (input: unknown) => string | Promise<string>;
   if (typeof selector === 'function') {
-    resolveDoc = (value) => {
-      const doc = (selector as (input: unknown) => string)(value);
+    const check = (doc: unknown): string => {
       if (typeof doc !== 'string' || !DOCUMENT_ID_PATTERN.test(doc)) {
         throw new TypeError(`command "${name}" chose document "${String(doc)}", which is not a valid id`);
       }
       return doc;
+    };
+    resolveDoc = (value) => {
+      const doc = (selector as (input: unknown) => string | Promise<string>)(value);
+      return doc instanceof Promise ? doc.then(check) : check(doc);
     };
   } else {
     const doc = typeof selector === 'string' ? selector : selector.id;
@@ -219,6 +232,8 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
     inputJsonSchema: deepFreeze(inputJsonSchema),
     outputJsonSchema: spec.output ? deepFreeze(toJsonSchema(spec.output, 'output')) : undefined,
     resolveDoc,
+    precondition: spec.precondition as CommandDefinition['precondition'],
+    documentAction: spec.documentAction ?? 'write',
     run: spec.handler as CommandDefinition['run'],
     content: spec.content as ContentRenderer<JsonValue> | undefined,
   });

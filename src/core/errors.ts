@@ -150,6 +150,15 @@ export const ERROR_CATALOG = {
     description:
       'A diff or history request spans more commits than the limit allows. Details carry `limit`; ask for a smaller range or read the whole value.',
   },
+  precondition_failed: {
+    family: 'state',
+    jsonRpc: -32027,
+    http: 412,
+    expose: true,
+    message: "The command's precondition does not hold",
+    description:
+      'A precondition the command declares failed on the current state. Details carry the `reason`. Nothing was committed.',
+  },
   undo_conflict: {
     family: 'state',
     jsonRpc: -32012,

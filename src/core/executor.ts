@@ -15,6 +15,7 @@ import {
   InternalError,
   isCoreMcpError,
   type PublicError,
+  StateError,
   toPublicError,
 } from './errors.js';
 import { timeOrderedId } from './ids.js';
@@ -180,16 +181,24 @@ export class CommandExecutor {
       });
     }
     const input = this.#validate(command, rawInput, call);
-    const doc = command.resolveDoc(input);
-    call.doc = doc;
-    if (!this.#authorizer.canAccessDocument(principal, doc, command.readOnly ? 'read' : 'write')) {
-      throw new AccessError(
-        'forbidden',
-        `Not allowed to ${command.readOnly ? 'read' : 'write'} document "${doc}"`,
-        {
-          details: { doc, action: command.readOnly ? 'read' : 'write' },
+    const expected = options.expectedRevision;
+    if (
+      expected !== undefined &&
+      (typeof expected !== 'number' || !Number.isSafeInteger(expected) || expected < 0)
+    ) {
+      throw new StateError('invalid_revision', 'The expected revision must be a non-negative integer', {
+        details: {
+          expectedRevision: typeof expected === 'number' ? expected : String(expected).slice(0, 64),
         },
-      );
+      });
+    }
+    const doc = await command.resolveDoc(input);
+    call.doc = doc;
+    const action = command.readOnly ? 'read' : command.documentAction;
+    if (!this.#authorizer.canAccessDocument(principal, doc, action)) {
+      throw new AccessError('forbidden', `Not allowed to ${action} document "${doc}"`, {
+        details: { doc, action },
+      });
     }
     if (command.readOnly) return this.#query(command, input, principal, call, options);
     if (options.idempotencyKey === undefined)
@@ -322,6 +331,7 @@ export class CommandExecutor {
       signal,
       this.#logger,
     );
+    checkPrecondition(command, ctx);
     let result = command.run(ctx as unknown as QueryContext<unknown, unknown>);
     if (result instanceof Promise) result = await signal.bound(result, command.timeoutMs);
     const value = this.#checkResult(result);
@@ -368,6 +378,7 @@ export class CommandExecutor {
           signal,
           this.#logger,
         );
+        checkPrecondition(command, ctx);
         ctx.draft = draft;
         ctx.effects = effects;
         return command.run(ctx as unknown as WriteContext<unknown, unknown>);
@@ -638,6 +649,19 @@ class Call {
       result,
     };
   }
+}
+
+function checkPrecondition(command: CommandDefinition, ctx: HandlerContext): void {
+  if (!command.precondition) return;
+  const verdict = command.precondition(ctx as unknown as QueryContext<unknown, unknown>);
+  if (verdict === true) return;
+  const reason =
+    typeof verdict === 'string' && verdict.length > 0
+      ? verdict.slice(0, 500)
+      : 'the precondition returned false';
+  throw new StateError('precondition_failed', `Precondition of "${command.name}" failed: ${reason}`, {
+    details: { reason },
+  });
 }
 
 function reusedKey(key: string): CommandError {

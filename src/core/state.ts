@@ -2,6 +2,13 @@ import { create, current, isDraft } from 'mutative';
 import { type Principal, SYSTEM_PRINCIPAL } from './access.js';
 import { DEFAULT_DOCUMENT, DOCUMENT_ID_PATTERN } from './commands.js';
 import { RecoveryError, RevisionConflictError, StateError } from './errors.js';
+import {
+  findCommit,
+  type RollbackResult,
+  rollbackMutation,
+  type UndoResult,
+  undoMutation,
+} from './history.js';
 import { timeOrderedId } from './ids.js';
 import { deepFreeze, findJsonProblem, type JsonLimits, type JsonObject, type JsonValue } from './json.js';
 import { KeyedMutex } from './mutex.js';
@@ -63,6 +70,24 @@ export interface StateDiff {
    * value at `to`, not the composed history.
    */
   compacted: boolean;
+}
+
+/** Who a history operation runs as, for the audit trail. */
+export interface HistoryCallOptions {
+  principal?: Principal;
+  requestId?: string;
+}
+
+/** Keep a commit if it is among the last `keepCommits` or younger than `keepDays`. */
+export interface RetentionPolicy {
+  keepCommits?: number;
+  keepDays?: number;
+}
+
+export interface CompactionResult {
+  doc: string;
+  oldestRevision: number;
+  removed: number;
 }
 
 /** One page of a document's commit history. */
@@ -434,6 +459,89 @@ export class StateManager {
           audit: outcome.audit,
           duplicate: undefined,
         };
+      }
+    });
+  }
+
+  /**
+   * Returns a document to its value at `toRevision` with a new, audited commit (history is kept; the
+   * rollback itself can be undone). Reverting needs every commit after `toRevision`:
+   * `revision_compacted` when they are gone.
+   */
+  async rollback(
+    doc: string,
+    toRevision: number,
+    options: HistoryCallOptions = {},
+  ): Promise<TransactResult<RollbackResult>> {
+    return this.transact({
+      doc,
+      principal: options.principal ?? SYSTEM_PRINCIPAL,
+      command: 'state.rollback',
+      auditInput: { doc, toRevision },
+      ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
+      mutate: rollbackMutation(this, doc, toRevision),
+    });
+  }
+
+  /**
+   * Undoes one commit by applying its inverse as a new commit; refused with `undo_conflict` (naming the
+   * later commits) when later commits changed the same paths.
+   */
+  async undo(commandId: string, options: HistoryCallOptions = {}): Promise<TransactResult<UndoResult>> {
+    const target = await findCommit(this, commandId);
+    return this.transact({
+      doc: target.doc,
+      principal: options.principal ?? SYSTEM_PRINCIPAL,
+      command: 'state.undo',
+      auditInput: { commandId },
+      ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
+      mutate: undoMutation(this, target),
+    });
+  }
+
+  /**
+   * Applies a retention policy: commits that are both older than `keepDays` and not among the last
+   * `keepCommits` are removed, after a snapshot at the new oldest revision. Reads of earlier revisions
+   * then fail with `revision_compacted`; diffs from them become one whole-value replace.
+   */
+  async compact(doc: string, policy: RetentionPolicy): Promise<CompactionResult> {
+    for (const [name, value] of Object.entries(policy)) {
+      if (value !== undefined && (!Number.isSafeInteger(value) || value < 0))
+        throw new TypeError(`retention ${name} must be a non-negative integer`);
+    }
+    if (policy.keepCommits === undefined && policy.keepDays === undefined) {
+      throw new TypeError('a retention policy needs keepCommits or keepDays (or both)');
+    }
+    return this.#locks.run(doc, async () => {
+      const head = await this.#head(doc, false);
+      let through = head.revision;
+      if (policy.keepCommits !== undefined) through = Math.min(through, head.revision - policy.keepCommits);
+      if (policy.keepDays !== undefined) {
+        const cutoff = new Date(this.#clock().getTime() - policy.keepDays * 86_400_000).toISOString();
+        through = Math.min(through, await this.store.revisionBefore(doc, cutoff));
+      }
+      if (through <= head.oldestRevision) return { doc, oldestRevision: head.oldestRevision, removed: 0 };
+      await this.store.writeSnapshot(doc, { revision: through, value: await this.#valueAt(doc, through) });
+      const removed = await this.store.compact(doc, through);
+      head.oldestRevision = through;
+      head.lastSnapshot = Math.max(head.lastSnapshot, through);
+      return { doc, oldestRevision: through, removed };
+    });
+  }
+
+  /**
+   * Follows commits other processes make to the store (when the store can tell): cached heads catch up
+   * and their commits are published like this process's own, so subscribers hear about a CLI
+   * rollback too. Returns the stop function.
+   */
+  followStore(): () => void {
+    const watch = this.store.watchExternalChanges?.bind(this.store);
+    if (!watch) return () => {};
+    return watch(() => {
+      for (const doc of this.#heads.keys()) {
+        this.refresh(doc).catch((error: unknown) =>
+          this.#onBackgroundError(error, `refreshing "${doc}" after an external commit`),
+        );
       }
     });
   }

@@ -44,6 +44,14 @@ export interface Store {
    */
   compact(doc: string, throughRevision: number): Promise<number>;
 
+  /** The newest revision committed before `at` (ISO time), or the oldest readable one if none. */
+  revisionBefore(doc: string, at: string): Promise<number>;
+  /**
+   * Calls `listener` when another process (another server, the CLI) may have committed to this store.
+   * Optional: a store only this process writes has nothing to report. Returns the stop function.
+   */
+  watchExternalChanges?(listener: () => void): () => void;
+
   /** Audit records with `seq > afterSeq`, ascending. */
   readAudit(query: AuditQuery): Promise<AuditRecord[]>;
 

@@ -75,6 +75,8 @@ interface LegacySession {
 
 const LOOPBACK = ['localhost', '127.0.0.1', '[::1]', '::1'];
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
+/** Bodies over the limit are read and dropped up to this size (so the client sees the 413), then cut off. */
+const DISCARD_LIMIT = 16 * 1024 * 1024;
 
 export function isLoopback(host: string): boolean {
   return LOOPBACK.includes(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
@@ -193,17 +195,38 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
     if (!originCheck.ok) throw new HttpFailure(403, new AccessError('forbidden', 'Origin not allowed'));
   }
 
-  async function readBody(req: IncomingMessage): Promise<string> {
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > maxBody) throw tooLarge();
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > maxBody) throw tooLarge();
-      chunks.push(chunk);
-    }
-    return Buffer.concat(chunks, size).toString('utf8');
+  /**
+   * Reads the body up to `maxBody`. A larger body is read on and discarded up to `DISCARD_LIMIT`, so the
+   * client, still sending, gets to read the 413 rather than a reset; past that the connection is dropped.
+   */
+  function readBody(req: IncomingMessage): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const declared = Number(req.headers['content-length']);
+      let over = Number.isFinite(declared) && declared > maxBody;
+      if (over && declared > DISCARD_LIMIT) return reject(tooLarge());
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let ended = false;
+      req.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBody) over = true;
+        if (!over) chunks.push(chunk);
+        else if (size > DISCARD_LIMIT) {
+          req.pause();
+          reject(tooLarge());
+        }
+      });
+      req.on('end', () => {
+        ended = true;
+        if (over) reject(tooLarge());
+        else resolve(Buffer.concat(chunks, size).toString('utf8'));
+      });
+      req.on('error', reject);
+      req.on('close', () => {
+        if (!ended)
+          reject(new HttpFailure(400, new AccessError('invalid_input', 'The request body ended early')));
+      });
+    });
   }
 
   function tooLarge(): HttpFailure {

@@ -11,17 +11,62 @@ export interface StateReplicaOptions {
   doc?: string;
 }
 
+export interface WatchOptions {
+  /**
+   * Also sync this often, in ms, whatever the notifications say (default 30,000; 0 turns it off). A
+   * safety net for notifications lost on the way; gaps between notifications repair themselves.
+   */
+  resyncMs?: number;
+}
+
+/** Emitted after each sync that changed the replica. */
+export interface ReplicaChange<T = JsonValue> {
+  doc: string;
+  revision: number;
+  previousRevision: number;
+  value: T;
+  /** `diff` when patches were applied, `full` when the whole value was read (first sync, compaction). */
+  method: 'full' | 'diff';
+}
+
+type UpdateListener = (uri: string, revision: number | undefined) => void;
+
+/** One `notifications/resources/updated` handler per client, shared by all its replicas. */
+const hubs = new WeakMap<Client, Set<UpdateListener>>();
+
+function updateHub(client: Client): Set<UpdateListener> {
+  let hub = hubs.get(client);
+  if (!hub) {
+    const listeners = new Set<UpdateListener>();
+    hub = listeners;
+    hubs.set(client, listeners);
+    client.setNotificationHandler('notifications/resources/updated', (notification) => {
+      const revision = notification.params._meta?.[META.revision];
+      for (const listener of listeners)
+        listener(notification.params.uri, typeof revision === 'number' ? revision : undefined);
+    });
+  }
+  return hub;
+}
+
 /**
  * A client-side copy of one coremcp document, kept in step through an SDK `Client` on any transport.
  * `sync()` brings it to the server's head with a diff from its revision (or a full read when that
- * history is gone); `revision` always matches the value `get()` returns.
+ * history is gone); `watch()` keeps it there from change notifications. `revision` always matches the
+ * value `get()` returns.
  */
 export class StateReplica {
   readonly doc: string;
   readonly #client: Client;
   readonly #state = new ReplicaState();
   readonly #source: ReplicaSource;
+  readonly #listeners = {
+    change: new Set<(change: ReplicaChange) => void>(),
+    error: new Set<(error: unknown) => void>(),
+  };
   #syncing: Promise<SyncOutcome> | undefined;
+  #dirty = false;
+  #watch: { stop: () => Promise<void> } | undefined;
 
   constructor(client: Client, options: StateReplicaOptions = {}) {
     this.#client = client;
@@ -46,12 +91,121 @@ export class StateReplica {
     return this.#state.value as T | undefined;
   }
 
+  get watching(): boolean {
+    return this.#watch !== undefined;
+  }
+
+  on(event: 'change', listener: (change: ReplicaChange) => void): () => void;
+  on(event: 'error', listener: (error: unknown) => void): () => void;
+  on(
+    event: 'change' | 'error',
+    listener: ((change: ReplicaChange) => void) | ((error: unknown) => void),
+  ): () => void {
+    const set = this.#listeners[event] as Set<typeof listener>;
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
   /** Brings the copy to the server's head. Concurrent calls share one round trip. */
   sync(): Promise<SyncOutcome> {
-    this.#syncing ??= syncReplica(this.#state, this.#source, this.doc).finally(() => {
-      this.#syncing = undefined;
-    });
+    if (!this.#syncing) {
+      const before = this.#state.revision;
+      this.#syncing = syncReplica(this.#state, this.#source, this.doc)
+        .then((outcome) => {
+          if (outcome.changed && outcome.method !== 'none') {
+            this.#emitChange({
+              doc: this.doc,
+              revision: outcome.revision,
+              previousRevision: before,
+              value: this.#state.value!,
+              method: outcome.method,
+            });
+          }
+          return outcome;
+        })
+        .finally(() => {
+          this.#syncing = undefined;
+        });
+    }
     return this.#syncing;
+  }
+
+  /**
+   * Follows the document: subscribes (`subscriptions/listen` on 2026-07-28 connections,
+   * `resources/subscribe` on 2025 ones), syncs, then syncs again on every change notification that
+   * names a newer revision. Missed or reordered notifications cost nothing: each sync diffs from the
+   * replica's own revision to the head.
+   */
+  async watch(options: WatchOptions = {}): Promise<void> {
+    if (this.#watch) return;
+    const uri = stateUri(this.doc);
+    const hub = updateHub(this.#client);
+    const onUpdate: UpdateListener = (updated, revision) => {
+      if (updated !== uri || (revision !== undefined && revision <= this.#state.revision)) return;
+      this.#pull();
+    };
+    hub.add(onUpdate);
+    let unsubscribe: () => Promise<void>;
+    try {
+      if (isModern(this.#client)) {
+        const subscription = await this.#client.listen({ resourceSubscriptions: [uri] });
+        unsubscribe = () => subscription.close();
+      } else {
+        await this.#client.subscribeResource({ uri });
+        unsubscribe = async () => {
+          await this.#client.unsubscribeResource({ uri });
+        };
+      }
+    } catch (error) {
+      hub.delete(onUpdate);
+      throw error;
+    }
+    const resyncMs = options.resyncMs ?? 30_000;
+    const timer = resyncMs > 0 ? setInterval(() => this.#pull(), resyncMs) : undefined;
+    timer?.unref();
+    this.#watch = {
+      stop: async () => {
+        hub.delete(onUpdate);
+        if (timer) clearInterval(timer);
+        await unsubscribe().catch(() => {});
+      },
+    };
+    await this.sync();
+  }
+
+  /** Stops following. The value held stays, at its revision. */
+  async unwatch(): Promise<void> {
+    const watch = this.#watch;
+    this.#watch = undefined;
+    await watch?.stop();
+  }
+
+  /** Syncs in the background, coalescing bursts of notifications into as few round trips as possible. */
+  #pull(): void {
+    if (this.#syncing) {
+      this.#dirty = true;
+      return;
+    }
+    this.sync()
+      .catch((error: unknown) => {
+        for (const listener of this.#listeners.error) listener(error);
+      })
+      .finally(() => {
+        if (this.#dirty && this.#watch) {
+          this.#dirty = false;
+          this.#pull();
+        }
+      });
+  }
+
+  #emitChange(change: ReplicaChange): void {
+    for (const listener of this.#listeners.change) {
+      try {
+        listener(change);
+      } catch (error) {
+        for (const onError of this.#listeners.error) onError(error);
+      }
+    }
   }
 
   async #read(uri: string): Promise<{ body: JsonValue; revision: number }> {
@@ -64,4 +218,9 @@ export class StateReplica {
       throw new StateError('state_invalid', `The server sent no revision for ${uri}`);
     return { body: JSON.parse(content.text) as JsonValue, revision };
   }
+}
+
+function isModern(client: Client): boolean {
+  const version = client.getNegotiatedProtocolVersion();
+  return version !== undefined && version >= '2026-07-28';
 }

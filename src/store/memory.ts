@@ -174,6 +174,15 @@ export class MemoryStore implements Store, CredentialStore {
     return before - d.commits.length;
   }
 
+  async revisionBefore(doc: string, at: string): Promise<number> {
+    this.#check();
+    const d = this.#docs.get(doc);
+    if (!d) return 0;
+    let found = d.oldestRevision;
+    for (const c of d.commits) if (c.at < at) found = c.revision;
+    return found;
+  }
+
   async readAudit(query: AuditQuery): Promise<AuditRecord[]> {
     this.#check();
     const after = query.afterSeq ?? 0;

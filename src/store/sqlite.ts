@@ -164,6 +164,7 @@ function prepareStatements(db: Database.Database) {
       'SELECT * FROM commits WHERE doc = ? AND revision > ? AND revision <= ? ORDER BY revision LIMIT ?',
     ),
     commitById: db.prepare('SELECT * FROM commits WHERE command_id = ?'),
+    revisionBefore: db.prepare('SELECT MAX(revision) AS revision FROM commits WHERE doc = ? AND at < ?'),
     insertCommit: db.prepare(
       `INSERT INTO commits (doc, revision, command_id, command, principal, at, patches, inverse, request_id, idempotency_key, audit_seq)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -345,6 +346,35 @@ export class SqliteStore implements Store, CredentialStore {
   async compact(doc: string, throughRevision: number): Promise<number> {
     this.#conn();
     return this.#compactTx(doc, throughRevision);
+  }
+
+  async revisionBefore(doc: string, at: string): Promise<number> {
+    this.#conn();
+    const row = this.#sql.revisionBefore.get(doc, at) as { revision: number | null } | undefined;
+    const floor =
+      (this.#sql.head.get({ doc }) as { oldest_revision: number } | undefined)?.oldest_revision ?? 0;
+    return Math.max(floor, row?.revision ?? 0);
+  }
+
+  /**
+   * Polls SQLite's data_version, which moves when another connection commits to the file: a CLI
+   * rollback or a second server. Cheap (no I/O when nothing changed); the timer does not keep the
+   * process alive.
+   */
+  watchExternalChanges(listener: () => void, intervalMs = 250): () => void {
+    const db = this.#conn();
+    const version = db.prepare('PRAGMA data_version').pluck();
+    let last = version.get();
+    const timer = setInterval(() => {
+      if (!this.#db) return;
+      const now = version.get();
+      if (now !== last) {
+        last = now;
+        listener();
+      }
+    }, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   async readAudit(query: AuditQuery): Promise<AuditRecord[]> {
