@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { jwtConfigSchema } from '../security/jwt.js';
+import { authThrottleSchema, rateLimitSchema } from '../security/ratelimit.js';
 import { rolesConfigSchema } from '../security/rbac.js';
 import { UsageError } from './usage.js';
 
@@ -27,6 +29,26 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** Roles of the local user over stdio (default: admin; the local user owns the data). */
       roles: z.array(z.string().min(1).max(64)).min(1).max(20).optional(),
+    })
+    .optional(),
+  /** Who may call: API keys (always) and bearer JWTs from an OAuth authorization server. */
+  auth: z
+    .strictObject({
+      jwt: jwtConfigSchema.optional(),
+      /** This server's public MCP URL, as clients reach it (RFC 9728 `resource`; default the listen URL). */
+      resource: z.url({ protocol: /^https?$/ }).optional(),
+      /** Authorization servers clients may get tokens from (RFC 9728 `authorization_servers`). */
+      authorizationServers: z
+        .array(z.url({ protocol: /^https?$/ }))
+        .max(20)
+        .optional(),
+    })
+    .optional(),
+  /** Abuse limits: per-principal request rate and failed-authentication throttling per address. */
+  limits: z
+    .strictObject({
+      rate: rateLimitSchema.optional(),
+      authFailures: authThrottleSchema.optional(),
     })
     .optional(),
   /** History kept per document; older commits are compacted hourly by the server. */

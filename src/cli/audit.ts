@@ -1,0 +1,126 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GENESIS_HASH, verifyAuditRecords } from '../core/audit.js';
+import type { AuditQuery, AuditRecord } from '../core/store.js';
+import type { SqliteStore } from '../store/sqlite.js';
+import { type CommonOptions, configOf, integerOption, openSqlite } from './context.js';
+import { CheckFailed, UsageError } from './usage.js';
+
+export interface AuditOptions extends CommonOptions {
+  principal?: string;
+  command?: string;
+  since?: string;
+  limit?: string;
+  follow?: boolean;
+  json?: boolean;
+}
+
+const PAGE = 5000;
+
+async function withStore<T>(options: CommonOptions, work: (store: SqliteStore) => Promise<T>): Promise<T> {
+  const store = openSqlite(options, configOf(options));
+  await store.open();
+  try {
+    return await work(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** Reads every record matching `query` after `afterSeq`, page by page, handing each page to `each`. */
+async function forEachPage(
+  store: SqliteStore,
+  query: AuditQuery,
+  each: (records: AuditRecord[]) => void,
+): Promise<number> {
+  let afterSeq = query.afterSeq ?? 0;
+  for (;;) {
+    const page = await store.readAudit({ ...query, afterSeq, limit: PAGE });
+    if (page.length === 0) return afterSeq;
+    each(page);
+    afterSeq = page.at(-1)!.seq;
+    if (page.length < PAGE) return afterSeq;
+  }
+}
+
+/**
+ * Walks the whole chain: every hash recomputes, every record links to the one before, no sequence
+ * gaps. Prints the count and the last hash (keep it elsewhere: it anchors the chain against a rewrite
+ * of its tail). A broken chain is exit code 1, naming the first bad record.
+ */
+export async function auditVerify(options: CommonOptions & { json?: boolean }): Promise<void> {
+  await withStore(options, async (store) => {
+    let verdict = verifyAuditRecords([]);
+    await forEachPage(store, {}, (records) => {
+      if (!verdict.ok) return;
+      verdict = verifyAuditRecords(records, verdict, verdict.checked);
+    });
+    if (!verdict.ok) {
+      throw new CheckFailed(`audit chain broken at record ${verdict.seq}: ${verdict.reason}`);
+    }
+    if (options.json) {
+      process.stdout.write(
+        `${JSON.stringify({ ok: true, records: verdict.checked, lastHash: verdict.lastHash })}\n`,
+      );
+    } else {
+      const last = verdict.lastHash === GENESIS_HASH ? '(empty)' : verdict.lastHash;
+      process.stdout.write(`audit chain intact: ${verdict.checked} records, last hash ${last}\n`);
+    }
+  });
+}
+
+function line(record: AuditRecord): string {
+  const where = record.doc === undefined ? '' : ` ${record.doc}@${record.revision ?? '-'}`;
+  return `${record.seq}\t${record.at}\t${record.principal} (${record.via})\t${record.command}\t${record.outcome}${where}\n`;
+}
+
+function queryOf(options: AuditOptions): AuditQuery {
+  const query: AuditQuery = {};
+  if (options.principal !== undefined) query.principal = options.principal;
+  if (options.command !== undefined) query.command = options.command;
+  if (options.since !== undefined) query.since = isoTime(options.since);
+  return query;
+}
+
+function isoTime(value: string): string {
+  const time = new Date(value);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(time.getTime()))
+    throw new UsageError(
+      `--since takes an ISO date or time (2026-12-01, 2026-12-01T10:00:00Z), not "${value}"`,
+    );
+  return time.toISOString();
+}
+
+/** The last `--limit` matching records (default 20), then with `--follow` new ones as they come. */
+export async function auditTail(options: AuditOptions): Promise<void> {
+  const limit = integerOption('--limit', options.limit, 1) ?? 20;
+  const print = (r: AuditRecord) => process.stdout.write(options.json ? `${JSON.stringify(r)}\n` : line(r));
+  await withStore(options, async (store) => {
+    const query = queryOf(options);
+    const recent: AuditRecord[] = [];
+    let lastSeq = await forEachPage(store, query, (records) => {
+      recent.push(...records);
+      recent.splice(0, Math.max(0, recent.length - limit));
+    });
+    for (const r of recent) print(r);
+    if (!options.follow) return;
+    const stop = new AbortController();
+    process.once('SIGINT', () => stop.abort());
+    process.once('SIGTERM', () => stop.abort());
+    while (!stop.signal.aborted) {
+      await sleep(500, undefined, { signal: stop.signal }).catch(() => {});
+      lastSeq = await forEachPage(store, { ...query, afterSeq: lastSeq }, (records) =>
+        records.forEach(print),
+      );
+    }
+  });
+}
+
+/** Every matching record as JSON lines (for a SIEM, or an archive). */
+export async function auditExport(options: AuditOptions): Promise<void> {
+  if (options.since === undefined) throw new UsageError('audit export needs --since T (an ISO date or time)');
+  await withStore(options, async (store) => {
+    await forEachPage(store, queryOf(options), (records) => {
+      process.stdout.write(records.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    });
+  });
+}
