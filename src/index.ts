@@ -86,7 +86,13 @@ export {
   defineApp,
   isAppDefinition,
 } from './mcp/app.js';
-export { type HttpServerOptions, type RunningHttpServer, serveHttp } from './mcp/http.js';
+export {
+  type HttpRoute,
+  type HttpServerOptions,
+  type RouteContext,
+  type RunningHttpServer,
+  serveHttp,
+} from './mcp/http.js';
 export { META, STATE_URI_PREFIX, stateUri } from './mcp/meta.js';
 export {
   type ReplicaChange,
@@ -96,6 +102,26 @@ export {
 } from './mcp/replica.js';
 export { type StdioServeOptions, serveStdio } from './mcp/stdio.js';
 export { type Channel, McpSurface, type McpSurfaceOptions, toCallToolResult } from './mcp/surface.js';
+export {
+  type CheckReport,
+  type HealthCheck,
+  type HealthCheckResult,
+  HealthMonitor,
+  type HealthReport,
+  type HealthStatus,
+} from './observability/health.js';
+// A type only: prom-client loads when a core is created with `metrics`, not on import.
+export type { CoreMetrics, MetricsOptions } from './observability/metrics.js';
+export {
+  METRICS_GRANT,
+  type ObservabilityRoutesOptions,
+  observabilityRoutes,
+} from './observability/routes.js';
+export {
+  type ObservabilityServerOptions,
+  type RunningObservabilityServer,
+  serveObservability,
+} from './observability/server.js';
 export { type Core, type CoreOptions, createCore, localPrincipal } from './runtime.js';
 export { ApiKeys, type CreatedApiKey } from './security/apikeys.js';
 export { DEFAULT_ROLES, RoleAuthorizer, type RoleDefinition, type RolesConfig } from './security/rbac.js';

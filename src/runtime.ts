@@ -7,6 +7,10 @@ import { type Logger, silentLogger } from './core/log.js';
 import { type StateLimits, StateManager } from './core/state.js';
 import type { CredentialStore, Store } from './core/store.js';
 import { type AppDefinition, defineApp } from './mcp/app.js';
+import { HealthMonitor, storeHealthChecks } from './observability/health.js';
+import { commandLogger } from './observability/logs.js';
+import type { CoreMetrics, MetricsOptions } from './observability/metrics.js';
+import { reportStoreErrors } from './observability/store-errors.js';
 import { ApiKeys } from './security/apikeys.js';
 import { DEFAULT_ROLES, RoleAuthorizer, type RolesConfig } from './security/rbac.js';
 import { createRedactor } from './security/redact.js';
@@ -26,6 +30,11 @@ export interface CoreOptions {
   snapshotEvery?: number;
   /** Register the `state.rollback` and `state.undo` tools (admin-only by default). Default true. */
   historyTools?: boolean;
+  /**
+   * Prometheus metrics (`core.metrics`), in a registry of this core's own. Off by default: an embedded
+   * core pays nothing for them; `coremcp serve` turns them on.
+   */
+  metrics?: boolean | MetricsOptions;
 }
 
 /** A wired runtime: registry, state, pipeline and access control over one store. */
@@ -39,6 +48,12 @@ export interface Core {
   /** API keys, when the store can keep credentials. */
   readonly keys: ApiKeys | undefined;
   readonly logger: Logger;
+  /** Metrics, when `metrics` was set. */
+  readonly metrics: CoreMetrics | undefined;
+  /** Readiness checks: the store's, the app's, and any added with `health.add(name, check)`. */
+  readonly health: HealthMonitor;
+  /** Milliseconds the start took to open the store and load the declared documents. */
+  readonly recoveryMs: number;
   /** Runs a command through the pipeline. */
   execute(name: string, input: unknown, options?: ExecuteOptions): Promise<CommandResult>;
   close(): Promise<void>;
@@ -54,13 +69,21 @@ function isCredentialStore(store: Store): store is Store & CredentialStore {
  */
 export async function createCore(options: CoreOptions = {}): Promise<Core> {
   const app = options.app ?? defineApp({ name: 'coremcp' });
-  const store = options.store ?? new MemoryStore();
   const logger = options.logger ?? silentLogger;
+  // prom-client is loaded only for a core that wants metrics (it costs ~60 ms to import).
+  const metrics = options.metrics
+    ? new (await import('./observability/metrics.js')).CoreMetrics(
+        options.metrics === true ? {} : options.metrics,
+      )
+    : undefined;
+  const given = options.store ?? new MemoryStore();
+  const store = metrics ? reportStoreErrors(given, (kind) => metrics.recordStoreError(kind)) : given;
   const roles = { ...DEFAULT_ROLES, ...app.roles, ...options.roles };
   const authorizer = new RoleAuthorizer(roles);
   const registry = new CommandRegistry();
   for (const command of app.commands) registry.register(command);
 
+  const started = performance.now();
   await store.open();
   try {
     const state = new StateManager(store, {
@@ -71,6 +94,9 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
       onBackgroundError: (error, what) => logger.error({ err: error }, `background work failed: ${what}`),
     });
     await state.open();
+    // Loading the declared documents now makes the start pay the replay, not the first call.
+    for (const doc of state.declaredDocuments) await state.get(doc);
+    const recoveryMs = performance.now() - started;
     if (options.historyTools !== false)
       for (const command of historyCommands(state)) registry.register(command);
     const executor = new CommandExecutor({
@@ -82,6 +108,12 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
       logger,
       clock: options.clock,
     });
+    if (options.logger) executor.observe(commandLogger(logger));
+    metrics?.bind(executor, state);
+    metrics?.recordRecovery(recoveryMs / 1000);
+    const health = new HealthMonitor({ logger });
+    for (const [name, check] of Object.entries(storeHealthChecks(store, logger))) health.add(name, check);
+    for (const [name, check] of Object.entries(app.healthChecks)) health.add(name, check);
     const keys = isCredentialStore(store)
       ? new ApiKeys(store, { roles: authorizer.roleNames, clock: options.clock })
       : undefined;
@@ -94,6 +126,9 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
       authorizer,
       keys,
       logger,
+      metrics,
+      health,
+      recoveryMs,
       execute: (name, input, executeOptions) => executor.execute(name, input, executeOptions),
       close: () => store.close(),
     };

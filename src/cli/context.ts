@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
-import pino from 'pino';
+import pino, { type DestinationStream } from 'pino';
 import type { Logger } from '../core/log.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { type CoreMcpConfig, loadConfig } from './config.js';
@@ -16,7 +17,19 @@ export interface CommonOptions {
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-/** JSON logs to stderr, always: in stdio mode stdout is the protocol. */
+/**
+ * Fields never written to the log whatever a caller passes: credentials, and command inputs (the
+ * audit trail keeps a redacted copy of those).
+ */
+const REDACT = ['authorization', 'token', 'key', 'apiKey', 'password', 'secret', 'cookie', 'input'].flatMap(
+  (name) => [name, `*.${name}`],
+);
+REDACT.push('headers.authorization', '*.headers.authorization', 'headers.cookie', '*.headers.cookie');
+
+/**
+ * Logs to stderr, always: in stdio mode stdout is the protocol. JSON lines, or pino-pretty's
+ * readable lines when stderr is a terminal (`COREMCP_LOG_FORMAT=json` keeps JSON there too).
+ */
 export function createLogger(level: string | undefined): Logger {
   const chosen = level ?? process.env.COREMCP_LOG_LEVEL ?? 'info';
   if (!LEVELS.includes(chosen)) throw new UsageError(`log level must be one of ${LEVELS.join(', ')}`);
@@ -24,10 +37,20 @@ export function createLogger(level: string | undefined): Logger {
     {
       level: chosen,
       base: { pid: process.pid },
-      redact: { paths: ['*.authorization', '*.token', 'headers.authorization'], censor: '[REDACTED]' },
+      redact: { paths: REDACT, censor: '[REDACTED]' },
     },
-    pino.destination(2),
+    destination(),
   ) as unknown as Logger;
+}
+
+function destination(): DestinationStream {
+  const format = process.env.COREMCP_LOG_FORMAT;
+  if (format === 'pretty' || (format !== 'json' && process.stderr.isTTY)) {
+    // Loaded only for a terminal: servers writing JSON never pay for it.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+    return pretty({ destination: 2, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
+  }
+  return pino.destination(2);
 }
 
 export function dataDirOf(options: CommonOptions): string {

@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isCoreMcpError } from '../core/errors.js';
+import { auditExport, auditTail, auditVerify } from './audit.js';
+import { health } from './health.js';
 import { createKey, listKeys, revokeKey } from './keys.js';
 import { serve } from './serve.js';
 import {
@@ -13,7 +15,7 @@ import {
   stateSnapshot,
   stateUndo,
 } from './state.js';
-import { UsageError } from './usage.js';
+import { CheckFailed, UsageError } from './usage.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -46,6 +48,10 @@ export function buildProgram(): Command {
       .option('--http [address]', 'serve Streamable HTTP on [host:]port (default 127.0.0.1:3000)')
       .option('--stdio', 'serve over stdin/stdout (the local user, no key needed)')
       .option('--no-auth', 'serve HTTP without authentication (loopback only; for local tooling)')
+      .option(
+        '--metrics <address>',
+        'also serve /metrics, /healthz, /readyz without credentials on loopback [host:]port (e.g. 9464)',
+      )
       .addOption(
         new Option('--log-level <level>', 'log level (logs go to stderr)').choices([
           'fatal',
@@ -58,6 +64,13 @@ export function buildProgram(): Command {
         ]),
       ),
   ).action((app: string | undefined, options) => serve(app, options));
+
+  program
+    .command('health')
+    .description("ask a running server's /readyz; prints the report; exit 0 only when healthy")
+    .option('--url <url>', 'server URL, its MCP URL, or a health URL (default http://127.0.0.1:3000/readyz)')
+    .option('--timeout <seconds>', 'give up after this long (default 5)')
+    .action((options) => health(options));
 
   const keys = program.command('keys').description('manage API keys for HTTP clients');
   withCommon(
@@ -130,6 +143,32 @@ export function buildProgram(): Command {
       .argument('<commandId>', 'command id of the commit (see `state history`)'),
   ).action((commandId: string, options) => stateUndo({ ...options, commandId }));
 
+  const audit = program.command('audit').description('check and read the tamper-evident audit trail');
+  withCommon(
+    audit
+      .command('verify')
+      .description("check every record's hash and link; exit 1 naming the first broken record")
+      .option('--json', 'print JSON'),
+  ).action((options) => auditVerify(options));
+  withCommon(
+    audit
+      .command('tail')
+      .description('print the last records (seq, time, principal, via, command, outcome, doc@revision)')
+      .option('--limit <n>', 'how many records (default 20)')
+      .option('--principal <id>', 'only this principal')
+      .option('--command <name>', 'only this command')
+      .option('--follow', 'keep printing new records until interrupted')
+      .option('--json', 'print JSON lines'),
+  ).action((options) => auditTail(options));
+  withCommon(
+    audit
+      .command('export')
+      .description('print every record since a time as JSON lines')
+      .requiredOption('--since <time>', 'ISO date or time, e.g. 2026-12-01 or 2026-12-01T10:00:00Z')
+      .option('--principal <id>', 'only this principal')
+      .option('--command <name>', 'only this command'),
+  ).action((options) => auditExport(options));
+
   return program;
 }
 
@@ -148,6 +187,10 @@ export async function main(argv: string[]): Promise<number> {
       )
         return 0;
       return 2;
+    }
+    if (error instanceof CheckFailed) {
+      process.stderr.write(`coremcp: ${error.message}\n`);
+      return 1;
     }
     if (error instanceof UsageError) {
       process.stderr.write(`coremcp: ${error.message}\n`);

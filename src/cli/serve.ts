@@ -1,11 +1,16 @@
 import { userInfo } from 'node:os';
-import type { Principal } from '../core/access.js';
+import type { Authenticator, Principal } from '../core/access.js';
 import type { Logger } from '../core/log.js';
 import { startMaintenance } from '../core/maintenance.js';
 import { isLoopback, type RunningHttpServer, serveHttp } from '../mcp/http.js';
 import { serveStdio } from '../mcp/stdio.js';
 import { McpSurface } from '../mcp/surface.js';
+import { observabilityRoutes } from '../observability/routes.js';
+import { type RunningObservabilityServer, serveObservability } from '../observability/server.js';
 import { type Core, createCore } from '../runtime.js';
+import { BearerAuthenticator, JwtAuthenticator } from '../security/jwt.js';
+import { AuthThrottle, RateLimiter } from '../security/ratelimit.js';
+import type { CoreMcpConfig } from './config.js';
 import { type CommonOptions, configOf, createLogger, openSqlite } from './context.js';
 import { loadApp } from './load-app.js';
 import { UsageError } from './usage.js';
@@ -16,16 +21,18 @@ export interface ServeOptions extends CommonOptions {
   stdio?: boolean;
   /** `false` (from `--no-auth`) serves without authentication: loopback only, for local tooling. */
   auth?: boolean;
+  /** `[host:]port` of a loopback listener serving /metrics, /healthz and /readyz without credentials. */
+  metrics?: string;
 }
 
 export const DEFAULT_HTTP = { host: '127.0.0.1', port: 3000 };
 
 /** Parses `[host:]port`: `3000`, `0.0.0.0:8080`, `[::1]:3000`. */
-export function parseListen(value: string): { host: string; port: number } {
+export function parseListen(value: string, flag = '--http'): { host: string; port: number } {
   const match = /^(?:(?:\[([0-9a-fA-F:]+)\]|([A-Za-z0-9.-]+)):)?(\d{1,5})$/.exec(value);
   const port = Number(match?.[3]);
   if (!match || port > 65535)
-    throw new UsageError(`--http takes [host:]port, e.g. 3000 or 127.0.0.1:3000, not "${value}"`);
+    throw new UsageError(`${flag} takes [host:]port, e.g. 3000 or 127.0.0.1:3000, not "${value}"`);
   return { host: match[1] ?? match[2] ?? DEFAULT_HTTP.host, port };
 }
 
@@ -39,15 +46,25 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
   if (options.auth === false && wantHttp && !isLoopback(listen.host)) {
     throw new UsageError('--no-auth is only allowed on a loopback address (127.0.0.1, ::1, localhost)');
   }
+  const metricsListen = options.metrics === undefined ? undefined : parseListen(options.metrics, '--metrics');
+  if (metricsListen && !isLoopback(metricsListen.host)) {
+    throw new UsageError(
+      '--metrics serves without authentication, so only on loopback; elsewhere scrape /metrics on the --http port with an admin key',
+    );
+  }
   const app = await loadApp(appPath);
   const core = await createCore({
     app,
     store: openSqlite(options, config),
     ...(config.roles === undefined ? {} : { roles: config.roles }),
     logger,
+    metrics: true,
     ...(config.store?.snapshotEvery === undefined ? {} : { snapshotEvery: config.store.snapshotEvery }),
   });
-  const surface = new McpSurface(core);
+  const rateLimiter = new RateLimiter(config.limits?.rate);
+  const surface = new McpSurface(core, { rateLimiter });
+  core.metrics?.countSubscriptions(() => surface.activeSubscriptions);
+  const observability = { health: core.health, metrics: core.metrics, authorizer: core.authorizer };
   // Another process (the CLI's rollback, a second server on the same file) may commit: follow it.
   const unfollow = core.state.followStore();
   const stopMaintenance = startMaintenance(core.state, {
@@ -56,6 +73,7 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
     logger,
   });
   let http: RunningHttpServer | undefined;
+  let metricsServer: RunningObservabilityServer | undefined;
   let stdio: { close(): Promise<void> } | undefined;
 
   const shutdown = async (signal: string) => {
@@ -64,6 +82,7 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
     unfollow();
     await stdio?.close().catch(() => {});
     await http?.close().catch(() => {});
+    await metricsServer?.close().catch(() => {});
     surface.close();
     await core.close();
     process.exit(0);
@@ -87,15 +106,34 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
     }
     http = await serveHttp(surface, {
       ...listen,
-      ...(anonymous ? { anonymous } : { authenticator: core.keys! }),
+      ...(anonymous ? { anonymous } : { authenticator: await bearerAuthenticator(core, config) }),
+      rateLimiter,
+      authThrottle: new AuthThrottle(config.limits?.authFailures),
+      resourceMetadata: {
+        ...(config.auth?.resource || config.auth?.jwt
+          ? { resource: config.auth.resource ?? config.auth.jwt!.audience }
+          : {}),
+        authorizationServers:
+          config.auth?.authorizationServers ?? (config.auth?.jwt ? [config.auth.jwt.issuer] : []),
+      },
       ...(config.http?.allowedHosts ? { allowedHosts: config.http.allowedHosts } : {}),
       ...(config.http?.allowedOrigins ? { allowedOrigins: config.http.allowedOrigins } : {}),
       ...(config.http?.maxBodyBytes ? { maxBodyBytes: config.http.maxBodyBytes } : {}),
       ...(config.http?.maxSessions ? { maxSessions: config.http.maxSessions } : {}),
+      routes: observabilityRoutes({ ...observability, metricsAccess: 'authenticated' }),
+      onAuthFailure: (reason) => core.metrics?.recordAuthFailure(reason),
       logger,
     });
     if (!anonymous) await announceFirstKey(core, app.name, http.url, logger);
     process.stderr.write(`coremcp: serving "${app.name}" at ${http.url}\n`);
+  }
+  if (metricsListen) {
+    metricsServer = await serveObservability({
+      ...metricsListen,
+      routes: observabilityRoutes({ ...observability, metricsAccess: 'open' }),
+      logger,
+    });
+    process.stderr.write(`coremcp: metrics at ${metricsServer.url}/metrics\n`);
   }
   if (wantStdio) {
     const principal: Principal = Object.freeze({
@@ -106,6 +144,14 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
     });
     stdio = serveStdio(surface, { principal, logger });
   }
+}
+
+/** API keys always; bearer JWTs too when `auth.jwt` is configured. */
+async function bearerAuthenticator(core: Core, config: CoreMcpConfig): Promise<Authenticator> {
+  const jwt = config.auth?.jwt
+    ? await JwtAuthenticator.create(config.auth.jwt, core.authorizer.roleNames)
+    : undefined;
+  return new BearerAuthenticator(core.keys, jwt);
 }
 
 /**

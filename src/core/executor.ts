@@ -32,6 +32,7 @@ import { touchedPaths } from './patch.js';
 import type { StateManager } from './state.js';
 import type { AuditEntry, IdempotencyRecord } from './store.js';
 import { CallSignal } from './timeout.js';
+import { validTraceparent } from './trace.js';
 
 /** Per-call options: who is calling and the call's coremcp `_meta`. */
 export interface ExecuteOptions {
@@ -43,7 +44,7 @@ export interface ExecuteOptions {
   idempotencyKey?: string;
   /** Commit only if the document is at this revision. */
   expectedRevision?: number;
-  /** W3C trace context, carried into logs and the audit record. */
+  /** W3C trace context, carried into logs and the audit record (dropped when malformed). */
   traceparent?: string;
   /** The MCP client, when the call came through one. */
   client?: ClientChannel;
@@ -156,7 +157,7 @@ export class CommandExecutor {
     const started = performance.now();
     const requestId = options.requestId ?? timeOrderedId();
     const { principal } = options;
-    const call = new Call(name, requestId, principal, options.traceparent);
+    const call = new Call(name, requestId, principal, validTraceparent(options.traceparent));
     let result: CommandResult;
     try {
       result = await this.#run(call, input ?? {}, options);

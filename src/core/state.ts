@@ -220,6 +220,11 @@ export class StateManager {
     for (const [doc, initial] of this.#declared) await this.store.createDocument(doc, initial, at);
   }
 
+  /** The documents declared at construction (the app's, or `default`): a bounded set, for metrics. */
+  get declaredDocuments(): string[] {
+    return [...this.#declared.keys()];
+  }
+
   /** Commits observed so far that lost a race and were re-run. */
   get conflicts(): number {
     return this.#conflicts;

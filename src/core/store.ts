@@ -20,6 +20,11 @@ export interface Store {
   close(): Promise<void>;
   /** Throws when the store cannot serve requests. */
   ping(): Promise<void>;
+  /**
+   * The schema version the database is at and the one this code expects (readiness: migrations
+   * applied). Optional: a store without a schema (memory) has nothing to migrate.
+   */
+  schemaStatus?(): Promise<SchemaStatus>;
 
   listDocuments(): Promise<DocumentInfo[]>;
   /** Creates a document at revision 0 holding `initial` (as its first snapshot). False if it exists. */
@@ -59,6 +64,11 @@ export interface Store {
   findIdempotency(principal: string, key: string): Promise<IdempotencyRecord | undefined>;
   /** Deletes idempotency records older than `before`. Returns how many. */
   expireIdempotency(before: string): Promise<number>;
+}
+
+export interface SchemaStatus {
+  version: number;
+  expected: number;
 }
 
 /** The credential port: API keys live beside the state, but only `security/` uses them. */

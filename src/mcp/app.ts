@@ -7,6 +7,7 @@ import { UriTemplate } from '@modelcontextprotocol/server';
 import type { Principal } from '../core/access.js';
 import { type CommandDefinition, type DocumentDefinition, defineDocument } from '../core/commands.js';
 import type { JsonValue } from '../core/json.js';
+import type { HealthCheck } from '../observability/health.js';
 import type { RolesConfig } from '../security/rbac.js';
 
 /** One piece of a resource: text or base64 data. */
@@ -78,6 +79,11 @@ export interface AppSpec {
   prompts?: AppPrompt[];
   /** Roles for this app; they replace the built-in roles of the same name. */
   roles?: RolesConfig;
+  /**
+   * Readiness checks beside the store's, by name (lower case): `/readyz` runs them all. Return nothing
+   * for healthy, or `'degraded'`/`'unhealthy'` or `{ status, detail }`; a throw is unhealthy.
+   */
+  healthChecks?: Record<string, HealthCheck>;
 }
 
 /** A validated app, ready to serve. */
@@ -92,6 +98,7 @@ export interface AppDefinition {
   readonly resourceTemplates: ReadonlyArray<AppResourceTemplate & { readonly matcher: UriTemplate }>;
   readonly prompts: readonly AppPrompt[];
   readonly roles: RolesConfig | undefined;
+  readonly healthChecks: Readonly<Record<string, HealthCheck>>;
 }
 
 const APP_BRAND = Symbol.for('coremcp.app');
@@ -159,6 +166,10 @@ export function defineApp(spec: AppSpec): AppDefinition {
     'prompt',
     prompts.map((p) => p.name),
   );
+  const healthChecks = { ...spec.healthChecks };
+  for (const [name, check] of Object.entries(healthChecks)) {
+    if (typeof check !== 'function') throw new TypeError(`health check "${name}" must be a function`);
+  }
   const app: AppDefinition = {
     name: spec.name,
     version: spec.version ?? '0.0.0',
@@ -170,6 +181,7 @@ export function defineApp(spec: AppSpec): AppDefinition {
     resourceTemplates: Object.freeze(templates),
     prompts: Object.freeze([...prompts]),
     roles: spec.roles,
+    healthChecks: Object.freeze(healthChecks),
   };
   Object.defineProperty(app, APP_BRAND, { value: true });
   return Object.freeze(app);

@@ -24,8 +24,9 @@ import { AccessError, type CoreMcpError, jsonRpcErrorBody, toPublicError } from 
 import { timeOrderedId } from '../core/ids.js';
 import type { JsonValue } from '../core/json.js';
 import type { Logger } from '../core/log.js';
+import type { AuthThrottle, RateLimiter } from '../security/ratelimit.js';
 import { findMessageProblem, messageProblemError } from './guard.js';
-import type { McpSurface } from './surface.js';
+import { type McpSurface, rateLimited } from './surface.js';
 
 export interface HttpServerOptions {
   /** Interface to bind (default 127.0.0.1). Binding a non-loopback address needs authentication. */
@@ -51,10 +52,34 @@ export interface HttpServerOptions {
   maxSessions?: number;
   /** A 2025-era session idle this long is closed (default 30 minutes). */
   sessionIdleMs?: number;
+  /** Per-principal request limit: over it, 429 with `Retry-After` before the SDK sees the request. */
+  rateLimiter?: RateLimiter;
+  /** Failed-authentication throttle per client address: once blocked, 429 without checking credentials. */
+  authThrottle?: AuthThrottle;
+  /**
+   * RFC 9728 protected-resource metadata, served at `/.well-known/oauth-protected-resource` and named in
+   * every 401's `WWW-Authenticate`. `resource` defaults to this server's MCP URL.
+   */
+  resourceMetadata?: { resource?: string; authorizationServers?: string[]; scopesSupported?: string[] };
   /** Extra routes (health, metrics, metadata) tried before 404; return true when handled. */
-  routes?: Array<(req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>>;
+  routes?: HttpRoute[];
+  /** Called for each request refused for missing or invalid credentials (metrics); `reason` is bounded. */
+  onAuthFailure?: (reason: string) => void;
   logger: Logger;
 }
+
+/** What an extra route may ask of the server: the same authentication as the MCP endpoint. */
+export interface RouteContext {
+  /** Checks Host/Origin and the bearer credential like /mcp does; throws (answered as 401/403/429) if refused. */
+  authenticate(): Promise<Principal>;
+}
+
+export type HttpRoute = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  ctx: RouteContext,
+) => boolean | Promise<boolean>;
 
 export interface RunningHttpServer {
   /** The MCP endpoint, e.g. http://127.0.0.1:3000/mcp. */
@@ -93,6 +118,7 @@ class HttpFailure extends Error {
 }
 
 const AUTH_INFO_PRINCIPAL = 'coremcp/principal';
+const WELL_KNOWN = '/.well-known/oauth-protected-resource';
 
 function principalOf(authInfo: AuthInfo | undefined): Principal {
   const principal = authInfo?.extra?.[AUTH_INFO_PRINCIPAL] as Principal | undefined;
@@ -164,27 +190,55 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
     await session.server.close().catch(() => {});
   }
 
+  /** Set once listening: the metadata document and the challenge that points to it. */
+  let metadata: { url: string; body: JsonValue } | undefined;
+  const challenge = (extra = '') =>
+    `Bearer realm="coremcp"${metadata ? `, resource_metadata="${metadata.url}"` : ''}${extra}`;
+
   async function authenticate(req: IncomingMessage): Promise<Principal> {
     if (options.anonymous) return options.anonymous;
+    const address = req.socket.remoteAddress ?? 'unknown';
+    const gate = options.authThrottle?.check(address);
+    if (gate && !gate.ok) {
+      throw new HttpFailure(429, rateLimited(gate.retryAfterSeconds), {
+        'retry-after': String(gate.retryAfterSeconds),
+      });
+    }
     const header = req.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer[ ]+([^\s]+)\s*$/i.exec(header) : null;
     if (!match) {
+      options.onAuthFailure?.('missing_token');
       throw new HttpFailure(401, new AccessError('unauthenticated', 'A bearer token is required'), {
-        'www-authenticate': 'Bearer realm="coremcp"',
+        'www-authenticate': challenge(),
       });
     }
     const result = await options.authenticator!.authenticate(match[1]!);
     if (!result.ok) {
-      log.info({ reason: result.reason, address: req.socket.remoteAddress }, 'authentication failed');
+      options.onAuthFailure?.(result.reason);
+      const blocked = options.authThrottle?.fail(address) ?? false;
+      log.info({ reason: result.reason, address, blocked }, 'authentication failed');
       throw new HttpFailure(
         401,
         new AccessError('unauthenticated', 'The bearer token is invalid, expired or revoked'),
-        {
-          'www-authenticate': 'Bearer realm="coremcp", error="invalid_token"',
-        },
+        { 'www-authenticate': challenge(', error="invalid_token"') },
       );
     }
+    const verdict = options.rateLimiter?.take(result.principal.id);
+    if (verdict && !verdict.ok) {
+      throw new HttpFailure(429, rateLimited(verdict.retryAfterSeconds), {
+        'retry-after': String(verdict.retryAfterSeconds),
+      });
+    }
     return result.principal;
+  }
+
+  /** RFC 9728: `/.well-known/oauth-protected-resource`, and the same with the endpoint's path appended. */
+  function serveMetadata(req: IncomingMessage, res: ServerResponse, url: URL): boolean {
+    if (!metadata || (url.pathname !== WELL_KNOWN && url.pathname !== `${WELL_KNOWN}${path}`)) return false;
+    checkHostAndOrigin(req);
+    res.setHeader('cache-control', 'public, max-age=3600');
+    sendJson(res, 200, metadata.body);
+    return true;
   }
 
   function checkHostAndOrigin(req: IncomingMessage): void {
@@ -302,7 +356,9 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
     } else {
       response = await legacyStateless(request, requestOptions);
     }
-    await writeResponse(res, response, signal);
+    // A 2026-era `subscriptions/listen` stream stays open while the client follows: count it as a subscription.
+    const release = !legacy && isListen(parsed) ? surface.openSubscriptionStream() : undefined;
+    await writeResponse(res, response, signal).finally(() => release?.());
   }
 
   /** 2026-era `subscriptions/listen`: refuse documents the principal may not follow before the SDK acks. */
@@ -385,7 +441,14 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
     }
     try {
       if (url.pathname === path) return await handleMcp(req, res, url, signal);
-      for (const extra of options.routes ?? []) if (await extra(req, res, url)) return;
+      if (serveMetadata(req, res, url)) return;
+      const ctx: RouteContext = {
+        authenticate: async () => {
+          checkHostAndOrigin(req);
+          return authenticate(req);
+        },
+      };
+      for (const extra of options.routes ?? []) if (await extra(req, res, url, ctx)) return;
       sendJson(res, 404, { error: { code: 'not_found', message: 'Not found' } });
     } catch (error) {
       if (error instanceof HttpFailure) return sendError(res, error);
@@ -413,6 +476,21 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
   const port = (node.address() as AddressInfo).port;
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
   log.info({ url: `http://${urlHost}:${port}${path}` }, 'listening');
+  if (!options.anonymous) {
+    const resource = options.resourceMetadata?.resource ?? `http://${urlHost}:${port}${path}`;
+    const resourceUrl = new URL(resource);
+    const body: JsonValue = {
+      resource,
+      authorization_servers: options.resourceMetadata?.authorizationServers ?? [],
+      bearer_methods_supported: ['header'],
+      ...(options.resourceMetadata?.scopesSupported
+        ? { scopes_supported: options.resourceMetadata.scopesSupported }
+        : {}),
+      resource_name: surface.core.app.name,
+    };
+    const suffix = resourceUrl.pathname === '/' ? '' : resourceUrl.pathname;
+    metadata = { url: `${resourceUrl.origin}${WELL_KNOWN}${suffix}`, body };
+  }
 
   return {
     url: `http://${urlHost}:${port}${path}`,
@@ -434,6 +512,10 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isListen(parsed: unknown): boolean {
+  return isRecord(parsed) && parsed.method === 'subscriptions/listen';
 }
 
 function isInitialize(parsed: unknown): boolean {

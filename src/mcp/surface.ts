@@ -13,13 +13,15 @@ import {
 } from '@modelcontextprotocol/server';
 import type { Principal } from '../core/access.js';
 import type { ClientChannel, CommandDefinition } from '../core/commands.js';
-import { isCoreMcpError, toPublicError } from '../core/errors.js';
+import { AccessError, isCoreMcpError, toPublicError } from '../core/errors.js';
 import type { CommandResult } from '../core/executor.js';
 import { timeOrderedId } from '../core/ids.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import type { Logger } from '../core/log.js';
 import type { CommitEvent } from '../core/state.js';
+import { validTraceparent } from '../core/trace.js';
 import type { Core } from '../runtime.js';
+import type { RateLimiter } from '../security/ratelimit.js';
 import type { AppCallContext } from './app.js';
 import { META, STATE_URI_PREFIX, stateUri } from './meta.js';
 import { parseStateUri, readStateResource, STATE_RESOURCE_TEMPLATES, type StateUri } from './resources.js';
@@ -46,6 +48,11 @@ interface Follower {
 export interface McpSurfaceOptions {
   serverName?: string;
   serverVersion?: string;
+  /**
+   * Per-principal request limit for connections without an HTTP edge (stdio); over it, requests fail
+   * with `rate_limited`. HTTP servers take the same limiter and answer 429 before the SDK runs.
+   */
+  rateLimiter?: RateLimiter;
 }
 
 /** Publishes a resource change to 2026-era `subscriptions/listen` streams (the HTTP handler's bus). */
@@ -65,10 +72,13 @@ export class McpSurface {
   readonly #followers = new Set<Follower>();
   readonly #publishers = new Set<ResourceUpdatePublisher>();
   readonly #unsubscribe: () => void;
+  #streams = 0;
+  readonly #limiter: RateLimiter | undefined;
 
   constructor(core: Core, options: McpSurfaceOptions = {}) {
     this.core = core;
     this.#logger = core.logger.child({ component: 'mcp' });
+    this.#limiter = options.rateLimiter;
     core.registry.freeze();
     const app = core.app;
     this.#serverInfo = {
@@ -92,6 +102,26 @@ export class McpSurface {
   addPublisher(publish: ResourceUpdatePublisher): () => void {
     this.#publishers.add(publish);
     return () => this.#publishers.delete(publish);
+  }
+
+  /**
+   * Subscriptions open now: URIs subscribed with `resources/subscribe` and open HTTP
+   * `subscriptions/listen` streams. (Over stdio the SDK keeps 2026-era listens to itself: not counted.)
+   */
+  get activeSubscriptions(): number {
+    let count = this.#streams;
+    for (const follower of this.#followers) count += follower.subscriptions?.size ?? 0;
+    return count;
+  }
+
+  /** Counts an open HTTP `subscriptions/listen` stream; call the returned function when it closes. */
+  openSubscriptionStream(): () => void {
+    this.#streams++;
+    let open = true;
+    return () => {
+      if (open) this.#streams--;
+      open = false;
+    };
   }
 
   /** Whether the principal may follow a URI: a state document it may follow, or an app resource it may read. */
@@ -132,7 +162,8 @@ export class McpSurface {
         previous?.();
       };
     }
-    const guard = this.#guard.bind(this);
+    const guard = <Req, Res>(handler: (request: Req, ctx: ServerContext) => Res | Promise<Res>) =>
+      this.#guard(principal, handler);
 
     server.setRequestHandler(
       'tools/list',
@@ -235,11 +266,11 @@ export class McpSurface {
   ): Promise<CommandResult> {
     const meta = (ctx.mcpReq._meta ?? {}) as Record<string, unknown>;
     const envelope = (ctx.mcpReq.envelope ?? {}) as Record<string, unknown>;
-    const traceparent = pickString(
-      envelope['io.modelcontextprotocol/traceparent'] ??
-        meta.traceparent ??
-        ctx.http?.req?.headers.get('traceparent'),
-    );
+    // The request's own trace context first, then the HTTP header's; a malformed one is skipped.
+    const traceparent =
+      validTraceparent(envelope['io.modelcontextprotocol/traceparent']) ??
+      validTraceparent(meta.traceparent) ??
+      validTraceparent(ctx.http?.req?.headers.get('traceparent'));
     return this.core.executor.execute(name, args, {
       principal,
       requestId: timeOrderedId(),
@@ -439,9 +470,14 @@ export class McpSurface {
    * Wraps a request handler so nothing unsanitized reaches the wire: the SDK sends a thrown error's
    * message as is. Typed errors keep their public message; anything else becomes `internal_error`.
    */
-  #guard<Req, Res>(handler: (request: Req, ctx: ServerContext) => Res | Promise<Res>) {
+  #guard<Req, Res>(principal: Principal, handler: (request: Req, ctx: ServerContext) => Res | Promise<Res>) {
     return async (request: Req, ctx: ServerContext): Promise<Res> => {
       try {
+        // HTTP requests were counted at the edge (and refused with 429 there); stdio is counted here.
+        if (this.#limiter && ctx.http === undefined) {
+          const verdict = this.#limiter.take(principal.id);
+          if (!verdict.ok) throw rateLimited(verdict.retryAfterSeconds);
+        }
         return await handler(request, ctx);
       } catch (error) {
         if (error instanceof ProtocolError) throw error;
@@ -457,12 +493,15 @@ export class McpSurface {
   }
 }
 
-function resourceNotFound(uri: string): ProtocolError {
-  return new ProtocolError(ProtocolErrorCode.InvalidParams, 'Resource not found', { code: 'not_found', uri });
+/** The typed refusal of a request over the principal's rate limit. */
+export function rateLimited(retryAfterSeconds: number): AccessError {
+  return new AccessError('rate_limited', `Too many requests; retry in ${retryAfterSeconds} s`, {
+    details: { retryAfterSeconds },
+  });
 }
 
-function pickString(value: unknown): string | undefined {
-  return typeof value === 'string' && value.length <= 512 ? value : undefined;
+function resourceNotFound(uri: string): ProtocolError {
+  return new ProtocolError(ProtocolErrorCode.InvalidParams, 'Resource not found', { code: 'not_found', uri });
 }
 
 function toTool(command: CommandDefinition): Tool {

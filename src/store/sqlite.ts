@@ -18,6 +18,7 @@ import type {
   DocumentInfo,
   IdempotencyRecord,
   LoadedDocument,
+  SchemaStatus,
   Snapshot,
   Store,
 } from '../core/store.js';
@@ -254,6 +255,10 @@ export class SqliteStore implements Store, CredentialStore {
   /** The schema version this file is at. */
   get schemaVersion(): number {
     return this.#version(this.#conn());
+  }
+
+  async schemaStatus(): Promise<SchemaStatus> {
+    return { version: this.schemaVersion, expected: MIGRATIONS.length };
   }
 
   async listDocuments(): Promise<DocumentInfo[]> {
