@@ -534,11 +534,20 @@ async function writeResponse(res: ServerResponse, response: Response, signal: Ab
   response.headers.forEach((value, name) => {
     headers[name] = value;
   });
-  res.writeHead(response.status, headers);
   if (response.body === null) {
+    res.writeHead(response.status, headers);
     res.end();
     return;
   }
+  if (!headers['content-type']?.startsWith('text/event-stream')) {
+    // A plain body is read whole and sent in one write, headers and all, with its length.
+    const body = Buffer.from(await response.arrayBuffer());
+    headers['content-length'] = String(body.length);
+    res.writeHead(response.status, headers);
+    res.end(body);
+    return;
+  }
+  res.writeHead(response.status, headers);
   const reader = response.body.getReader();
   const onAbort = () => void reader.cancel().catch(() => {});
   signal.addEventListener('abort', onAbort, { once: true });

@@ -22,6 +22,7 @@ import type {
   Snapshot,
   Store,
 } from '../core/store.js';
+import { type Checkpointer, startCheckpointer } from './checkpointer.js';
 
 export interface SqliteStoreOptions {
   /** Path of the database file, or `:memory:`. Parent folders are created. */
@@ -34,10 +35,15 @@ export interface SqliteStoreOptions {
   durability?: 'normal' | 'full';
   /** How long a write waits for another process's write lock, in ms (default 5,000). */
   busyTimeoutMs?: number;
+  /**
+   * Checkpoint the write-ahead log on a worker thread this often, in ms (default 100), instead of in
+   * the commit that crosses SQLite's threshold. 0 leaves checkpoints to SQLite, inline.
+   */
+  checkpointIntervalMs?: number;
 }
 
 /** Schema migrations, applied in order; `meta.schema_version` records how many ran. */
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE documents (
      doc TEXT PRIMARY KEY,
      oldest_revision INTEGER NOT NULL DEFAULT 0,
@@ -88,6 +94,41 @@ const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL,
      revoked_at TEXT
    );`,
+  // 2: commits and snapshots as rowid tables. WITHOUT ROWID keeps whole rows in the primary-key tree,
+  // so a seek to a document's newest revision compared keys against large patches and snapshots
+  // (overflow pages) and slowed every commit as the history grew. The keys now live in an index.
+  `CREATE TABLE commits_v2 (
+     id INTEGER PRIMARY KEY,
+     doc TEXT NOT NULL,
+     revision INTEGER NOT NULL,
+     command_id TEXT NOT NULL,
+     command TEXT NOT NULL,
+     principal TEXT NOT NULL,
+     at TEXT NOT NULL,
+     patches TEXT NOT NULL,
+     inverse TEXT NOT NULL,
+     request_id TEXT,
+     idempotency_key TEXT,
+     audit_seq INTEGER
+   );
+   INSERT INTO commits_v2 (doc, revision, command_id, command, principal, at, patches, inverse, request_id, idempotency_key, audit_seq)
+     SELECT doc, revision, command_id, command, principal, at, patches, inverse, request_id, idempotency_key, audit_seq
+     FROM commits ORDER BY doc, revision;
+   DROP TABLE commits;
+   ALTER TABLE commits_v2 RENAME TO commits;
+   CREATE UNIQUE INDEX commits_doc_revision ON commits (doc, revision);
+   CREATE UNIQUE INDEX commits_command_id ON commits (command_id);
+   CREATE INDEX commits_doc_at ON commits (doc, at);
+   CREATE TABLE snapshots_v2 (
+     id INTEGER PRIMARY KEY,
+     doc TEXT NOT NULL,
+     revision INTEGER NOT NULL,
+     value TEXT NOT NULL
+   );
+   INSERT INTO snapshots_v2 (doc, revision, value) SELECT doc, revision, value FROM snapshots ORDER BY doc, revision;
+   DROP TABLE snapshots;
+   ALTER TABLE snapshots_v2 RENAME TO snapshots;
+   CREATE UNIQUE INDEX snapshots_doc_revision ON snapshots (doc, revision);`,
 ];
 
 interface CommitRow {
@@ -204,6 +245,7 @@ export class SqliteStore implements Store, CredentialStore {
   readonly path: string;
   readonly #options: SqliteStoreOptions;
   #db: Database.Database | undefined;
+  #checkpointer: Checkpointer | undefined;
   #sql!: ReturnType<typeof prepareStatements>;
   #commitTx!: (request: CommitRequest) => CommitOutcome;
   #attemptTx!: (request: AttemptRequest) => AuditRecord;
@@ -224,6 +266,19 @@ export class SqliteStore implements Store, CredentialStore {
       db.pragma(`synchronous = ${this.#options.durability === 'full' ? 'FULL' : 'NORMAL'}`);
       db.pragma(`busy_timeout = ${this.#options.busyTimeoutMs ?? 5000}`);
       this.#migrate(db);
+      const interval = this.#options.checkpointIntervalMs ?? 100;
+      if (interval > 0 && this.path !== ':memory:') {
+        db.pragma('wal_autocheckpoint = 0');
+        this.#checkpointer = startCheckpointer(this.path, interval, {
+          // Housekeeping: a failed checkpoint is retried on the next tick and nothing else fails.
+          onError: (message) => process.emitWarning(`coremcp: WAL checkpoint failed: ${message}`),
+          // Without the worker the log would grow without bound: give checkpoints back to SQLite.
+          onExit: (message) => {
+            process.emitWarning(`coremcp: WAL checkpointer stopped (${message}); checkpointing inline`);
+            this.#db?.pragma('wal_autocheckpoint = 1000');
+          },
+        });
+      }
     } catch (error) {
       db.close();
       throw error;
@@ -244,6 +299,8 @@ export class SqliteStore implements Store, CredentialStore {
   }
 
   async close(): Promise<void> {
+    await this.#checkpointer?.stop();
+    this.#checkpointer = undefined;
     this.#db?.close();
     this.#db = undefined;
   }

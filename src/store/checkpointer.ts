@@ -1,0 +1,72 @@
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+
+/**
+ * Runs SQLite WAL checkpoints on a worker thread with its own connection, so a commit never pays for
+ * copying the log back into the database (a few milliseconds every thousand pages, otherwise charged
+ * to whichever commit crosses the threshold). PASSIVE checkpoints never block writers.
+ */
+const WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.module);
+const db = new Database(workerData.path, { fileMustExist: true });
+db.pragma('busy_timeout = 100');
+let last = '';
+const checkpoint = () => {
+  try {
+    db.pragma('wal_checkpoint(PASSIVE)');
+    last = '';
+  } catch (error) {
+    const message = String(error && error.message);
+    if (message !== last) parentPort.postMessage(message);
+    last = message;
+  }
+};
+const timer = setInterval(checkpoint, workerData.intervalMs);
+parentPort.on('message', () => {
+  clearInterval(timer);
+  db.close();
+  parentPort.close();
+});
+`;
+
+export interface Checkpointer {
+  stop(): Promise<void>;
+}
+
+/**
+ * `onError` hears about failed checkpoints (retried on the next tick); `onExit` is called if the
+ * worker dies before `stop()`, so the caller can hand checkpoints back to SQLite.
+ */
+export function startCheckpointer(
+  path: string,
+  intervalMs: number,
+  handlers: { onError: (message: string) => void; onExit: (message: string) => void },
+): Checkpointer {
+  const module = createRequire(import.meta.url).resolve('better-sqlite3');
+  const worker = new Worker(WORKER, { eval: true, workerData: { module, path, intervalMs } });
+  let stopping = false;
+  let failure = 'exited';
+  worker.on('message', (message: string) => handlers.onError(message));
+  worker.on('error', (error) => {
+    failure = error.message;
+  });
+  const exited = new Promise<void>((resolve) =>
+    worker.once('exit', () => {
+      if (!stopping) handlers.onExit(failure);
+      resolve();
+    }),
+  );
+  // After the listeners: attaching a 'message' listener refs the worker again.
+  worker.unref();
+  return {
+    async stop() {
+      stopping = true;
+      // Keep the process alive until the worker has closed its connection.
+      worker.ref();
+      worker.postMessage('stop');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+      await worker.terminate();
+    },
+  };
+}
