@@ -1,0 +1,45 @@
+// The baseline for the wire benchmarks: the official SDK v2 with one in-memory counter tool and no
+// coremcp, served the way the SDK documents for plain Node (Host/Origin checks included, as coremcp
+// does them too). Plain JavaScript, so it starts like `coremcp serve` does: no TypeScript loader.
+//   node scripts/bench/bare-server.mjs --http   → prints "listening http://127.0.0.1:PORT/mcp" on stderr
+//   node scripts/bench/bare-server.mjs --stdio
+import { createServer } from 'node:http';
+import {
+  localhostHostValidation,
+  localhostOriginValidation,
+  toNodeHandler,
+} from '@modelcontextprotocol/node';
+import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
+import { serveStdio } from '@modelcontextprotocol/server/stdio';
+import { z } from 'zod';
+
+let counter = 0;
+
+function build() {
+  const server = new McpServer({ name: 'bare-sdk-counter', version: '1.0.0' });
+  server.registerTool(
+    'incr',
+    { description: 'Adds to a counter', inputSchema: z.object({ by: z.number().int().min(1).max(100) }) },
+    async ({ by }) => {
+      counter += by;
+      return { content: [{ type: 'text', text: String(counter) }] };
+    },
+  );
+  return server;
+}
+
+if (process.argv.includes('--stdio')) {
+  serveStdio(build);
+} else {
+  const handler = toNodeHandler(createMcpHandler(build));
+  const validHost = localhostHostValidation();
+  const validOrigin = localhostOriginValidation();
+  const http = createServer((req, res) => {
+    if (!validHost(req, res) || !validOrigin(req, res)) return;
+    void handler(req, res);
+  });
+  http.listen(0, '127.0.0.1', () => {
+    process.stderr.write(`listening http://127.0.0.1:${http.address().port}/mcp\n`);
+  });
+  process.once('SIGTERM', () => process.exit(0));
+}

@@ -1,0 +1,163 @@
+/**
+ * `npm run bench`: runs every scenario, interleaved over rounds, and writes docs/benchmarks.md.
+ *   --quick        short windows and a small history (CI: checks the bench still runs, ~1 minute)
+ *   --out FILE     write the report there instead of docs/benchmarks.md
+ *   --profile      instead: CPU-profile `coremcp serve` under 16 HTTP clients and print a summary
+ * Every child process is killed at the end, on failure and on Ctrl-C; temporary data is removed.
+ */
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { historyScenario } from './history.js';
+import { inProcessScenario } from './in-process.js';
+import { renderProfile, summarizeProfile } from './profile.js';
+import { type BenchResults, renderReport } from './report.js';
+import type { BenchConfig, Measurement, Scenario } from './scenario.js';
+import { killAll } from './servers.js';
+import { medianOf } from './stats.js';
+import { wireScenario } from './wire.js';
+
+const FULL: BenchConfig = {
+  quick: false,
+  rounds: 3,
+  windowMs: 4000,
+  warmupMs: 1000,
+  maxCalls: 500_000,
+  historyCommits: 1_000_000,
+  rollbackCommits: 1000,
+  httpConcurrency: [1, 16, 64],
+  stdioConcurrency: [1, 16],
+};
+
+const QUICK: BenchConfig = {
+  ...FULL,
+  quick: true,
+  windowMs: 400,
+  warmupMs: 200,
+  maxCalls: 20_000,
+  historyCommits: 10_000,
+};
+
+function log(message: string): void {
+  process.stderr.write(`bench: ${message}\n`);
+}
+
+async function closeAll(scenarios: Scenario[]): Promise<void> {
+  for (const scenario of scenarios)
+    await scenario.close().catch((error) => log(`closing ${scenario.name}: ${error}`));
+}
+
+async function runBench(config: BenchConfig, dir: string, out: string): Promise<void> {
+  const startedAt = new Date();
+  const started = performance.now();
+  const scenarios: Scenario[] = [];
+  try {
+    log('preparing: in-process core');
+    scenarios.push(await inProcessScenario(dir, config));
+    log(`preparing: ${config.historyCommits.toLocaleString('en-US')} commits of history`);
+    scenarios.push(await historyScenario(dir, config));
+    log('preparing: HTTP servers');
+    scenarios.push(await wireScenario('http', dir, config));
+    log('preparing: stdio servers');
+    scenarios.push(await wireScenario('stdio', dir, config));
+
+    const runs: Record<string, Measurement[]> = {};
+    for (let round = 0; round < config.rounds; round++) {
+      for (const scenario of scenarios) {
+        for (const c of scenario.cases) {
+          log(`round ${round + 1}/${config.rounds}: ${c.key}`);
+          const measured = await c.run(round);
+          runs[c.key] = [...(runs[c.key] ?? []), measured];
+        }
+      }
+    }
+    const facts: Record<string, Measurement> = {};
+    for (const scenario of scenarios) if (scenario.facts) facts[scenario.name] = scenario.facts();
+    const medians = Object.fromEntries(Object.entries(runs).map(([key, list]) => [key, medianOf(list)]));
+    const results: BenchResults = {
+      config,
+      startedAt,
+      durationS: (performance.now() - started) / 1000,
+      medians,
+      runs,
+      facts,
+    };
+    writeFileSync(out, renderReport(results));
+    log(`wrote ${out} in ${Math.round(results.durationS)} s`);
+    const failed = Object.values(runs)
+      .flat()
+      .flatMap((run) => Object.entries(run).filter(([name, value]) => name.endsWith('errors') && value > 0));
+    // A rate measured on failing calls means nothing: fail, so CI notices (the report says which).
+    if (failed.length > 0) throw new Error(`${failed.length} runs had failed calls; see the messages above`);
+  } finally {
+    await closeAll(scenarios);
+  }
+}
+
+/** CPU-profiles the coremcp HTTP server while 16 clients call it, and prints where the time goes. */
+async function runProfile(config: BenchConfig, dir: string, out: string | undefined): Promise<void> {
+  const profileDir = join(dir, 'profile');
+  const scenario = await wireScenario(
+    'http',
+    dir,
+    { ...config, rounds: 1, httpConcurrency: [16] },
+    {
+      cpuProfDir: profileDir,
+    },
+  );
+  let calls = 0;
+  try {
+    log('profiling coremcp serve under 16 HTTP clients');
+    const m = await scenario.cases[0]!.run(0);
+    calls = m['coremcp.calls']! + m['coremcp.warmupCalls']!; // the profile covers the warm-up too
+    log(
+      `coremcp ${Math.round(m['coremcp.callsPerSec']!)} calls/s, bare SDK ${Math.round(m['bare.callsPerSec']!)}`,
+    );
+  } finally {
+    await scenario.close(); // SIGTERM: the server exits and writes its profile
+  }
+  const file = readdirSync(profileDir).find((name) => name.endsWith('.cpuprofile'));
+  if (!file) throw new Error('the server wrote no CPU profile');
+  const summary = renderProfile(summarizeProfile(join(profileDir, file)), calls);
+  if (out) {
+    writeFileSync(out, `${summary}\n`);
+    copyFileSync(join(profileDir, file), `${out}.cpuprofile`);
+    log(`wrote ${out} and ${out}.cpuprofile`);
+  } else {
+    process.stdout.write(`${summary}\n`);
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { quick: { type: 'boolean' }, out: { type: 'string' }, profile: { type: 'boolean' } },
+  });
+  const config = values.quick ? QUICK : FULL;
+  const dir = mkdtempSync(join(tmpdir(), 'coremcp-bench-'));
+  const cleanup = () => {
+    killAll();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', cleanup);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`${signal}: stopping`);
+      process.exit(130);
+    });
+  }
+  if (values.profile) {
+    await runProfile({ ...config, windowMs: config.quick ? 1000 : 10_000 }, dir, values.out);
+  } else {
+    const out = resolve(values.out ?? new URL('../../docs/benchmarks.md', import.meta.url).pathname);
+    await runBench(config, dir, out);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exit(1);
+  },
+);

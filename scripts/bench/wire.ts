@@ -1,0 +1,147 @@
+/**
+ * Scenarios 3, 4 and 6: tool calls over a transport to coremcp (task board, durable commits) and to
+ * the bare SDK counter server, in the same run with the same generator, alternating which goes first
+ * each round. Memory of each server process is read at idle and after the load.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { type LoadOptions, measurementOf, runLoad } from './load.js';
+import type { BenchConfig, Measurement, Scenario } from './scenario.js';
+import {
+  createApiKey,
+  processStats,
+  seedTaskboard,
+  startBareHttp,
+  startBareStdio,
+  startCoremcpHttp,
+  startCoremcpStdio,
+  stop,
+} from './servers.js';
+import { httpChannel, type RpcChannel, stdioChannel } from './transports.js';
+import { bareCounter, taskboardClaims, type Workload } from './workloads.js';
+
+export type Transport = 'http' | 'stdio';
+
+/** A server under test: its process, and how to open a channel to it for `concurrency` workers. */
+export interface Target {
+  id: 'coremcp' | 'bare';
+  child: ChildProcess;
+  workload: Workload;
+  channel(concurrency: number): Promise<RpcChannel>;
+  /** Closes channels the target keeps for reuse (stdio). */
+  release(): Promise<void>;
+}
+
+async function httpTargets(dir: string, cpuProfDir?: string): Promise<Target[]> {
+  await seedTaskboard(dir);
+  const key = await createApiKey(dir);
+  const [coremcp, bare] = await Promise.all([
+    startCoremcpHttp(dir, cpuProfDir ? { cpuProfDir } : {}),
+    startBareHttp(),
+  ]);
+  const target = (id: Target['id'], server: typeof coremcp, workload: Workload, bearer?: string): Target => ({
+    id,
+    child: server.child,
+    workload,
+    channel: async (concurrency) =>
+      httpChannel(server.url, { sockets: concurrency, ...(bearer ? { bearer } : {}) }),
+    release: async () => {},
+  });
+  return [target('coremcp', coremcp, taskboardClaims, key), target('bare', bare, bareCounter)];
+}
+
+async function stdioTargets(dir: string): Promise<Target[]> {
+  await seedTaskboard(dir);
+  const coremcp = startCoremcpStdio(dir);
+  const bare = startBareStdio();
+  // One connection per server for the whole bench: the handshake happens once, as for a real client.
+  const channels = await Promise.all([stdioChannel(coremcp), stdioChannel(bare)]);
+  const target = (
+    id: Target['id'],
+    child: ChildProcess,
+    workload: Workload,
+    channel: RpcChannel,
+  ): Target => ({
+    id,
+    child,
+    workload,
+    channel: async () => ({ request: channel.request, close: async () => {} }),
+    release: () => channel.close(),
+  });
+  return [
+    target('coremcp', coremcp, taskboardClaims, channels[0]),
+    target('bare', bare, bareCounter, channels[1]),
+  ];
+}
+
+/** One load run against one target: rate, latency, the generator's CPU and the server's CPU per call. */
+async function measure(
+  target: Target,
+  concurrency: number,
+  config: BenchConfig,
+  label: string,
+): Promise<Measurement> {
+  const channel = await target.channel(concurrency);
+  let serverCpuBefore = 0;
+  const options: LoadOptions = {
+    concurrency,
+    durationMs: config.windowMs,
+    warmupMs: config.warmupMs,
+    maxCalls: config.maxCalls,
+    onMeasureStart: () => {
+      serverCpuBefore = processStats(target.child.pid!).cpuMs;
+    },
+  };
+  try {
+    const result = await runLoad(target.workload.calls(channel), options);
+    const serverCpuMs = processStats(target.child.pid!).cpuMs - serverCpuBefore;
+    return { ...measurementOf(result, label), serverCpuMsPerCall: serverCpuMs / result.calls };
+  } finally {
+    await channel.close();
+  }
+}
+
+export async function wireScenario(
+  transport: Transport,
+  dir: string,
+  config: BenchConfig,
+  options: { cpuProfDir?: string } = {},
+): Promise<Scenario> {
+  const targets =
+    transport === 'http'
+      ? await httpTargets(join(dir, 'http'), options.cpuProfDir)
+      : await stdioTargets(join(dir, 'stdio'));
+  const idle: Measurement = {};
+  for (const target of targets) {
+    const stats = processStats(target.child.pid!);
+    idle[`${target.id}.idleRssMb`] = stats.rssMb;
+    idle[`${target.id}.idlePeakRssMb`] = stats.peakRssMb;
+  }
+  const levels = transport === 'http' ? config.httpConcurrency : config.stdioConcurrency;
+  return {
+    name: transport,
+    cases: levels.map((concurrency) => ({
+      key: `${transport}.${concurrency}`,
+      run: async (round) => {
+        const order = round % 2 === 0 ? targets : [...targets].reverse();
+        const out: Measurement = {};
+        for (const target of order) {
+          const m = await measure(target, concurrency, config, `${transport} ${concurrency} ${target.id}`);
+          for (const [name, value] of Object.entries(m)) out[`${target.id}.${name}`] = value;
+        }
+        out.ratio = out['coremcp.callsPerSec']! / out['bare.callsPerSec']!;
+        return out;
+      },
+    })),
+    facts: () => {
+      const out: Measurement = { ...idle };
+      for (const target of targets)
+        out[`${target.id}.loadPeakRssMb`] = processStats(target.child.pid!).peakRssMb;
+      return out;
+    },
+    close: async () => {
+      for (const target of targets) await target.release();
+      await Promise.all(targets.map((target) => stop(target.child)));
+    },
+  };
+}
