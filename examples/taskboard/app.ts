@@ -96,7 +96,7 @@ const claim = defineCommand({
   doc: board,
   idempotent: true,
   input: z.object({ id: taskId }),
-  handler: ({ input, draft, principal, now }) => {
+  handler: ({ input, draft, state, principal, now }) => {
     const task = findTask(draft, input.id);
     if (task.status === 'done')
       throw new CommandError('task_already_done', `Task ${task.id} is already done`, {
@@ -108,15 +108,16 @@ const claim = defineCommand({
         details: { id: task.id, holder: task.assignee },
       });
     }
-    const held = Object.values(draft.tasks).filter(
+    // Read through `state`, write through `draft`: scanning the draft would draft every task.
+    const held = Object.values(state.tasks).filter(
       (t) => t.assignee === principal.id && t.status === 'claimed',
     ).length;
-    if (held >= draft.settings.wipLimit) {
+    if (held >= state.settings.wipLimit) {
       throw new CommandError(
         'wip_limit_reached',
-        `You already hold ${held} tasks; the limit is ${draft.settings.wipLimit}`,
+        `You already hold ${held} tasks; the limit is ${state.settings.wipLimit}`,
         {
-          details: { held, limit: draft.settings.wipLimit },
+          details: { held, limit: state.settings.wipLimit },
         },
       );
     }
@@ -153,7 +154,7 @@ const complete = defineCommand({
   description: 'Mark a task you hold as done, with an optional note on what was done.',
   doc: board,
   input: z.object({ id: taskId, note: z.string().max(4000).optional() }),
-  handler: ({ input, draft, principal, now }) => {
+  handler: ({ input, draft, state, principal, now }) => {
     const task = findTask(draft, input.id);
     if (task.status === 'done')
       throw new CommandError('task_already_done', `Task ${task.id} is already done`, {

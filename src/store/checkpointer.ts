@@ -11,9 +11,15 @@ const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.module);
 const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('busy_timeout = 100');
+const version = db.prepare('PRAGMA data_version').pluck();
+let seen = -1;
 let last = '';
 const checkpoint = () => {
   try {
+    // data_version moves when another connection commits: an idle database costs one cheap read.
+    const now = version.get();
+    if (now === seen) return;
+    seen = now;
     db.pragma('wal_checkpoint(PASSIVE)');
     last = '';
   } catch (error) {

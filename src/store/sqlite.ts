@@ -118,7 +118,6 @@ export const MIGRATIONS: readonly string[] = [
    ALTER TABLE commits_v2 RENAME TO commits;
    CREATE UNIQUE INDEX commits_doc_revision ON commits (doc, revision);
    CREATE UNIQUE INDEX commits_command_id ON commits (command_id);
-   CREATE INDEX commits_doc_at ON commits (doc, at);
    CREATE TABLE snapshots_v2 (
      id INTEGER PRIMARY KEY,
      doc TEXT NOT NULL,
@@ -206,7 +205,7 @@ function prepareStatements(db: Database.Database) {
       'SELECT * FROM commits WHERE doc = ? AND revision > ? AND revision <= ? ORDER BY revision LIMIT ?',
     ),
     commitById: db.prepare('SELECT * FROM commits WHERE command_id = ?'),
-    revisionBefore: db.prepare('SELECT MAX(revision) AS revision FROM commits WHERE doc = ? AND at < ?'),
+    commitTime: db.prepare('SELECT at FROM commits WHERE doc = ? AND revision = ?').pluck(),
     insertCommit: db.prepare(
       `INSERT INTO commits (doc, revision, command_id, command, principal, at, patches, inverse, request_id, idempotency_key, audit_seq)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -412,10 +411,19 @@ export class SqliteStore implements Store, CredentialStore {
 
   async revisionBefore(doc: string, at: string): Promise<number> {
     this.#conn();
-    const row = this.#sql.revisionBefore.get(doc, at) as { revision: number | null } | undefined;
-    const floor =
-      (this.#sql.head.get({ doc }) as { oldest_revision: number } | undefined)?.oldest_revision ?? 0;
-    return Math.max(floor, row?.revision ?? 0);
+    const head = this.#sql.head.get({ doc }) as { revision: number; oldest_revision: number } | undefined;
+    if (!head) return 0;
+    // Commit times ascend with revisions, so a binary search over the (doc, revision) index finds the
+    // boundary in ~log2(history) point reads, with no index on time to pay for on every commit.
+    let lo = head.oldest_revision;
+    let hi = head.revision;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      const time = this.#sql.commitTime.get(doc, mid) as string | undefined;
+      if (time !== undefined && time < at) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
   }
 
   /**
