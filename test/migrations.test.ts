@@ -46,7 +46,10 @@ it('migrates a schema-1 file (WITHOUT ROWID commits and snapshots) to the curren
         { op: 'replace', path: '/n', value: 2 },
         { op: 'replace', path: '/n', value: 3 },
       ]);
-      expect((await state.update('d', (draft: { n: number }) => void (draft.n = 4))).revision).toBe(4);
+      const updated = await state.update('d', (draft: { n: number }) => {
+        draft.n = 4;
+      });
+      expect(updated.revision).toBe(4);
       expect(await store.readCommit('00000000-0000-7000-8000-000000000002')).toMatchObject({ revision: 2 });
     } finally {
       await store.close();

@@ -154,7 +154,7 @@ const complete = defineCommand({
   description: 'Mark a task you hold as done, with an optional note on what was done.',
   doc: board,
   input: z.object({ id: taskId, note: z.string().max(4000).optional() }),
-  handler: ({ input, draft, state, principal, now }) => {
+  handler: ({ input, draft, principal, now }) => {
     const task = findTask(draft, input.id);
     if (task.status === 'done')
       throw new CommandError('task_already_done', `Task ${task.id} is already done`, {

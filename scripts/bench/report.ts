@@ -244,7 +244,8 @@ export function renderReport(results: BenchResults): string {
       '(`scripts/bench/bare-server.mjs`: `createMcpHandler` + `toNodeHandler`, one in-memory counter tool with a zod input). ' +
       'The generator is a raw JSON-RPC client on `node:http` with keep-alive sockets (one per client), sending stateless ' +
       '2026-07-28 `tools/call` requests (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` headers and the `_meta` envelope). ' +
-      'coremcp client *i* claims and releases task T-*i*, so every call commits. Server CPU per call comes from /proc; ' +
+      'coremcp client *i* claims and releases task T-*i*, so every call commits. coremcp runs with `--log-level warn` ' +
+      '(no per-command log line), as the bare server logs nothing; metrics and the rate limiter stay on. Server CPU per call comes from /proc; ' +
       '"generator CPU" is the load generator’s own CPU time per second of wall time (well under 1.0 = it was not the bottleneck). *coremcp / bare* is the median of the ratios measured in each round, not the ratio of the two medians.',
     '',
   );
