@@ -200,6 +200,7 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
     const address = req.socket.remoteAddress ?? 'unknown';
     const gate = options.authThrottle?.check(address);
     if (gate && !gate.ok) {
+      options.onAuthFailure?.('address_throttled');
       throw new HttpFailure(429, rateLimited(gate.retryAfterSeconds), {
         'retry-after': String(gate.retryAfterSeconds),
       });
