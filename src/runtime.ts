@@ -9,6 +9,7 @@ import type { CredentialStore, Store } from './core/store.js';
 import { type AppDefinition, defineApp } from './mcp/app.js';
 import { HealthMonitor, storeHealthChecks } from './observability/health.js';
 import { commandLogger } from './observability/logs.js';
+import { commandTracer } from './observability/tracing.js';
 import type { CoreMetrics, MetricsOptions } from './observability/metrics.js';
 import { reportStoreErrors } from './observability/store-errors.js';
 import { ApiKeys } from './security/apikeys.js';
@@ -109,6 +110,7 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
       clock: options.clock,
     });
     if (options.logger) executor.observe(commandLogger(logger));
+    executor.observe(commandTracer());
     metrics?.bind(executor, state);
     metrics?.recordRecovery(recoveryMs / 1000);
     const health = new HealthMonitor({ logger });

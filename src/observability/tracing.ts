@@ -1,0 +1,59 @@
+import {
+  type Context,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  type TraceFlags,
+  type Tracer,
+  trace,
+} from '@opentelemetry/api';
+import type { ExecutionReport } from '../core/executor.js';
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** The caller's span from a W3C `traceparent`, as the parent context of the command's span. */
+function parentContext(traceparent: string | undefined): Context {
+  const match = traceparent === undefined ? null : TRACEPARENT.exec(traceparent);
+  if (!match) return ROOT_CONTEXT;
+  return trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: match[1]!,
+    spanId: match[2]!,
+    traceFlags: Number.parseInt(match[3]!, 16) as TraceFlags,
+    isRemote: true,
+  });
+}
+
+/**
+ * One OpenTelemetry span per command, through `@opentelemetry/api` only: with no tracer provider
+ * registered the API hands out non-recording spans and this costs a few object allocations. The span
+ * is made when the command has finished (with its real start and end times), as a child of the
+ * caller's `traceparent`; work inside a handler is not parented to it.
+ */
+export function commandTracer(
+  tracer: Tracer = trace.getTracer('coremcp'),
+): (report: ExecutionReport) => void {
+  return (report) => {
+    const end = performance.timeOrigin + performance.now();
+    const span = tracer.startSpan(
+      `coremcp ${report.command}`,
+      {
+        kind: SpanKind.SERVER,
+        startTime: end - report.durationMs,
+        attributes: {
+          'coremcp.command': report.command,
+          'coremcp.outcome': report.outcome,
+          'coremcp.request_id': report.requestId,
+          'coremcp.committed': report.committed,
+          ...(report.doc === undefined ? {} : { 'coremcp.doc': report.doc }),
+          ...(report.revision === undefined ? {} : { 'coremcp.revision': report.revision }),
+          ...(report.principal ? { 'coremcp.auth_method': report.principal.via } : {}),
+        },
+      },
+      parentContext(report.traceparent),
+    );
+    if (span.isRecording() && report.outcome !== 'ok') {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: report.outcome });
+    }
+    span.end(end);
+  };
+}
