@@ -41,7 +41,7 @@ class RecordingSpan implements Span {
     return this;
   }
   setAttributes(attributes: Attributes): this {
-    Object.assign((this.record.options.attributes ??= {}), attributes);
+    this.record.options.attributes = { ...this.record.options.attributes, ...attributes };
     return this;
   }
   addEvent(): this {
