@@ -69,7 +69,9 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
   const unfollow = core.state.followStore();
   const stopMaintenance = startMaintenance(core.state, {
     ...(config.retention ? { retention: config.retention } : {}),
-    idempotencyTtlMs: (config.idempotencyHours ?? 24) * 60 * 60 * 1000,
+    ...(config.idempotencyHours === undefined
+      ? {}
+      : { idempotencyTtlMs: config.idempotencyHours * 60 * 60 * 1000 }),
     logger,
   });
   let http: RunningHttpServer | undefined;

@@ -1,6 +1,7 @@
 import { userInfo } from 'node:os';
 import type { Principal } from '../core/access.js';
-import { StateManager } from '../core/state.js';
+import type { RollbackResult, UndoResult } from '../core/history.js';
+import { StateManager, type TransactResult } from '../core/state.js';
 import type { SqliteStore } from '../store/sqlite.js';
 import { type CommonOptions, configOf, integerOption, openSqlite } from './context.js';
 import { UsageError } from './usage.js';
@@ -72,6 +73,12 @@ function operator(): Principal {
   return Object.freeze({ id: name, name, roles: Object.freeze(['admin']), via: 'cli' });
 }
 
+/** A history operation's outcome, with the commit it made (none when nothing changed). */
+function printCommit(result: TransactResult<RollbackResult | UndoResult>): void {
+  const { revision, committed, commandId } = result;
+  printJson({ ...result.result, revision, committed, commandId });
+}
+
 export async function stateDiff(options: StateOptions & { from?: string; to?: string }): Promise<void> {
   const from = integerOption('--from', options.from);
   if (from === undefined) throw new UsageError('state diff needs --from N');
@@ -103,24 +110,12 @@ export async function stateRollback(options: StateOptions & { to?: string }): Pr
   const to = integerOption('--to', options.to);
   if (to === undefined) throw new UsageError('state rollback needs --to N');
   await withState(options, async (state, doc) => {
-    const result = await state.rollback(doc, to, { principal: operator() });
-    printJson({
-      ...result.result,
-      revision: result.revision,
-      committed: result.committed,
-      commandId: result.commandId,
-    });
+    printCommit(await state.rollback(doc, to, { principal: operator() }));
   });
 }
 
 export async function stateUndo(options: StateOptions & { commandId: string }): Promise<void> {
   await withState(options, async (state) => {
-    const result = await state.undo(options.commandId, { principal: operator() });
-    printJson({
-      ...result.result,
-      revision: result.revision,
-      committed: result.committed,
-      commandId: result.commandId,
-    });
+    printCommit(await state.undo(options.commandId, { principal: operator() }));
   });
 }

@@ -2,7 +2,7 @@ import { apply } from 'mutative';
 import { z } from 'zod';
 import { type CommandDefinition, DOCUMENT_ID_PATTERN, defineCommand } from './commands.js';
 import { StateError } from './errors.js';
-import { type JsonValue, parsePointer } from './json.js';
+import { escapePointerToken, type JsonValue, parsePointer } from './json.js';
 import { type JsonPatch, pathsOverlap, touchedPaths } from './patch.js';
 import type { DocumentState, Mutation, StateManager } from './state.js';
 import type { CommitRecord } from './store.js';
@@ -96,7 +96,7 @@ function stablePath(path: string, value: JsonValue): string {
   for (const token of parsePointer(path)) {
     if (Array.isArray(node)) return stable;
     if (node === null || typeof node !== 'object') break;
-    stable += `/${token.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+    stable += `/${escapePointerToken(token)}`;
     node = node[token];
   }
   return path;

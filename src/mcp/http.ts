@@ -24,9 +24,9 @@ import { AccessError, type CoreMcpError, jsonRpcErrorBody, toPublicError } from 
 import { timeOrderedId } from '../core/ids.js';
 import type { JsonValue } from '../core/json.js';
 import type { Logger } from '../core/log.js';
-import type { AuthThrottle, RateLimiter } from '../security/ratelimit.js';
+import { type AuthThrottle, type RateLimiter, rateLimited } from '../security/ratelimit.js';
 import { findMessageProblem, messageProblemError } from './guard.js';
-import { type McpSurface, rateLimited } from './surface.js';
+import type { McpSurface } from './surface.js';
 
 export interface HttpServerOptions {
   /** Interface to bind (default 127.0.0.1). Binding a non-loopback address needs authentication. */
@@ -60,7 +60,7 @@ export interface HttpServerOptions {
    * RFC 9728 protected-resource metadata, served at `/.well-known/oauth-protected-resource` and named in
    * every 401's `WWW-Authenticate`. `resource` defaults to this server's MCP URL.
    */
-  resourceMetadata?: { resource?: string; authorizationServers?: string[]; scopesSupported?: string[] };
+  resourceMetadata?: { resource?: string; authorizationServers?: string[] };
   /** Extra routes (health, metrics, metadata) tried before 404; return true when handled. */
   routes?: HttpRoute[];
   /** Called for each request refused for missing or invalid credentials (metrics); `reason` is bounded. */
@@ -115,6 +115,10 @@ class HttpFailure extends Error {
   ) {
     super(error.message);
   }
+}
+
+function tooManyRequests(retryAfterSeconds: number): HttpFailure {
+  return new HttpFailure(429, rateLimited(retryAfterSeconds), { 'retry-after': String(retryAfterSeconds) });
 }
 
 const AUTH_INFO_PRINCIPAL = 'coremcp/principal';
@@ -201,9 +205,7 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
     const gate = options.authThrottle?.check(address);
     if (gate && !gate.ok) {
       options.onAuthFailure?.('address_throttled');
-      throw new HttpFailure(429, rateLimited(gate.retryAfterSeconds), {
-        'retry-after': String(gate.retryAfterSeconds),
-      });
+      throw tooManyRequests(gate.retryAfterSeconds);
     }
     const header = req.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer[ ]+([^\s]+)\s*$/i.exec(header) : null;
@@ -225,11 +227,7 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
       );
     }
     const verdict = options.rateLimiter?.take(result.principal.id);
-    if (verdict && !verdict.ok) {
-      throw new HttpFailure(429, rateLimited(verdict.retryAfterSeconds), {
-        'retry-after': String(verdict.retryAfterSeconds),
-      });
-    }
+    if (verdict && !verdict.ok) throw tooManyRequests(verdict.retryAfterSeconds);
     return result.principal;
   }
 
@@ -364,7 +362,7 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
 
   /** 2026-era `subscriptions/listen`: refuse documents the principal may not follow before the SDK acks. */
   function refuseUnfollowable(parsed: unknown, principal: Principal): void {
-    if (!isRecord(parsed) || parsed.method !== 'subscriptions/listen') return;
+    if (!isListen(parsed)) return;
     const params = isRecord(parsed.params) ? parsed.params : {};
     const notifications = isRecord(params.notifications) ? params.notifications : {};
     const uris = Array.isArray(notifications.resourceSubscriptions)
@@ -484,9 +482,6 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
       resource,
       authorization_servers: options.resourceMetadata?.authorizationServers ?? [],
       bearer_methods_supported: ['header'],
-      ...(options.resourceMetadata?.scopesSupported
-        ? { scopes_supported: options.resourceMetadata.scopesSupported }
-        : {}),
       resource_name: surface.core.app.name,
     };
     const suffix = resourceUrl.pathname === '/' ? '' : resourceUrl.pathname;
@@ -515,7 +510,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function isListen(parsed: unknown): boolean {
+function isListen(parsed: unknown): parsed is Record<string, unknown> {
   return isRecord(parsed) && parsed.method === 'subscriptions/listen';
 }
 

@@ -35,18 +35,16 @@ type UpdateListener = (uri: string, revision: number | undefined) => void;
 const hubs = new WeakMap<Client, Set<UpdateListener>>();
 
 function updateHub(client: Client): Set<UpdateListener> {
-  let hub = hubs.get(client);
-  if (!hub) {
-    const listeners = new Set<UpdateListener>();
-    hub = listeners;
-    hubs.set(client, listeners);
-    client.setNotificationHandler('notifications/resources/updated', (notification) => {
-      const revision = notification.params._meta?.[META.revision];
-      for (const listener of listeners)
-        listener(notification.params.uri, typeof revision === 'number' ? revision : undefined);
-    });
-  }
-  return hub;
+  const existing = hubs.get(client);
+  if (existing) return existing;
+  const listeners = new Set<UpdateListener>();
+  hubs.set(client, listeners);
+  client.setNotificationHandler('notifications/resources/updated', (notification) => {
+    const revision = notification.params._meta?.[META.revision];
+    for (const listener of listeners)
+      listener(notification.params.uri, typeof revision === 'number' ? revision : undefined);
+  });
+  return listeners;
 }
 
 /**
@@ -187,9 +185,7 @@ export class StateReplica {
       return;
     }
     this.sync()
-      .catch((error: unknown) => {
-        for (const listener of this.#listeners.error) listener(error);
-      })
+      .catch((error: unknown) => this.#emitError(error))
       .finally(() => {
         if (this.#dirty && this.#watch) {
           this.#dirty = false;
@@ -203,9 +199,13 @@ export class StateReplica {
       try {
         listener(change);
       } catch (error) {
-        for (const onError of this.#listeners.error) onError(error);
+        this.#emitError(error);
       }
     }
+  }
+
+  #emitError(error: unknown): void {
+    for (const listener of this.#listeners.error) listener(error);
   }
 
   async #read(uri: string): Promise<{ body: JsonValue; revision: number }> {

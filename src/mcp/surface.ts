@@ -13,7 +13,7 @@ import {
 } from '@modelcontextprotocol/server';
 import type { Principal } from '../core/access.js';
 import type { ClientChannel, CommandDefinition } from '../core/commands.js';
-import { AccessError, isCoreMcpError, toPublicError } from '../core/errors.js';
+import { isCoreMcpError, toPublicError } from '../core/errors.js';
 import type { CommandResult } from '../core/executor.js';
 import { timeOrderedId } from '../core/ids.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
@@ -21,7 +21,7 @@ import type { Logger } from '../core/log.js';
 import type { CommitEvent } from '../core/state.js';
 import { validTraceparent } from '../core/trace.js';
 import type { Core } from '../runtime.js';
-import type { RateLimiter } from '../security/ratelimit.js';
+import { type RateLimiter, rateLimited } from '../security/ratelimit.js';
 import type { AppCallContext } from './app.js';
 import { META, STATE_URI_PREFIX, stateUri } from './meta.js';
 import { parseStateUri, readStateResource, STATE_RESOURCE_TEMPLATES, type StateUri } from './resources.js';
@@ -491,13 +491,6 @@ export class McpSurface {
       }
     };
   }
-}
-
-/** The typed refusal of a request over the principal's rate limit. */
-export function rateLimited(retryAfterSeconds: number): AccessError {
-  return new AccessError('rate_limited', `Too many requests; retry in ${retryAfterSeconds} s`, {
-    details: { retryAfterSeconds },
-  });
 }
 
 function resourceNotFound(uri: string): ProtocolError {

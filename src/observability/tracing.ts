@@ -8,17 +8,16 @@ import {
   trace,
 } from '@opentelemetry/api';
 import type { ExecutionReport } from '../core/executor.js';
-
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+import { parseTraceparent } from '../core/trace.js';
 
 /** The caller's span from a W3C `traceparent`, as the parent context of the command's span. */
 function parentContext(traceparent: string | undefined): Context {
-  const match = traceparent === undefined ? null : TRACEPARENT.exec(traceparent);
-  if (!match) return ROOT_CONTEXT;
+  const parent = parseTraceparent(traceparent);
+  if (!parent) return ROOT_CONTEXT;
   return trace.setSpanContext(ROOT_CONTEXT, {
-    traceId: match[1]!,
-    spanId: match[2]!,
-    traceFlags: Number.parseInt(match[3]!, 16) as TraceFlags,
+    traceId: parent.traceId,
+    spanId: parent.parentId,
+    traceFlags: parent.flags as TraceFlags,
     isRemote: true,
   });
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AccessError } from '../core/errors.js';
 
 export const rateLimitSchema = z.strictObject({
   /** Sustained requests per second per principal (default 50). */
@@ -19,6 +20,13 @@ export type AuthThrottleConfig = z.infer<typeof authThrottleSchema>;
 
 /** Verdict of a limiter: allowed, or refused with how long to wait. */
 export type LimitVerdict = { ok: true } | { ok: false; retryAfterSeconds: number };
+
+/** The typed refusal of a request over a limit: `rate_limited`, saying when to retry. */
+export function rateLimited(retryAfterSeconds: number): AccessError {
+  return new AccessError('rate_limited', `Too many requests; retry in ${retryAfterSeconds} s`, {
+    details: { retryAfterSeconds },
+  });
+}
 
 /** Tracks at most this many keys; the least recently seen are forgotten first (a forgotten key starts full). */
 const MAX_KEYS = 10_000;
