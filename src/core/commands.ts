@@ -1,6 +1,7 @@
 import type { Draft } from 'mutative';
 import { z } from 'zod';
 import type { Principal } from './access.js';
+import { SetupError } from './errors.js';
 import { deepFreeze, findJsonProblem, type JsonObject, type JsonValue } from './json.js';
 
 /** MCP tool names: 1-128 of letters, digits, `_`, `-`, `.`; coremcp also requires a leading letter. */
@@ -249,12 +250,16 @@ export class CommandRegistry {
 
   register(command: CommandDefinition): this {
     if (this.#frozen) {
-      throw new Error(`cannot register "${command?.name}": the registry is frozen once serving starts`);
+      throw new SetupError(
+        'registry_frozen',
+        `cannot register "${command?.name}": the registry is frozen once serving starts`,
+      );
     }
     if (typeof command !== 'object' || command === null || typeof command.run !== 'function') {
       throw new TypeError('register() takes what defineCommand() returns');
     }
-    if (this.#commands.has(command.name)) throw new Error(`command "${command.name}" is already registered`);
+    if (this.#commands.has(command.name))
+      throw new SetupError('duplicate_command', `command "${command.name}" is already registered`);
     this.#commands.set(command.name, command);
     return this;
   }

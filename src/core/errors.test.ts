@@ -1,13 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
+  AccessError,
   CommandError,
   CoreMcpError,
   ERROR_CATALOG,
   ERROR_CODE_PATTERN,
   errorCatalogMarkdown,
+  errorForCode,
   isCoreMcpError,
   jsonRpcErrorBody,
+  RecoveryError,
   RevisionConflictError,
   StateError,
   toPublicError,
@@ -15,7 +18,8 @@ import {
 
 describe('error catalog', () => {
   it('uses stable lower-snake codes and JSON-RPC codes the SDK does not claim', () => {
-    const sdkCodes = new Set([-32020, -32021, -32022, -32042, -32700, -32600, -32601]);
+    // -32600 (Invalid Request) is standard JSON-RPC and names a request that could not be read (bad_request).
+    const sdkCodes = new Set([-32020, -32021, -32022, -32042, -32700, -32601]);
     for (const [code, spec] of Object.entries(ERROR_CATALOG)) {
       expect(code).toMatch(ERROR_CODE_PATTERN);
       expect(sdkCodes.has(spec.jsonRpc), code).toBe(false);
@@ -49,13 +53,31 @@ describe('error catalog', () => {
       message: 'Internal error',
       requestId: 'r',
     });
-    const wrapped = new StateError('store_unavailable', 'pool exhausted at 10.0.0.5', {
+    const wrapped = new RecoveryError('store_unavailable', 'pool exhausted at 10.0.0.5', {
       details: { host: '10.0.0.5' },
     });
     expect(toPublicError(wrapped)).toEqual({
       code: 'store_unavailable',
       message: 'Storage is unavailable; try again',
     });
+  });
+
+  it("accepts only its family's codes in each error class, and app codes only in CommandError", () => {
+    expect(new AccessError('forbidden').spec.http).toBe(403);
+    expect(new CommandError('task_already_claimed').spec.family).toBe('command');
+    // Type errors too (see the @ts-expect-error lines); the runtime check catches untyped callers.
+    // @ts-expect-error forbidden is an access code
+    expect(() => new CommandError('forbidden')).toThrow(/access family/);
+    // @ts-expect-error store_unavailable is a recovery code
+    expect(() => new StateError('store_unavailable')).toThrow(/recovery family/);
+    // @ts-expect-error app codes only through CommandError
+    expect(() => new AccessError('task_already_claimed')).toThrow(/command family/);
+  });
+
+  it('rebuilds an error from its code in the right family', () => {
+    expect(errorForCode('precondition_failed', 'no')).toBeInstanceOf(StateError);
+    expect(errorForCode('task_already_claimed', 'taken')).toBeInstanceOf(CommandError);
+    expect(errorForCode('rate_limited').code).toBe('rate_limited');
   });
 
   it('refuses malformed codes at construction', () => {

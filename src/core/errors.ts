@@ -40,13 +40,40 @@ export const ERROR_CATALOG = {
     description:
       'The principal or client address exceeded its request rate. Details carry `retryAfterSeconds`.',
   },
-  payload_too_large: {
+  too_many_sessions: {
     family: 'access',
+    jsonRpc: -32000,
+    http: 503,
+    expose: true,
+    message: 'Too many sessions; try again later',
+    description:
+      'Every 2025-11-25 session slot is taken by recently active sessions. Retry later, or use the 2026-07-28 protocol, which needs no session.',
+  },
+  payload_too_large: {
+    family: 'transport',
     jsonRpc: -32013,
     http: 413,
     expose: true,
     message: 'Request body too large',
     description: 'The HTTP request body exceeded the configured limit.',
+  },
+  bad_request: {
+    family: 'transport',
+    jsonRpc: -32600,
+    http: 400,
+    expose: true,
+    message: 'Bad request',
+    description:
+      'The HTTP request could not be read: a malformed request target, or a body that ended early.',
+  },
+  session_not_found: {
+    family: 'transport',
+    jsonRpc: -32001,
+    http: 404,
+    expose: true,
+    message: 'Session not found',
+    description:
+      'The `Mcp-Session-Id` names no open 2025-11-25 session of this principal (it expired, was closed, or belongs to someone else). Start a new session.',
   },
   invalid_input: {
     family: 'command',
@@ -99,6 +126,15 @@ export const ERROR_CATALOG = {
     message: 'Idempotency key already used with different input',
     description: 'The idempotency key was already used by this principal for a different command or input.',
   },
+  unknown_prompt: {
+    family: 'command',
+    jsonRpc: -32602,
+    http: 404,
+    expose: true,
+    message: 'Prompt not found',
+    description:
+      'No prompt has this name, or the principal may not use it. Travels as a JSON-RPC protocol error.',
+  },
   not_found: {
     family: 'state',
     jsonRpc: -32002,
@@ -106,6 +142,15 @@ export const ERROR_CATALOG = {
     expose: true,
     message: 'Not found',
     description: 'The document, resource, commit or key does not exist.',
+  },
+  resource_not_found: {
+    family: 'state',
+    jsonRpc: -32602,
+    http: 404,
+    expose: true,
+    message: 'Resource not found',
+    description:
+      'No resource has this URI, or the principal may not read it (the spec gives resource-not-found -32602). Details carry the `uri`.',
   },
   already_exists: {
     family: 'state',
@@ -193,14 +238,6 @@ export const ERROR_CATALOG = {
     message: 'Storage is unavailable; try again',
     description: 'The store failed and retries did not help. Nothing was committed.',
   },
-  circuit_open: {
-    family: 'recovery',
-    jsonRpc: -32018,
-    http: 503,
-    expose: true,
-    message: 'Storage is failing; requests are paused',
-    description: 'Recent store failures opened the circuit breaker; calls fail fast until a probe succeeds.',
-  },
   conflict_retries_exhausted: {
     family: 'recovery',
     jsonRpc: -32019,
@@ -208,6 +245,23 @@ export const ERROR_CATALOG = {
     expose: true,
     message: 'Too many concurrent writers; try again',
     description: 'The commit lost the race to other writers more times than allowed. Nothing was committed.',
+  },
+  registry_frozen: {
+    family: 'setup',
+    jsonRpc: -32603,
+    http: 500,
+    expose: false,
+    message: 'Internal error',
+    description:
+      'A command was registered after serving started. Register every command before `createCore` returns (or in the app).',
+  },
+  duplicate_command: {
+    family: 'setup',
+    jsonRpc: -32603,
+    http: 500,
+    expose: false,
+    message: 'Internal error',
+    description: 'Two commands were registered under one name. Command names are unique.',
   },
   internal_error: {
     family: 'internal',
@@ -220,7 +274,12 @@ export const ERROR_CATALOG = {
   },
 } as const satisfies Record<string, ErrorSpec>;
 
-export type ErrorFamily = 'command' | 'state' | 'recovery' | 'access' | 'internal';
+/**
+ * Which seed error family a code belongs to (CommandError, StateError, RecoveryError), plus `access`
+ * (who may call), `transport` (the HTTP request itself), `setup` (an app or registry wired wrongly,
+ * raised at start-up) and `internal` (our fault, never detailed to clients).
+ */
+export type ErrorFamily = 'command' | 'state' | 'recovery' | 'access' | 'transport' | 'setup' | 'internal';
 
 export interface ErrorSpec {
   family: ErrorFamily;
@@ -231,7 +290,23 @@ export interface ErrorSpec {
   description: string;
 }
 
-export type CatalogCode = keyof typeof ERROR_CATALOG;
+type Catalog = typeof ERROR_CATALOG;
+export type CatalogCode = keyof Catalog;
+/** The catalog codes of one family. */
+export type FamilyCode<F extends ErrorFamily> = {
+  [K in CatalogCode]: Catalog[K]['family'] extends F ? K : never;
+}[CatalogCode];
+export type CommandCode = FamilyCode<'command'>;
+export type StateCode = FamilyCode<'state'>;
+export type RecoveryCode = FamilyCode<'recovery'>;
+export type AccessCode = FamilyCode<'access'>;
+export type TransportCode = FamilyCode<'transport'>;
+export type SetupCode = FamilyCode<'setup'>;
+/**
+ * A code a `CommandError` accepts: the command family's, or an app's own (any lower-snake code that
+ * is not a catalog code of another family). Resolves to `never` for another family's code.
+ */
+export type CommandErrorCode<C extends string> = C extends Exclude<CatalogCode, CommandCode> ? never : C;
 
 /** Codes apps may use for their own errors: lower snake case, 2-64 characters. */
 export const ERROR_CODE_PATTERN = /^[a-z][a-z0-9_]{1,63}$/;
@@ -246,8 +321,17 @@ const APP_ERROR_SPEC: ErrorSpec = {
   description: 'An error code defined by the app.',
 };
 
+function catalogSpec(code: string): ErrorSpec | undefined {
+  return Object.hasOwn(ERROR_CATALOG, code) ? (ERROR_CATALOG as Record<string, ErrorSpec>)[code] : undefined;
+}
+
 export function errorSpec(code: string): ErrorSpec {
-  return (ERROR_CATALOG as Record<string, ErrorSpec>)[code] ?? APP_ERROR_SPEC;
+  return catalogSpec(code) ?? APP_ERROR_SPEC;
+}
+
+/** The JSON-RPC error number of a code: what every protocol error coremcp sends carries. */
+export function jsonRpcCode(code: string): number {
+  return errorSpec(code).jsonRpc;
 }
 
 /** The shape of an error as a client sees it. */
@@ -267,20 +351,27 @@ export interface CoreMcpErrorOptions {
 
 /**
  * The base of every error coremcp raises on purpose. Recognized across copies of the library by a
- * brand (an app may import a different copy than the CLI serving it).
+ * brand (an app may import a different copy than the CLI serving it). Raise one of the family
+ * classes below; each accepts only its family's codes.
  */
-export class CoreMcpError extends Error {
+export abstract class CoreMcpError extends Error {
   readonly code: string;
   readonly details: JsonObject | undefined;
 
-  constructor(code: string, message?: string, options: CoreMcpErrorOptions = {}) {
+  protected constructor(
+    code: string,
+    family: ErrorFamily,
+    message?: string,
+    options: CoreMcpErrorOptions = {},
+  ) {
     if (!ERROR_CODE_PATTERN.test(code)) {
       throw new TypeError(`error code "${code}" must match ${ERROR_CODE_PATTERN} (lower snake case)`);
     }
-    super(
-      message ?? errorSpec(code).message,
-      options.cause === undefined ? undefined : { cause: options.cause },
-    );
+    const spec = errorSpec(code);
+    if (spec.family !== family) {
+      throw new TypeError(`error code "${code}" belongs to the ${spec.family} family, not ${family}`);
+    }
+    super(message ?? spec.message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.details = options.details;
     this.name = new.target.name;
@@ -293,21 +384,52 @@ export class CoreMcpError extends Error {
 }
 
 /** The command was refused or failed: bad input, unknown command, an app's own refusal. */
-export class CommandError extends CoreMcpError {}
+export class CommandError<C extends string = string> extends CoreMcpError {
+  /** `code`: a command-family catalog code, or an app's own (lower snake case, no other family's). */
+  constructor(code: CommandErrorCode<C>, message?: string, options: CoreMcpErrorOptions = {}) {
+    super(code, 'command', message, options);
+  }
+}
 
 /** The state could not be read or changed as asked. */
-export class StateError extends CoreMcpError {}
+export class StateError extends CoreMcpError {
+  constructor(code: StateCode, message?: string, options: CoreMcpErrorOptions = {}) {
+    super(code, 'state', message, options);
+  }
+}
 
 /** Storage failed and recovery (retry, breaker) could not hide it. */
-export class RecoveryError extends CoreMcpError {}
+export class RecoveryError extends CoreMcpError {
+  constructor(code: RecoveryCode, message?: string, options: CoreMcpErrorOptions = {}) {
+    super(code, 'recovery', message, options);
+  }
+}
 
 /** Authentication, authorization and abuse limits. */
-export class AccessError extends CoreMcpError {}
+export class AccessError extends CoreMcpError {
+  constructor(code: AccessCode, message?: string, options: CoreMcpErrorOptions = {}) {
+    super(code, 'access', message, options);
+  }
+}
+
+/** An HTTP request that could not be read or routed (body too large, malformed, unknown session). */
+export class TransportError extends CoreMcpError {
+  constructor(code: TransportCode, message?: string, options: CoreMcpErrorOptions = {}) {
+    super(code, 'transport', message, options);
+  }
+}
+
+/** An app or registry wired wrongly: raised at start-up, never by a client's call. */
+export class SetupError extends CoreMcpError {
+  constructor(code: SetupCode, message?: string, options: CoreMcpErrorOptions = {}) {
+    super(code, 'setup', message, options);
+  }
+}
 
 /** Wraps an unexpected exception: clients see only `internal_error` and the request id. */
 export class InternalError extends CoreMcpError {
   constructor(cause: unknown) {
-    super('internal_error', undefined, { cause });
+    super('internal_error', 'internal', undefined, { cause });
   }
 }
 
@@ -326,6 +448,33 @@ export class RevisionConflictError extends StateError {
     );
     this.expectedRevision = expectedRevision;
     this.currentRevision = currentRevision;
+  }
+}
+
+/**
+ * The error for a code, as its family's class: for outcomes known only by their code (a stored
+ * refusal replayed to an idempotent repeat, an error received over the wire).
+ */
+export function errorForCode(
+  code: string,
+  message?: string,
+  options: CoreMcpErrorOptions = {},
+): CoreMcpError {
+  switch (catalogSpec(code)?.family) {
+    case 'state':
+      return new StateError(code as StateCode, message, options);
+    case 'recovery':
+      return new RecoveryError(code as RecoveryCode, message, options);
+    case 'access':
+      return new AccessError(code as AccessCode, message, options);
+    case 'transport':
+      return new TransportError(code as TransportCode, message, options);
+    case 'setup':
+      return new SetupError(code as SetupCode, message, options);
+    case 'internal':
+      return new InternalError(new Error(message));
+    default:
+      return new CommandError(code, message, options);
   }
 }
 
@@ -350,7 +499,7 @@ export function jsonRpcErrorBody(error: PublicError, id: JsonValue = null): Json
   const data: JsonObject = { code: error.code };
   if (error.requestId !== undefined) data.requestId = error.requestId;
   if (error.details !== undefined) data.details = error.details;
-  return { jsonrpc: '2.0', id, error: { code: errorSpec(error.code).jsonRpc, message: error.message, data } };
+  return { jsonrpc: '2.0', id, error: { code: jsonRpcCode(error.code), message: error.message, data } };
 }
 
 /** The catalog as a markdown table: what `docs/errors.md` holds (a test keeps the two equal). */

@@ -12,6 +12,7 @@ import {
   AccessError,
   CommandError,
   type CoreMcpError,
+  errorForCode,
   InternalError,
   isCoreMcpError,
   type PublicError,
@@ -420,7 +421,7 @@ export class CommandExecutor {
     if (result === undefined) return null;
     const problem = findJsonProblem(result);
     if (problem) {
-      throw new CommandError(
+      throw new StateError(
         'state_invalid',
         `The command returned a result that is not plain JSON at "${problem.path}": ${problem.problem}`,
       );
@@ -463,7 +464,7 @@ export class CommandExecutor {
     call.commandId = record.commandId;
     call.replayed = true;
     const stored = record.response as { message?: string; details?: JsonObject };
-    throw new CommandError(record.outcome, stored.message, stored.details ? { details: stored.details } : {});
+    throw errorForCode(record.outcome, stored.message, stored.details ? { details: stored.details } : {});
   }
 
   /** Turns any failure into a CommandResult, audits it, and logs what the client will not see. */

@@ -1,4 +1,5 @@
 import { type Readable, Transform, type Writable } from 'node:stream';
+import { jsonRpcCode } from '../core/errors.js';
 import { escapePointerToken, FORBIDDEN_KEYS } from '../core/json.js';
 
 /** Deepest nesting accepted in a JSON-RPC message (arguments are further bounded by the command limits). */
@@ -43,7 +44,7 @@ export function messageProblemError(id: unknown, problem: MessageProblem) {
     jsonrpc: '2.0' as const,
     id: typeof id === 'string' || typeof id === 'number' ? id : null,
     error: {
-      code: -32602,
+      code: jsonRpcCode('invalid_input'),
       message: `Invalid input at "${problem.path}": ${problem.problem}`,
       data: {
         code: 'invalid_input',

@@ -20,7 +20,13 @@ import {
   WebStandardStreamableHTTPServerTransport,
 } from '@modelcontextprotocol/server';
 import type { Authenticator, Principal } from '../core/access.js';
-import { AccessError, type CoreMcpError, jsonRpcErrorBody, toPublicError } from '../core/errors.js';
+import {
+  AccessError,
+  type CoreMcpError,
+  jsonRpcErrorBody,
+  TransportError,
+  toPublicError,
+} from '../core/errors.js';
 import { timeOrderedId } from '../core/ids.js';
 import type { JsonValue } from '../core/json.js';
 import type { Logger } from '../core/log.js';
@@ -277,7 +283,7 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
       req.on('error', reject);
       req.on('close', () => {
         if (!ended)
-          reject(new HttpFailure(400, new AccessError('invalid_input', 'The request body ended early')));
+          reject(new HttpFailure(400, new TransportError('bad_request', 'The request body ended early')));
       });
     });
   }
@@ -285,7 +291,7 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
   function tooLarge(): HttpFailure {
     return new HttpFailure(
       413,
-      new AccessError('payload_too_large', `Request bodies are limited to ${maxBody} bytes`),
+      new TransportError('payload_too_large', `Request bodies are limited to ${maxBody} bytes`),
       { connection: 'close' },
     );
   }
@@ -342,10 +348,10 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
       const session = sessions.get(sessionId);
       // A session answers only the principal that opened it; to anyone else it does not exist.
       if (!session || session.principal.id !== principal.id) {
-        response = Response.json(
-          { jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } },
-          { status: 404 },
-        );
+        const error = new TransportError('session_not_found');
+        response = Response.json(jsonRpcErrorBody(toPublicError(error, timeOrderedId())), {
+          status: error.spec.http,
+        });
       } else {
         session.lastSeen = Date.now();
         response = await session.transport.handleRequest(request, requestOptions);
@@ -390,12 +396,10 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
       if (oldest && oldest[1].lastSeen < Date.now() - 60_000) await closeSession(oldest[0], oldest[1]);
       else
         return Response.json(
+          jsonRpcErrorBody(toPublicError(new AccessError('too_many_sessions'), timeOrderedId())),
           {
-            jsonrpc: '2.0',
-            id: null,
-            error: { code: -32000, message: 'Too many sessions; try again later' },
+            status: 503,
           },
-          { status: 503 },
         );
     }
     const server = surface.createServer(principal, 'session');
@@ -436,7 +440,10 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
         `http://${LOOPBACK.includes(String(req.headers.host)) ? req.headers.host : 'localhost'}`,
       );
     } catch {
-      return sendError(res, new HttpFailure(400, new AccessError('forbidden', 'Malformed request target')));
+      return sendError(
+        res,
+        new HttpFailure(400, new TransportError('bad_request', 'Malformed request target')),
+      );
     }
     try {
       if (url.pathname === path) return await handleMcp(req, res, url, signal);

@@ -4,7 +4,6 @@ import {
   type ListResourcesResult,
   type ListResourceTemplatesResult,
   ProtocolError,
-  ProtocolErrorCode,
   type ReadResourceResult,
   Server,
   type ServerCapabilities,
@@ -13,7 +12,7 @@ import {
 } from '@modelcontextprotocol/server';
 import type { Principal } from '../core/access.js';
 import type { ClientChannel, CommandDefinition } from '../core/commands.js';
-import { isCoreMcpError, toPublicError } from '../core/errors.js';
+import { isCoreMcpError, jsonRpcCode, toPublicError } from '../core/errors.js';
 import type { CommandResult } from '../core/executor.js';
 import { timeOrderedId } from '../core/ids.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
@@ -175,7 +174,7 @@ export class McpSurface {
         const { name } = request.params;
         const result = await this.#callTool(principal, name, request.params.arguments ?? {}, ctx);
         if (result.status === 'error' && result.error.code === 'unknown_command') {
-          throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Tool ${name} not found`, {
+          throw new ProtocolError(jsonRpcCode('unknown_command'), `Tool ${name} not found`, {
             code: 'unknown_command',
             requestId: result.requestId,
           });
@@ -349,7 +348,9 @@ export class McpSurface {
 
   #checkRead(principal: Principal, parsed: StateUri): void {
     if (!this.core.authorizer.canAccessDocument(principal, parsed.doc, 'read')) {
-      throw new ProtocolError(-32003, `Not allowed to read document "${parsed.doc}"`, { code: 'forbidden' });
+      throw new ProtocolError(jsonRpcCode('forbidden'), `Not allowed to read document "${parsed.doc}"`, {
+        code: 'forbidden',
+      });
     }
   }
 
@@ -362,7 +363,7 @@ export class McpSurface {
     const parsed = parseStateUri(uri);
     if (parsed?.kind !== 'value') {
       throw new ProtocolError(
-        ProtocolErrorCode.InvalidParams,
+        jsonRpcCode('invalid_input'),
         `Only state documents (${STATE_URI_PREFIX}{doc}) can be followed`,
         {
           code: 'invalid_input',
@@ -371,7 +372,7 @@ export class McpSurface {
       );
     }
     if (!this.core.authorizer.canAccessDocument(principal, parsed.doc, 'follow')) {
-      throw new ProtocolError(-32003, `Not allowed to follow document "${parsed.doc}"`, {
+      throw new ProtocolError(jsonRpcCode('forbidden'), `Not allowed to follow document "${parsed.doc}"`, {
         code: 'forbidden',
         uri,
       });
@@ -402,14 +403,14 @@ export class McpSurface {
   ): Promise<GetPromptResult> {
     const prompt = this.core.app.prompts.find((p) => p.name === name);
     if (!prompt || !this.#permits(principal, prompt.permission)) {
-      throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Prompt ${name} not found`, {
-        code: 'not_found',
+      throw new ProtocolError(jsonRpcCode('unknown_prompt'), `Prompt ${name} not found`, {
+        code: 'unknown_prompt',
       });
     }
     for (const argument of prompt.arguments ?? []) {
       if (argument.required && typeof args[argument.name] !== 'string') {
         throw new ProtocolError(
-          ProtocolErrorCode.InvalidParams,
+          jsonRpcCode('invalid_input'),
           `Missing required argument "${argument.name}"`,
           { code: 'invalid_input' },
         );
@@ -486,15 +487,21 @@ export class McpSurface {
         if (!isCoreMcpError(error) || !error.spec.expose) {
           this.#logger.error({ err: error, requestId, method: ctx.mcpReq.method }, 'MCP request failed');
         }
-        const code = isCoreMcpError(error) ? error.spec.jsonRpc : ProtocolErrorCode.InternalError;
-        throw new ProtocolError(code, publicError.message, publicError as unknown as JsonObject);
+        throw new ProtocolError(
+          jsonRpcCode(publicError.code),
+          publicError.message,
+          publicError as unknown as JsonObject,
+        );
       }
     };
   }
 }
 
 function resourceNotFound(uri: string): ProtocolError {
-  return new ProtocolError(ProtocolErrorCode.InvalidParams, 'Resource not found', { code: 'not_found', uri });
+  return new ProtocolError(jsonRpcCode('resource_not_found'), 'Resource not found', {
+    code: 'resource_not_found',
+    uri,
+  });
 }
 
 function toTool(command: CommandDefinition): Tool {
