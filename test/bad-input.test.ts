@@ -17,6 +17,7 @@ import {
   structured,
 } from './helpers/servers.js';
 import { tempDir } from './helpers/tmp.js';
+import { waitForOutput } from './helpers/wait.js';
 
 const APP = fileURLToPath(new URL('./fixtures/notes-app.ts', import.meta.url));
 const tmp = tempDir();
@@ -271,7 +272,10 @@ describe('failing handlers change nothing and leak nothing', () => {
       expect(wire).not.toContain(secret);
     }
     await expectUnchanged();
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The server logs the details after it answers: wait for the line instead of for a while.
+    await waitForOutput(server.child.stderr!, server.stderr, error.requestId, {
+      message: `the server to log request ${error.requestId} on stderr`,
+    });
     expect(server.stderr()).toContain(error.requestId);
   });
 

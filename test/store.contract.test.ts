@@ -4,7 +4,11 @@ import { MemoryStore } from '../src/store/memory.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { tempDir } from './helpers/tmp.js';
 
-describeStoreContract('memory', async () => ({ store: new MemoryStore(), cleanup: async () => {} }));
+describeStoreContract('memory', async () => ({
+  store: new MemoryStore(),
+  provides: { watchExternalChanges: false, schemaStatus: false },
+  cleanup: async () => {},
+}));
 
 describeStoreContract('sqlite', async () => {
   const tmp = tempDir();
@@ -12,6 +16,7 @@ describeStoreContract('sqlite', async () => {
   return {
     store: new SqliteStore({ path }),
     second: async () => new SqliteStore({ path }),
+    provides: { watchExternalChanges: true, schemaStatus: true },
     cleanup: async () => tmp.remove(),
   };
 });

@@ -1,5 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
+import { type Deferred, deferred } from '../../test/helpers/wait.js';
 import { defineApp } from '../mcp/app.js';
 import { type Core, createCore, localPrincipal } from '../runtime.js';
 import { verifyAuditRecords } from './audit.js';
@@ -15,6 +16,17 @@ interface Counter {
 const counter = defineDocument<Counter>('counter', { n: 0, log: [], settings: { locked: false } });
 let runs = 0;
 const effects: string[] = [];
+
+/** The test decides when the slow handler finishes: it parks on `release` after writing its draft. */
+interface SlowGate {
+  /** Resolves with the handler's abort signal once the handler is running. */
+  started: Deferred<AbortSignal>;
+  release: Deferred<void>;
+  /** Resolves once the handler has returned, after `release`. */
+  finished: Deferred<void>;
+}
+let slow: SlowGate;
+const SLOW_LIMIT_MS = 50;
 
 const app = defineApp({
   name: 'executor-test',
@@ -58,10 +70,14 @@ const app = defineApp({
       name: 'count.slow',
       description: 'slow',
       doc: counter,
-      timeoutMs: 50,
+      timeoutMs: SLOW_LIMIT_MS,
       handler: async ({ draft, signal }) => {
+        const gate = slow;
         draft.n = 1000;
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        gate.started.resolve(signal);
+        await gate.release.promise;
+        draft.n = 2000;
+        gate.finished.resolve();
         return { aborted: signal.aborted };
       },
     }),
@@ -98,14 +114,25 @@ const viewer = localPrincipal('vic', ['viewer']);
 
 let core: Core;
 afterEach(async () => {
+  vi.useRealTimers();
+  slow?.release.resolve();
   await core?.close();
 });
 
 async function setup(): Promise<Core> {
   runs = 0;
   effects.length = 0;
+  slow = { started: deferred(), release: deferred(), finished: deferred() };
   core = await createCore({ app });
   return core;
+}
+
+/**
+ * Lets the event loop turn (no clock time passes) until `done()` or a bounded number of turns, so a
+ * call that should end without its handler fails the test instead of hanging it.
+ */
+async function turnsUntil(done: () => boolean, turns = 50): Promise<void> {
+  for (let turn = 0; turn < turns && !done(); turn++) await new Promise((resolve) => setImmediate(resolve));
 }
 
 function errorCode(result: CommandResult): string | undefined {
@@ -170,19 +197,61 @@ describe('the pipeline', () => {
 
   it('stops a handler at its time limit, aborts its signal and commits nothing', async () => {
     await setup();
-    const result = await core.execute('count.slow', {}, { principal: admin });
+    // Only the time limit's timer is faked: the test moves the clock, the handler never finishes
+    // on its own, so the outcome cannot depend on how fast the machine is.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    let settled = false;
+    const pending = core.execute('count.slow', {}, { principal: admin }).finally(() => {
+      settled = true;
+    });
+    const signal = await slow.started.promise;
+    await vi.advanceTimersByTimeAsync(SLOW_LIMIT_MS - 1);
+    expect(settled).toBe(false);
+    expect(signal.aborted).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    await turnsUntil(() => settled);
+    expect(settled).toBe(true);
+    const result = await pending;
     expect(errorCode(result)).toBe('timeout');
-    expect((await core.state.get<Counter>('counter')).revision).toBe(0);
+    expect(signal.aborted).toBe(true);
+    expect(signal.reason).toMatchObject({ code: 'timeout' });
+    // The handler finishing after its limit changes nothing either.
+    slow.release.resolve();
+    await slow.finished.promise;
+    await new Promise((resolve) => setImmediate(resolve));
+    const state = await core.state.get<Counter>('counter');
+    expect(state.revision).toBe(0);
+    expect(state.value.n).toBe(0);
+    expect(await core.store.readCommits('counter', { after: 0 })).toEqual([]);
+    expect(await outcomes()).toEqual(['admin:count.slow:timeout']);
   });
 
   it('stops a handler when the caller cancels', async () => {
     await setup();
+    // The time limit cannot fire first: its clock only moves when the test says so.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     const controller = new AbortController();
-    setTimeout(() => controller.abort(), 10);
-    expect(
-      errorCode(await core.execute('count.slow', {}, { principal: admin, signal: controller.signal })),
-    ).toBe('cancelled');
-    expect((await core.state.get<Counter>('counter')).revision).toBe(0);
+    let settled = false;
+    const pending = core
+      .execute('count.slow', {}, { principal: admin, signal: controller.signal })
+      .finally(() => {
+        settled = true;
+      });
+    const signal = await slow.started.promise;
+    expect(signal.aborted).toBe(false);
+    controller.abort();
+    await turnsUntil(() => settled);
+    expect(settled).toBe(true);
+    expect(errorCode(await pending)).toBe('cancelled');
+    expect(signal.aborted).toBe(true);
+    slow.release.resolve();
+    await slow.finished.promise;
+    await new Promise((resolve) => setImmediate(resolve));
+    const state = await core.state.get<Counter>('counter');
+    expect(state.revision).toBe(0);
+    expect(state.value.n).toBe(0);
+    expect(await core.store.readCommits('counter', { after: 0 })).toEqual([]);
+    expect(await outcomes()).toEqual(['admin:count.slow:cancelled']);
   });
 
   it('runs afterCommit effects once, after the commit, never for failed calls', async () => {

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../../test/helpers/wait.js';
 import { verifyAuditRecords } from '../core/audit.js';
 import { isCoreMcpError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
@@ -15,6 +16,11 @@ export interface StoreUnderTest {
   store: Store & CredentialStore;
   /** Another handle on the same data (another process, another instance), when the store has one. */
   second?: () => Promise<Store & CredentialStore>;
+  /**
+   * Which optional members the store provides. Declared, not detected, so a store that loses one
+   * fails the suite instead of skipping the tests for it.
+   */
+  provides: { watchExternalChanges: boolean; schemaStatus: boolean };
   cleanup: () => Promise<void>;
 }
 
@@ -139,14 +145,59 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       expect(await store.readCommit(stale.commit.commandId)).toBeUndefined();
     });
 
-    it('lets exactly one of two racing commits at the same revision win', async () => {
-      await store.createDocument('d', {}, AT);
-      const outcomes = await Promise.all([
-        store.commit(commitRequest('d', 1)),
-        store.commit(commitRequest('d', 1)),
-      ]);
-      expect(outcomes.map((o) => o.status).sort()).toEqual(['committed', 'conflict']);
-      expect(await store.readCommits('d', { after: 0 })).toHaveLength(1);
+    it('lets exactly one of several commits racing at the same revision win, across handles', async () => {
+      // Started together through every handle there is; a store whose calls finish before their
+      // promise is returned (SQLite) runs them one after another here, and test/store.race.test.ts
+      // races it across processes.
+      const other = subject.second ? await subject.second() : undefined;
+      await other?.open();
+      try {
+        const handles = other ? [store, other] : [store];
+        await store.createDocument('d', {}, AT);
+        expect((await store.commit(commitRequest('d', 1))).status).toBe('committed');
+        const requests = Array.from({ length: 6 }, (_, i) => {
+          const request = commitRequest('d', 2, { principal: `p${i}` });
+          request.audit = { ...request.audit, principal: `p${i}`, commandId: request.commit.commandId };
+          return request;
+        });
+        const outcomes = await Promise.all(
+          requests.map((request, i) => handles[i % handles.length]!.commit(request)),
+        );
+        const winners = outcomes.flatMap((o, i) => (o.status === 'committed' ? [i] : []));
+        expect(winners).toHaveLength(1);
+        const winner = requests[winners[0]!]!;
+        outcomes.forEach((o, i) => {
+          if (i !== winners[0]) expect(o).toEqual({ status: 'conflict', currentRevision: 2 });
+        });
+
+        for (const handle of handles) {
+          const loaded = await handle.loadDocument('d');
+          expect(loaded?.revision).toBe(2);
+          expect(loaded?.commits.map((c) => [c.revision, c.commandId])).toEqual([
+            [1, expect.any(String)],
+            [2, winner.commit.commandId],
+          ]);
+          for (const [i, request] of requests.entries()) {
+            if (i !== winners[0]) expect(await handle.readCommit(request.commit.commandId)).toBeUndefined();
+          }
+        }
+        const records = await store.readAudit({});
+        expect(records.map((r) => r.seq)).toEqual([1, 2]);
+        expect(verifyAuditRecords(records)).toMatchObject({ ok: true, checked: 2 });
+        expect(records[1]).toEqual((outcomes[winners[0]!] as { audit: unknown }).audit);
+        expect(records[1]).toMatchObject({
+          principal: winner.audit.principal,
+          commandId: winner.commit.commandId,
+        });
+        expect((await store.readCommit(winner.commit.commandId))?.auditSeq).toBe(2);
+
+        // A retry at the new head commits, through the other handle, and the chain goes on.
+        const retry = commitRequest('d', 3);
+        expect((await handles.at(-1)!.commit(retry)).status).toBe('committed');
+        expect(verifyAuditRecords(await store.readAudit({}))).toMatchObject({ ok: true, checked: 3 });
+      } finally {
+        await other?.close();
+      }
     });
 
     it('stores the idempotency record with the commit and reports a duplicate key instead of committing', async () => {
@@ -274,6 +325,134 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       } finally {
         if (other !== store) await other.close();
       }
+    });
+
+    it('finds the newest revision committed strictly before a time, never before the oldest readable one', async () => {
+      const t = (second: number) => `2026-01-01T00:00:${String(second).padStart(2, '0')}.000Z`;
+      await store.createDocument('d', {}, AT);
+      // Revisions 1..6 at seconds 10, 20, 30, 30, 40, 50: two commits share a time.
+      const times = [t(10), t(20), t(30), t(30), t(40), t(50)];
+      for (const [i, at] of times.entries()) {
+        expect((await store.commit(commitRequest('d', i + 1, { at }))).status).toBe('committed');
+      }
+      expect(await store.revisionBefore('d', t(5))).toBe(0);
+      expect(await store.revisionBefore('d', t(10))).toBe(0);
+      expect(await store.revisionBefore('d', '2026-01-01T00:00:10.001Z')).toBe(1);
+      expect(await store.revisionBefore('d', t(20))).toBe(1);
+      expect(await store.revisionBefore('d', t(25))).toBe(2);
+      expect(await store.revisionBefore('d', t(30))).toBe(2);
+      expect(await store.revisionBefore('d', t(35))).toBe(4);
+      expect(await store.revisionBefore('d', t(50))).toBe(5);
+      expect(await store.revisionBefore('d', '2027-01-01T00:00:00.000Z')).toBe(6);
+      expect(await store.revisionBefore('nope', t(30))).toBe(0);
+
+      await store.writeSnapshot('d', { revision: 3, value: { at: 3 } });
+      expect(await store.compact('d', 3)).toBe(3);
+      expect(await store.revisionBefore('d', t(5))).toBe(3);
+      expect(await store.revisionBefore('d', t(20))).toBe(3);
+      expect(await store.revisionBefore('d', t(30))).toBe(3);
+      expect(await store.revisionBefore('d', t(35))).toBe(4);
+      expect(await store.revisionBefore('d', t(45))).toBe(5);
+      expect(await store.revisionBefore('d', '2027-01-01T00:00:00.000Z')).toBe(6);
+
+      // A document compacted to its head has only the snapshot left to read.
+      await store.writeSnapshot('d', { revision: 6, value: { at: 6 } });
+      await store.compact('d', 6);
+      expect(await store.revisionBefore('d', t(5))).toBe(6);
+      expect(await store.revisionBefore('d', '2027-01-01T00:00:00.000Z')).toBe(6);
+    });
+
+    it('tells a watcher about commits made through another handle, and stops when told', async () => {
+      expect(typeof store.watchExternalChanges === 'function').toBe(subject.provides.watchExternalChanges);
+      if (!store.watchExternalChanges) {
+        // Only a store nothing else writes may go without: then there is no other handle to test.
+        expect(subject.second).toBeUndefined();
+        return;
+      }
+      expect(
+        subject.second,
+        'a store that watches for other writers must offer a second handle',
+      ).toBeDefined();
+      const other = await subject.second!();
+      await other.open();
+      const stops: Array<() => void> = [];
+      try {
+        await store.createDocument('d', {}, AT);
+        let calls = 0;
+        stops.push(
+          store.watchExternalChanges(() => {
+            calls++;
+          }),
+        );
+        expect((await other.commit(commitRequest('d', 1))).status).toBe('committed');
+        await waitFor(() => calls > 0, {
+          message: 'the watcher to hear a commit made through another handle',
+        });
+        stops[0]!();
+        const heard = calls;
+
+        // The stopped watcher would hear revision 2. To know it had every chance to, wait until a
+        // watcher started after that commit has heard two later ones: a store notifies watchers in
+        // the order they started, and no later than it notifies those started after them.
+        expect((await other.commit(commitRequest('d', 2))).status).toBe('committed');
+        let later = 0;
+        stops.push(
+          store.watchExternalChanges(() => {
+            later++;
+          }),
+        );
+        for (const revision of [3, 4]) {
+          const before = later;
+          expect((await other.commit(commitRequest('d', revision))).status).toBe('committed');
+          await waitFor(() => later > before, {
+            message: `a watcher started later to hear revision ${revision}`,
+          });
+        }
+        expect(calls).toBe(heard);
+      } finally {
+        for (const stop of stops) stop();
+        await other.close();
+      }
+    });
+
+    it('reports its schema at the version the code expects once open', async () => {
+      expect(typeof store.schemaStatus === 'function').toBe(subject.provides.schemaStatus);
+      if (!store.schemaStatus) return;
+      const status = await store.schemaStatus();
+      expect(status.expected).toBeGreaterThan(0);
+      expect(status.version).toBe(status.expected);
+      await store.open();
+      expect(await store.schemaStatus()).toEqual(status);
+      if (subject.second) {
+        const other = await subject.second();
+        await other.open();
+        try {
+          expect(await other.schemaStatus!()).toEqual(status);
+        } finally {
+          await other.close();
+        }
+      }
+    });
+
+    it('refuses to serve once closed: ping rejects, nothing throws synchronously, close repeats', async () => {
+      await store.createDocument('d', {}, AT);
+      await store.close();
+      let ping: Promise<void> | undefined;
+      expect(() => {
+        ping = store.ping();
+      }).not.toThrow();
+      await expect(ping).rejects.toBeInstanceOf(Error);
+      let load: Promise<unknown> | undefined;
+      expect(() => {
+        load = store.loadDocument('d');
+      }).not.toThrow();
+      await expect(load).rejects.toBeInstanceOf(Error);
+      let commit: Promise<unknown> | undefined;
+      expect(() => {
+        commit = store.commit(commitRequest('d', 1));
+      }).not.toThrow();
+      await expect(commit).rejects.toBeInstanceOf(Error);
+      await expect(store.close()).resolves.toBeUndefined();
     });
   });
 }

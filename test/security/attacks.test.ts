@@ -14,6 +14,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, type ServerProcess, startServerProcess, stdioClient } from '../helpers/servers.js';
 import { tempDir } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
 
 const APP = fileURLToPath(new URL('../fixtures/attack-app.ts', import.meta.url));
 const ISSUER = 'https://issuer.test';
@@ -543,7 +544,12 @@ describe('failed-authentication throttling per address', () => {
   it('blocks an address after repeated failures, even for a valid key, then lets it back', async () => {
     const dir = tempDir();
     const config = join(dir.dir, 'coremcp.config.json');
-    writeFileSync(config, JSON.stringify({ limits: { authFailures: { maxFailures: 5, windowSeconds: 2 } } }));
+    // The shortest window the config allows: the test waits for the block to lift, not for a time.
+    const windowMs = 1000;
+    writeFileSync(
+      config,
+      JSON.stringify({ limits: { authFailures: { maxFailures: 5, windowSeconds: windowMs / 1000 } } }),
+    );
     const guarded = await startServerProcess([APP, '--data-dir', dir.dir, '--config', config]);
     try {
       const attempt = (key: string) =>
@@ -559,13 +565,34 @@ describe('failed-authentication throttling per address', () => {
           body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: ENVELOPE } }),
         });
       const statuses: number[] = [];
-      for (let i = 0; i < 7; i++)
+      let lastFailureSent = 0;
+      for (let i = 0; i < 7; i++) {
+        if (i === 4) lastFailureSent = performance.now();
         statuses.push((await attempt(`cmcp_${'0'.repeat(12)}_${'A'.repeat(43)}`)).status);
+      }
       expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429]);
       const blocked = await attempt(guarded.firstKey!);
       expect(blocked.status).toBe(429);
       expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-      await new Promise((resolve) => setTimeout(resolve, 2100));
+      // Poll with the valid key until the block lifts. A refused attempt is not looked at, so it
+      // neither counts as a failure nor extends the block; anything but 429 or 200 fails at once.
+      const seen: number[] = [];
+      await waitFor(
+        async () => {
+          const { status } = await attempt(guarded.firstKey!);
+          seen.push(status);
+          if (status !== 200 && status !== 429) throw new Error(`unexpected status ${status} while blocked`);
+          return status === 200;
+        },
+        {
+          timeoutMs: windowMs + 10_000,
+          intervalMs: 50,
+          message: () => `the address to be let back in (${seen.length} attempts, all refused with 429)`,
+        },
+      );
+      // The block lasts the window from the fifth failure; the server saw that failure after we sent it.
+      expect(performance.now() - lastFailureSent).toBeGreaterThanOrEqual(windowMs);
+      expect(seen.at(-1)).toBe(200);
       expect((await attempt(guarded.firstKey!)).status).toBe(200);
     } finally {
       await guarded.stop();
