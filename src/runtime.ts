@@ -88,7 +88,7 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
   await store.open();
   try {
     const state = new StateManager(store, {
-      documents: { ...app.documents },
+      documents: app.documents,
       limits: options.limits?.state,
       snapshotEvery: options.snapshotEvery,
       clock: options.clock,
@@ -99,7 +99,7 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
     for (const doc of state.declaredDocuments) await state.get(doc);
     const recoveryMs = performance.now() - started;
     if (options.historyTools !== false)
-      for (const command of historyCommands(state)) registry.register(command);
+      for (const command of historyCommands(store)) registry.register(command);
     const executor = new CommandExecutor({
       registry,
       state,

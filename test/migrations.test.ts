@@ -50,7 +50,9 @@ it('migrates a schema-1 file (WITHOUT ROWID commits and snapshots) to the curren
         draft.n = 4;
       });
       expect(updated.revision).toBe(4);
-      expect(await store.readCommit('00000000-0000-7000-8000-000000000002')).toMatchObject({ revision: 2 });
+      expect(await readCommitOf(store, '00000000-0000-7000-8000-000000000002')).toMatchObject({
+        revision: 2,
+      });
     } finally {
       await store.close();
     }
@@ -58,3 +60,7 @@ it('migrates a schema-1 file (WITHOUT ROWID commits and snapshots) to the curren
     tmp.remove();
   }
 });
+
+async function readCommitOf(store: SqliteStore, commandId: string) {
+  return (await store.readCommand(commandId))[0];
+}

@@ -140,7 +140,7 @@ describe('SQLite commits racing across processes', () => {
     // What each writer was told it committed is what the history holds.
     for (const [i, r] of results.entries()) {
       for (const c of r.committed) {
-        const stored = await store.readCommit(c.commandId);
+        const stored = await readCommitOf(store, c.commandId);
         expect(stored).toMatchObject({ revision: c.revision, principal: `w${i}`, auditSeq: c.auditSeq });
       }
     }
@@ -161,14 +161,18 @@ describe('SQLite commits racing across processes', () => {
       expect(winners).toHaveLength(1);
       for (const r of replies) {
         if (r.outcome.status !== 'committed')
-          expect(r.outcome).toEqual({ status: 'conflict', currentRevision: round + 1 });
+          expect(r.outcome).toEqual({ status: 'conflict', doc: 'd', currentRevision: round + 1 });
       }
-      const stored = await store.readCommit(winners[0]!.commandId);
+      const stored = await readCommitOf(store, winners[0]!.commandId);
       expect(stored?.revision).toBe(round + 1);
       for (const r of replies) {
-        if (r !== winners[0]) expect(await store.readCommit(r.commandId)).toBeUndefined();
+        if (r !== winners[0]) expect(await readCommitOf(store, r.commandId)).toBeUndefined();
       }
     }
     await checkHistory(rounds);
   });
 });
+
+async function readCommitOf(store: SqliteStore, commandId: string) {
+  return (await store.readCommand(commandId))[0];
+}

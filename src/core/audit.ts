@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Principal } from './access.js';
 import { canonicalJson, type JsonObject, type JsonValue } from './json.js';
 import type { AuditEntry, AuditRecord } from './store.js';
 
@@ -7,6 +8,7 @@ export const GENESIS_HASH = '0'.repeat(64);
 
 // In sorted order, so the hashed body is canonical as built.
 const HASHED_FIELDS = [
+  'alsoChanged',
   'at',
   'command',
   'commandId',
@@ -22,6 +24,44 @@ const HASHED_FIELDS = [
   'traceparent',
   'via',
 ] as const;
+
+/** What the pipeline knows about an attempt when it writes its audit record. */
+export interface AuditFacts {
+  at: Date;
+  requestId: string;
+  /** Undefined for a caller that never authenticated (audited as `anonymous`). */
+  principal: Principal | undefined;
+  command: string;
+  /** Already redacted. */
+  input: JsonValue;
+  outcome: string;
+  commandId: string;
+  doc?: string | undefined;
+  revision?: number | undefined;
+  patchHash?: string | undefined;
+  alsoChanged?: AuditEntry['alsoChanged'];
+  traceparent?: string | undefined;
+}
+
+/** The one place an audit entry is built: committed writes and every other attempt alike. */
+export function buildAuditEntry(facts: AuditFacts): AuditEntry {
+  const entry: AuditEntry = {
+    at: facts.at.toISOString(),
+    requestId: facts.requestId,
+    principal: facts.principal?.id ?? 'anonymous',
+    via: facts.principal?.via ?? 'none',
+    command: facts.command,
+    input: facts.input,
+    outcome: facts.outcome,
+    commandId: facts.commandId,
+  };
+  if (facts.doc !== undefined) entry.doc = facts.doc;
+  if (facts.revision !== undefined) entry.revision = facts.revision;
+  if (facts.patchHash !== undefined) entry.patchHash = facts.patchHash;
+  if (facts.alsoChanged !== undefined && facts.alsoChanged.length > 0) entry.alsoChanged = facts.alsoChanged;
+  if (facts.traceparent !== undefined) entry.traceparent = facts.traceparent;
+  return entry;
+}
 
 /** SHA-256 over the canonical JSON of every field but `hash` itself. */
 export function hashAuditRecord(record: Omit<AuditRecord, 'hash'>): string {

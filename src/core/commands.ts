@@ -1,32 +1,25 @@
-import type { Draft } from 'mutative';
 import { z } from 'zod';
 import type { Principal } from './access.js';
+import {
+  DEFAULT_DOCUMENT,
+  DOCUMENT_ID_PATTERN,
+  type DocumentDefinition,
+  type DocumentDraft,
+  type DocumentView,
+} from './document.js';
 import { SetupError } from './errors.js';
-import { deepFreeze, findJsonProblem, type JsonObject, type JsonValue } from './json.js';
+import { deepFreeze, type JsonObject, type JsonValue } from './json.js';
+import type { JsonPatch } from './patch.js';
 
 /** MCP tool names: 1-128 of letters, digits, `_`, `-`, `.`; coremcp also requires a leading letter. */
 export const COMMAND_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/;
-/** Document ids: they appear in resource URIs, so they stay URI-safe. */
-export const DOCUMENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
-export const DEFAULT_DOCUMENT = 'default';
-
-/** A named document with its initial value; `S` types the drafts of commands bound to it. */
-export interface DocumentDefinition<S = JsonObject> {
-  readonly id: string;
-  readonly initial: S;
-}
-
-/** Declares a document. The initial value is what the document holds at revision 0. */
-export function defineDocument<S>(id: string, initial: S): DocumentDefinition<S> {
-  if (!DOCUMENT_ID_PATTERN.test(id)) {
-    throw new TypeError(`document id "${id}" must match ${DOCUMENT_ID_PATTERN}`);
-  }
-  const problem = findJsonProblem(initial);
-  if (problem)
-    throw new TypeError(`initial value of document "${id}" at "${problem.path}": ${problem.problem}`);
-  return Object.freeze({ id, initial: deepFreeze(structuredClone(initial)) });
-}
+export {
+  DEFAULT_DOCUMENT,
+  DOCUMENT_ID_PATTERN,
+  type DocumentDefinition,
+  defineDocument,
+} from './document.js';
 
 /** Logging available to handlers; lines carry the request id. */
 export interface CommandLogger {
@@ -48,6 +41,9 @@ export interface ClientChannel {
   log(level: 'debug' | 'info' | 'notice' | 'warning' | 'error', data: JsonValue): Promise<void>;
 }
 
+/** A document a command names: its id, or its `defineDocument` handle. */
+export type DocumentRef<S = unknown> = string | DocumentDefinition<S>;
+
 interface ContextBase<I> {
   readonly input: I;
   readonly principal: Principal;
@@ -62,13 +58,24 @@ interface ContextBase<I> {
   readonly signal: AbortSignal;
   readonly log: CommandLogger;
   readonly client: ClientChannel | undefined;
+  /** A document the command declares in `also`, as it was before the command (queries: at head). */
+  stateOf<T = JsonValue>(doc: DocumentRef<T>): DocumentView<T>;
+  /** The revision of a document the command declares (its own or one in `also`) that the handler sees. */
+  revisionOf(doc: DocumentRef): number;
 }
 
 /** What a write command's handler receives: a draft of the document at head. */
 export interface WriteContext<I, S> extends ContextBase<I> {
-  readonly draft: Draft<S>;
+  readonly draft: DocumentDraft<S>;
   /** The document as it was before this command. */
-  readonly state: Readonly<S>;
+  readonly state: DocumentView<S>;
+  /** The draft of a document the command declares in `also`: all of them commit together, or none. */
+  draftOf<T = JsonObject>(doc: DocumentRef<T>): DocumentDraft<T>;
+  /**
+   * Applies RFC 6902 patches as coremcp produces them (history's forward or inverse patches) to the
+   * draft of the command's document, or of one in `also`.
+   */
+  applyPatches(patches: JsonPatch, doc?: DocumentRef): Promise<void>;
   /**
    * Runs `effect` once the commit is durable; never on failure, never twice on re-runs. Use it for
    * side effects outside the state (sending mail, calling another service).
@@ -78,10 +85,13 @@ export interface WriteContext<I, S> extends ContextBase<I> {
 
 /** What a query's handler receives: the document at head, read-only. */
 export interface QueryContext<I, S> extends ContextBase<I> {
-  readonly state: Readonly<S>;
+  readonly state: DocumentView<S>;
 }
 
 type DocumentSelector<I, S> = string | DocumentDefinition<S> | ((input: I) => string | Promise<string>);
+type DocumentsSelector<I> =
+  | ReadonlyArray<DocumentRef>
+  | ((input: I) => readonly string[] | Promise<readonly string[]>);
 
 interface CommandSpecBase<Schema extends z.ZodType, S> {
   /** The tool name clients call. */
@@ -96,6 +106,11 @@ interface CommandSpecBase<Schema extends z.ZodType, S> {
   permission?: string;
   /** The document the command acts on (an id, a `defineDocument` handle, or a function of the input); defaults to `default`. */
   doc?: DocumentSelector<z.output<Schema>, S>;
+  /**
+   * More documents the command reads (queries) or may change (writes) besides `doc`: a write's
+   * changes to all of them commit atomically, each at its next revision, with one audit record.
+   */
+  also?: DocumentsSelector<z.output<Schema>>;
   /**
    * A condition on the current state that must hold for the command to run; return `true`, or a
    * reason why not (the call fails with `precondition_failed`). Checked inside the transaction, on
@@ -154,6 +169,8 @@ export interface CommandDefinition {
   readonly outputJsonSchema: JsonObject | undefined;
   /** Resolves the document for a validated input. */
   readonly resolveDoc: (input: unknown) => string | Promise<string>;
+  /** Resolves the other documents (`also`) for a validated input; none for most commands. */
+  readonly resolveAlso: ((input: unknown) => readonly string[] | Promise<readonly string[]>) | undefined;
   readonly precondition: ((ctx: QueryContext<unknown, unknown>) => true | string) | undefined;
   readonly documentAction: 'write' | 'rollback';
   readonly run: (ctx: WriteContext<unknown, unknown> | QueryContext<unknown, unknown>) => unknown;
@@ -199,15 +216,15 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
     throw new TypeError(`command "${name}": timeoutMs must be a positive integer`);
 
+  const check = (doc: unknown): string => {
+    if (typeof doc !== 'string' || !DOCUMENT_ID_PATTERN.test(doc)) {
+      throw new TypeError(`command "${name}" chose document "${String(doc)}", which is not a valid id`);
+    }
+    return doc;
+  };
   const selector = spec.doc ?? DEFAULT_DOCUMENT;
   let resolveDoc: (input: unknown) => string | Promise<string>;
   if (typeof selector === 'function') {
-    const check = (doc: unknown): string => {
-      if (typeof doc !== 'string' || !DOCUMENT_ID_PATTERN.test(doc)) {
-        throw new TypeError(`command "${name}" chose document "${String(doc)}", which is not a valid id`);
-      }
-      return doc;
-    };
     resolveDoc = (value) => {
       const doc = (selector as (input: unknown) => string | Promise<string>)(value);
       return doc instanceof Promise ? doc.then(check) : check(doc);
@@ -217,6 +234,17 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
     if (!DOCUMENT_ID_PATTERN.test(doc))
       throw new TypeError(`command "${name}": document id "${doc}" is not valid`);
     resolveDoc = () => doc;
+  }
+  let resolveAlso: CommandDefinition['resolveAlso'];
+  const also = spec.also;
+  if (typeof also === 'function') {
+    resolveAlso = (value) => {
+      const docs = (also as (input: unknown) => readonly string[] | Promise<readonly string[]>)(value);
+      return docs instanceof Promise ? docs.then((list) => list.map(check)) : docs.map(check);
+    };
+  } else if (also !== undefined && also.length > 0) {
+    const docs = Object.freeze(also.map((ref) => check(typeof ref === 'string' ? ref : ref.id)));
+    resolveAlso = () => docs;
   }
 
   return Object.freeze({
@@ -233,6 +261,7 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
     inputJsonSchema: deepFreeze(inputJsonSchema),
     outputJsonSchema: spec.output ? deepFreeze(toJsonSchema(spec.output, 'output')) : undefined,
     resolveDoc,
+    resolveAlso,
     precondition: spec.precondition as CommandDefinition['precondition'],
     documentAction: spec.documentAction ?? 'write',
     run: spec.handler as CommandDefinition['run'],

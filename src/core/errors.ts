@@ -186,6 +186,33 @@ export const ERROR_CATALOG = {
     message: 'Invalid revision',
     description: 'A revision was negative, fractional, not a number, or later than the head.',
   },
+  invalid_cursor: {
+    family: 'state',
+    jsonRpc: -32602,
+    http: 400,
+    expose: true,
+    message: 'Invalid cursor',
+    description:
+      'A page was asked for with a cursor this server did not issue for that read (altered, or from another collection). Start again from the first page.',
+  },
+  unknown_index: {
+    family: 'state',
+    jsonRpc: -32602,
+    http: 400,
+    expose: true,
+    message: 'No such index',
+    description:
+      'A collection was counted or queried by an index it does not declare. Details name the collection and its indexes.',
+  },
+  invalid_query: {
+    family: 'state',
+    jsonRpc: -32602,
+    http: 400,
+    expose: true,
+    message: 'Invalid query',
+    description:
+      "A collection query's prefix has more values than the index has fields, or values that are not strings, numbers, booleans or null.",
+  },
   range_too_large: {
     family: 'state',
     jsonRpc: -32024,

@@ -1,13 +1,14 @@
-import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import type { Authorizer, Principal } from './access.js';
+import { buildAuditEntry } from './audit.js';
 import type {
   ClientChannel,
   CommandDefinition,
-  CommandLogger,
   CommandRegistry,
   QueryContext,
   WriteContext,
 } from './commands.js';
+import { type Effect, HandlerContext, type HandlerContextOptions } from './context.js';
 import {
   AccessError,
   CommandError,
@@ -19,10 +20,18 @@ import {
   StateError,
   toPublicError,
 } from './errors.js';
+import {
+  IDEMPOTENCY_KEY_PATTERN,
+  IdempotencyGuard,
+  type IdempotencySlot,
+  idempotencyRecord,
+  idempotencySlot,
+  isStoredRefusal,
+} from './idempotency.js';
 import { timeOrderedId } from './ids.js';
 import {
-  canonicalJson,
   DEFAULT_INPUT_LIMITS,
+  escapePointerToken,
   findJsonProblem,
   type JsonLimits,
   type JsonObject,
@@ -30,17 +39,31 @@ import {
 } from './json.js';
 import { type Logger, silentLogger } from './log.js';
 import { touchedPaths } from './patch.js';
+import { checkResultIsJson } from './results.js';
 import type { StateManager } from './state.js';
-import type { AuditEntry, IdempotencyRecord } from './store.js';
+import type { IdempotencyRecord } from './store.js';
 import { CallSignal } from './timeout.js';
 import { validTraceparent } from './trace.js';
 
-/** Per-call options: who is calling and the call's coremcp `_meta`. */
+export { IDEMPOTENCY_KEY_PATTERN } from './idempotency.js';
+
+/** The request `_meta` keys coremcp reads. */
+export const CALL_META_KEYS = {
+  idempotencyKey: 'coremcp/idempotency-key',
+  expectedRevision: 'coremcp/expected-revision',
+} as const;
+
+/** Per-call options: who is calling and how. */
 export interface ExecuteOptions {
   /** The authenticated caller. Without one the call is refused as `unauthenticated`. */
   principal?: Principal;
   requestId?: string;
   signal?: AbortSignal;
+  /**
+   * The request's `_meta` as received over MCP: its coremcp keys (`coremcp/idempotency-key`,
+   * `coremcp/expected-revision`) are read and checked here, once.
+   */
+  meta?: Readonly<Record<string, unknown>>;
   /** Runs the command at most once per (principal, key); repeats get the stored outcome. */
   idempotencyKey?: string;
   /** Commit only if the document is at this revision. */
@@ -64,6 +87,8 @@ export interface CommandSuccess {
   /** Whether this is the stored outcome of an earlier call with the same idempotency key. */
   replayed: boolean;
   result: JsonValue;
+  /** When the call changed several documents: each, with its new revision. */
+  changed?: Array<{ doc: string; revision: number }>;
 }
 
 export interface CommandFailure {
@@ -108,19 +133,74 @@ export interface ExecutorOptions {
   observers?: Array<(report: ExecutionReport) => void>;
 }
 
-export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+const callOptionsSchema = z.object({
+  idempotencyKey: z.string().regex(IDEMPOTENCY_KEY_PATTERN).optional(),
+  expectedRevision: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+});
 
-/** Handler refusals worth storing for idempotent repeats: the handler ran and said no. */
-function isStoredRefusal(error: CoreMcpError): boolean {
-  const { family, expose } = error.spec;
-  return expose && (family === 'command' || family === 'state') && !NOT_STORED.has(error.code);
+/** The options of one call, checked. */
+interface CallOptions {
+  idempotencyKey: string | undefined;
+  expectedRevision: number | undefined;
 }
-const NOT_STORED = new Set(['timeout', 'cancelled', 'invalid_input', 'unknown_command', 'revision_conflict']);
 
 /**
- * Runs commands through the pipeline: authenticate → look up → authorize → validate → idempotency →
- * execute on a draft → check paths → commit with audit → notify → respond. Every attempt, whatever
- * its outcome, leaves exactly one audit record.
+ * What the pipeline learns about one call as it goes, step by step: the facts its audit record and
+ * its report are made of, whatever step the call ends at.
+ */
+class CallTrace {
+  readonly command: string;
+  readonly requestId: string;
+  readonly principal: Principal | undefined;
+  readonly traceparent: string | undefined;
+  commandId: string = timeOrderedId();
+  doc: string | undefined;
+  revision: number | undefined;
+  auditInput: JsonValue = null;
+  handlerRan = false;
+  replayed = false;
+  /** A refusal to store for repeats of an idempotent call. */
+  storedRefusal: IdempotencyRecord | undefined;
+  #now: Date | undefined;
+
+  constructor(command: string, options: ExecuteOptions) {
+    this.command = command;
+    this.requestId = options.requestId ?? timeOrderedId();
+    this.principal = options.principal;
+    this.traceparent = validTraceparent(options.traceparent);
+  }
+
+  /** The call's time, fixed at first use (re-runs after a conflict see the same). */
+  now(clock: () => Date): Date {
+    this.#now ??= clock();
+    return this.#now;
+  }
+
+  /** Takes on the identity of an earlier call whose stored outcome this repeat returns. */
+  replay(record: { doc: string; revision: number; commandId: string }): void {
+    this.doc = record.doc;
+    this.revision = record.revision;
+    this.commandId = record.commandId;
+    this.replayed = true;
+  }
+}
+
+/** A call past authentication, lookup, authorization and validation: what the last steps run on. */
+interface ResolvedCall {
+  command: CommandDefinition;
+  input: unknown;
+  principal: Principal;
+  /** The command's document first, then those in `also`. */
+  docs: readonly string[];
+  options: CallOptions;
+  signal: AbortSignal | undefined;
+  client: ClientChannel | undefined;
+}
+
+/**
+ * Runs commands through the pipeline: authenticate → look up → authorize → validate → resolve the
+ * documents → query, or write (idempotency → execute on drafts → check paths → commit with audit →
+ * notify) → respond. Every attempt, whatever its outcome, leaves exactly one audit record.
  */
 export class CommandExecutor {
   readonly registry: CommandRegistry;
@@ -131,7 +211,7 @@ export class CommandExecutor {
   readonly #logger: Logger;
   readonly #clock: () => Date;
   readonly #observers: Array<(report: ExecutionReport) => void>;
-  readonly #inflight = new Map<string, { fingerprint: string; done: Promise<CommandResult> }>();
+  readonly #idempotency: IdempotencyGuard<CommandSuccess>;
 
   constructor(options: ExecutorOptions) {
     this.registry = options.registry;
@@ -142,6 +222,7 @@ export class CommandExecutor {
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? (() => new Date());
     this.#observers = options.observers ?? [];
+    this.#idempotency = new IdempotencyGuard(options.state.store);
   }
 
   /** Adds an observer (metrics, logs). Must happen before serving; observers must not throw. */
@@ -156,130 +237,61 @@ export class CommandExecutor {
 
   async execute(name: string, input: unknown, options: ExecuteOptions = {}): Promise<CommandResult> {
     const started = performance.now();
-    const requestId = options.requestId ?? timeOrderedId();
-    const { principal } = options;
-    const call = new Call(name, requestId, principal, validTraceparent(options.traceparent));
+    const trace = new CallTrace(name, options);
     let result: CommandResult;
     try {
-      result = await this.#run(call, input ?? {}, options);
+      result = await this.#run(trace, input ?? {}, options);
     } catch (error) {
-      result = await this.#fail(call, error);
+      result = await this.#fail(trace, error);
     }
-    this.#report(call, result, performance.now() - started);
+    this.#report(trace, result, performance.now() - started);
     return result;
   }
 
-  async #run(call: Call, rawInput: unknown, options: ExecuteOptions): Promise<CommandResult> {
-    const { principal } = options;
-    if (!principal) throw new AccessError('unauthenticated');
-    const command = this.registry.get(call.command);
-    if (!command)
-      throw new CommandError('unknown_command', `Unknown command "${call.command}"`, {
-        details: { command: call.command },
-      });
+  async #run(trace: CallTrace, rawInput: unknown, options: ExecuteOptions): Promise<CommandResult> {
+    const principal = authenticated(options.principal);
+    const command = this.#lookUp(trace.command);
+    this.#authorize(principal, command);
+    const input = this.#validate(command, rawInput, trace);
+    const callOptions = readCallOptions(options);
+    const docs = await this.#resolveDocuments(command, input, principal, trace);
+    const call: ResolvedCall = {
+      command,
+      input,
+      principal,
+      docs,
+      options: callOptions,
+      signal: options.signal,
+      client: options.client,
+    };
+    if (command.readOnly) return this.#query(call, trace);
+    const key = callOptions.idempotencyKey;
+    if (key === undefined) return this.#write(call, trace, undefined);
+    const slot = idempotencySlot(principal.id, key, command.name, rawInput);
+    return this.#idempotency.run(
+      slot,
+      () => this.#writeOnce(call, trace, slot),
+      (original) => this.#repeat(trace, original),
+    );
+  }
+
+  #lookUp(name: string): CommandDefinition {
+    const command = this.registry.get(name);
+    if (!command) {
+      throw new CommandError('unknown_command', `Unknown command "${name}"`, { details: { command: name } });
+    }
+    return command;
+  }
+
+  #authorize(principal: Principal, command: CommandDefinition): void {
     if (!this.#authorizer.canExecute(principal, command)) {
       throw new AccessError('forbidden', `Not allowed to call "${command.name}"`, {
         details: { permission: command.permission },
       });
     }
-    const input = this.#validate(command, rawInput, call);
-    const expected = options.expectedRevision;
-    if (
-      expected !== undefined &&
-      (typeof expected !== 'number' || !Number.isSafeInteger(expected) || expected < 0)
-    ) {
-      throw new StateError('invalid_revision', 'The expected revision must be a non-negative integer', {
-        details: {
-          expectedRevision: typeof expected === 'number' ? expected : String(expected).slice(0, 64),
-        },
-      });
-    }
-    const doc = await command.resolveDoc(input);
-    call.doc = doc;
-    const action = command.readOnly ? 'read' : command.documentAction;
-    if (!this.#authorizer.canAccessDocument(principal, doc, action)) {
-      throw new AccessError('forbidden', `Not allowed to ${action} document "${doc}"`, {
-        details: { doc, action },
-      });
-    }
-    if (command.readOnly) return this.#query(command, input, principal, call, options);
-    if (options.idempotencyKey === undefined)
-      return this.#write(command, input, principal, call, options, undefined);
-
-    const key = options.idempotencyKey;
-    if (typeof key !== 'string' || !IDEMPOTENCY_KEY_PATTERN.test(key)) {
-      throw new CommandError(
-        'invalid_input',
-        'The idempotency key must be 1-255 printable ASCII characters',
-        {
-          details: {
-            issues: [
-              {
-                path: '_meta/coremcp~1idempotency-key',
-                message: 'expected 1-255 printable ASCII characters',
-              },
-            ],
-          },
-        },
-      );
-    }
-    const fingerprint = createHash('sha256')
-      .update(`${command.name}\u0000${canonicalJson(rawInput as JsonValue)}`)
-      .digest('hex');
-    const slot = `${principal.id}\u0000${key}`;
-    const running = this.#inflight.get(slot);
-    if (running) {
-      if (running.fingerprint !== fingerprint) throw reusedKey(key);
-      const original = await running.done;
-      if (original.status === 'error') throw original.error;
-      return this.#replayed(call, original.doc, original.revision, original.commandId, original.result);
-    }
-    const done = this.#idempotent(command, input, principal, call, options, key, fingerprint);
-    this.#inflight.set(slot, { fingerprint, done });
-    try {
-      return await done;
-    } finally {
-      this.#inflight.delete(slot);
-    }
   }
 
-  async #idempotent(
-    command: CommandDefinition,
-    input: unknown,
-    principal: Principal,
-    call: Call,
-    options: ExecuteOptions,
-    key: string,
-    fingerprint: string,
-  ): Promise<CommandResult> {
-    const stored = await this.state.store.findIdempotency(principal.id, key);
-    if (stored) {
-      if (stored.fingerprint !== fingerprint) throw reusedKey(key);
-      return this.#fromRecord(call, stored);
-    }
-    try {
-      return await this.#write(command, input, principal, call, options, { key, fingerprint });
-    } catch (error) {
-      if (!isCoreMcpError(error) || !isStoredRefusal(error) || !call.handlerRan) throw error;
-      // The handler refused: repeats get the same refusal without running it again.
-      const publicError = toPublicError(error);
-      call.idempotency = {
-        principal: principal.id,
-        key,
-        fingerprint,
-        command: command.name,
-        doc: call.doc ?? '',
-        revision: call.revision ?? 0,
-        commandId: call.commandId,
-        outcome: error.code,
-        response: publicError as unknown as JsonValue,
-        at: this.#clock().toISOString(),
-      };
-      throw error;
-    }
-  }
-
-  #validate(command: CommandDefinition, rawInput: unknown, call: Call): unknown {
+  #validate(command: CommandDefinition, rawInput: unknown, trace: CallTrace): unknown {
     const problem = findJsonProblem(rawInput, this.#inputLimits);
     if (problem) {
       throw new CommandError(
@@ -290,367 +302,347 @@ export class CommandExecutor {
         },
       );
     }
-    call.auditInput = this.#redact(command, rawInput as JsonValue);
+    trace.auditInput = this.#redact(command, rawInput as JsonValue);
     const parsed = command.input.safeParse(rawInput);
     if (!parsed.success) {
       const issues = parsed.error.issues.slice(0, 20).map((issue) => ({
-        path: issue.path.map((p) => `/${String(p).replace(/~/g, '~0').replace(/\//g, '~1')}`).join(''),
+        path: issue.path.map((p) => `/${escapePointerToken(String(p))}`).join(''),
         message: issue.message,
       }));
       const first = issues[0];
       throw new CommandError(
         'invalid_input',
         first ? `Invalid input at "${first.path || '/'}": ${first.message}` : 'Invalid input',
-        {
-          details: { issues },
-        },
+        { details: { issues } },
       );
     }
     return parsed.data;
   }
 
-  async #query(
+  /** The command's document and those in `also`, each checked against what the principal may do with it. */
+  async #resolveDocuments(
     command: CommandDefinition,
     input: unknown,
     principal: Principal,
-    call: Call,
-    options: ExecuteOptions,
-  ): Promise<CommandResult> {
-    const doc = call.doc!;
-    const head = await this.state.get(doc);
-    call.revision = head.revision;
-    const signal = new CallSignal(options.signal);
-    call.handlerRan = true;
-    const ctx = new HandlerContext(
-      command,
-      input,
-      principal,
-      call,
-      options.client,
-      head.revision,
-      head.value,
-      call.now(this.#clock),
-      signal,
-      this.#logger,
-    );
+    trace: CallTrace,
+  ): Promise<string[]> {
+    const doc = await command.resolveDoc(input);
+    trace.doc = doc;
+    const docs = [doc];
+    if (command.resolveAlso)
+      for (const other of await command.resolveAlso(input)) if (!docs.includes(other)) docs.push(other);
+    const action = command.readOnly ? 'read' : command.documentAction;
+    for (const each of docs) {
+      if (!this.#authorizer.canAccessDocument(principal, each, action)) {
+        throw new AccessError('forbidden', `Not allowed to ${action} document "${each}"`, {
+          details: { doc: each, action },
+        });
+      }
+    }
+    return docs;
+  }
+
+  async #query(call: ResolvedCall, trace: CallTrace): Promise<CommandResult> {
+    const { command, docs } = call;
+    const signal = new CallSignal(call.signal);
+    const views = new Map<string, { revision: number; value: unknown }>();
+    for (const doc of docs) views.set(doc, await this.state.view(doc));
+    trace.revision = views.get(docs[0]!)!.revision;
+    trace.handlerRan = true;
+    const ctx = this.#context(call, trace, signal, views, undefined);
     checkPrecondition(command, ctx);
     let result = command.run(ctx as unknown as QueryContext<unknown, unknown>);
     if (result instanceof Promise) result = await signal.bound(result, command.timeoutMs);
-    const value = this.#checkResult(result);
-    await this.state.store.recordAttempt({ audit: call.audit('ok', this.#clock()) });
-    return call.success(doc, head.revision, false, false, value);
+    const value = result === undefined ? null : result;
+    checkResultIsJson(value);
+    await this.state.store.recordAttempt({ audit: this.#audit(trace, 'ok') });
+    return succeed(trace, { revision: trace.revision, committed: false, result: value as JsonValue });
+  }
+
+  /** An idempotent write run for the first time: a refusal by its handler is stored for repeats. */
+  async #writeOnce(call: ResolvedCall, trace: CallTrace, slot: IdempotencySlot): Promise<CommandSuccess> {
+    try {
+      return await this.#write(call, trace, slot);
+    } catch (error) {
+      if (!isCoreMcpError(error) || !isStoredRefusal(error) || !trace.handlerRan) throw error;
+      // The handler refused: repeats get the same refusal without running it again.
+      trace.storedRefusal = idempotencyRecord(slot, {
+        command: call.command.name,
+        doc: trace.doc ?? '',
+        revision: trace.revision ?? 0,
+        commandId: trace.commandId,
+        outcome: error.code,
+        response: toPublicError(error) as unknown as JsonValue,
+        at: this.#clock().toISOString(),
+      });
+      throw error;
+    }
   }
 
   async #write(
-    command: CommandDefinition,
-    input: unknown,
-    principal: Principal,
-    call: Call,
-    options: ExecuteOptions,
-    idempotency: { key: string; fingerprint: string } | undefined,
-  ): Promise<CommandResult> {
-    const doc = call.doc!;
-    const signal = new CallSignal(options.signal);
+    call: ResolvedCall,
+    trace: CallTrace,
+    slot: IdempotencySlot | undefined,
+  ): Promise<CommandSuccess> {
+    const { command, principal, docs } = call;
+    const doc = docs[0]!;
+    const signal = new CallSignal(call.signal);
     let effects: Effect[] = [];
     const outcome = await this.state.transact({
-      doc,
+      docs,
       principal,
       command: command.name,
-      commandId: call.commandId,
-      requestId: call.requestId,
-      auditInput: call.auditInput,
-      traceparent: call.traceparent,
-      expectedRevision: options.expectedRevision,
-      idempotency,
+      commandId: trace.commandId,
+      requestId: trace.requestId,
+      auditInput: trace.auditInput,
+      traceparent: trace.traceparent,
+      expectedRevision: call.options.expectedRevision,
+      idempotency: slot,
       timeoutMs: command.timeoutMs,
       call: signal,
-      mutate: (draft, base) => {
+      mutate: (session) => {
         effects = [];
-        call.revision = base.revision;
-        call.handlerRan = true;
-        const ctx = new HandlerContext(
-          command,
-          input,
-          principal,
-          call,
-          options.client,
-          base.revision,
-          base.value,
-          call.now(this.#clock),
-          signal,
-          this.#logger,
-        );
+        const views = new Map(docs.map((d) => [d, session.base(d)]));
+        trace.revision = views.get(doc)!.revision;
+        trace.handlerRan = true;
+        const ctx = this.#context(call, trace, signal, views, { session, effects });
         checkPrecondition(command, ctx);
-        ctx.draft = draft;
-        ctx.effects = effects;
         return command.run(ctx as unknown as WriteContext<unknown, unknown>);
       },
-      checkPatches: (patches) => {
-        const forbidden = this.#authorizer.findForbiddenPath(principal, command, doc, touchedPaths(patches));
+      checkPatches: (changed, patches) => {
+        const forbidden = this.#authorizer.findForbiddenPath(
+          principal,
+          command,
+          changed,
+          touchedPaths(patches),
+        );
         if (forbidden !== undefined) {
-          throw new AccessError('forbidden', `Not allowed to change "${forbidden}" of document "${doc}"`, {
-            details: { doc, path: forbidden },
-          });
+          throw new AccessError(
+            'forbidden',
+            `Not allowed to change "${forbidden}" of document "${changed}"`,
+            {
+              details: { doc: changed, path: forbidden },
+            },
+          );
         }
       },
     });
-    if (outcome.duplicate) return this.#fromRecord(call, outcome.duplicate);
-    const value = this.#checkResult(outcome.result);
+    if (outcome.duplicate) return this.#repeat(trace, { stored: outcome.duplicate });
+    const result = (outcome.result ?? null) as JsonValue;
     if (!outcome.committed) {
       await this.state.store.recordAttempt({
-        audit: call.audit('ok', this.#clock(), outcome.revision),
-        idempotency: idempotency && {
-          principal: principal.id,
-          key: idempotency.key,
-          fingerprint: idempotency.fingerprint,
-          command: command.name,
-          doc,
-          revision: outcome.revision,
-          commandId: call.commandId,
-          outcome: 'ok',
-          response: value,
-          at: this.#clock().toISOString(),
-        },
+        audit: this.#audit(trace, 'ok', outcome.revision),
+        idempotency:
+          slot &&
+          idempotencyRecord(slot, {
+            command: command.name,
+            doc,
+            revision: outcome.revision,
+            commandId: trace.commandId,
+            outcome: 'ok',
+            response: result,
+            at: this.#clock().toISOString(),
+          }),
       });
+    } else {
+      for (const effect of effects) this.#runEffect(effect, trace);
     }
-    if (outcome.committed) for (const effect of effects) this.#runEffect(effect, call);
-    return call.success(doc, outcome.revision, outcome.committed, false, value);
+    return succeed(trace, {
+      revision: outcome.revision,
+      committed: outcome.committed,
+      result,
+      ...(outcome.changed.length > 1 ? { changed: outcome.changed } : {}),
+    });
   }
 
-  #checkResult(result: unknown): JsonValue {
-    if (result === undefined) return null;
-    const problem = findJsonProblem(result);
-    if (problem) {
-      throw new StateError(
-        'state_invalid',
-        `The command returned a result that is not plain JSON at "${problem.path}": ${problem.problem}`,
-      );
-    }
-    return result as JsonValue;
+  #context(
+    call: ResolvedCall,
+    trace: CallTrace,
+    signal: CallSignal,
+    views: ReadonlyMap<string, { revision: number; value: unknown }>,
+    write: HandlerContextOptions['write'],
+  ): HandlerContext {
+    const view = (doc: string) => {
+      const found = views.get(doc);
+      if (!found)
+        throw new TypeError(
+          `command "${call.command.name}" does not declare document "${doc}" (add it to \`also\`)`,
+        );
+      return found;
+    };
+    return new HandlerContext({
+      command: call.command,
+      input: call.input,
+      principal: call.principal,
+      requestId: trace.requestId,
+      commandId: trace.commandId,
+      doc: call.docs[0]!,
+      now: trace.now(this.#clock),
+      signal,
+      logger: this.#logger,
+      client: call.client,
+      documents: { revision: (doc) => view(doc).revision, state: (doc) => view(doc).value },
+      ...(write ? { write } : {}),
+    });
   }
 
-  #runEffect(effect: () => void | Promise<void>, call: Call): void {
+  #runEffect(effect: Effect, trace: CallTrace): void {
     Promise.resolve()
       .then(effect)
       .catch((error: unknown) => {
         this.#logger.error(
-          { err: error, requestId: call.requestId, command: call.command },
+          { err: error, requestId: trace.requestId, command: trace.command },
           'afterCommit effect failed',
         );
       });
   }
 
-  /** A repeat of an idempotent call: the first call's outcome, audited as an attempt of its own. */
-  async #replayed(
-    call: Call,
-    doc: string,
-    revision: number,
-    commandId: string,
-    result: JsonValue,
-  ): Promise<CommandResult> {
-    call.doc = doc;
-    call.revision = revision;
-    call.commandId = commandId;
-    call.replayed = true;
-    await this.state.store.recordAttempt({ audit: call.audit('ok', this.#clock(), revision) });
-    return call.success(doc, revision, false, true, result);
+  /**
+   * A repeat of an idempotent call: the first call's outcome (still in flight, or stored), audited
+   * as an attempt of its own.
+   */
+  async #repeat(
+    trace: CallTrace,
+    original: { inflight: CommandSuccess } | { stored: IdempotencyRecord },
+  ): Promise<CommandSuccess> {
+    if ('inflight' in original) {
+      const first = original.inflight;
+      trace.replay({ doc: first.doc, revision: first.revision, commandId: first.commandId });
+      await this.state.store.recordAttempt({ audit: this.#audit(trace, 'ok', first.revision) });
+      return succeed(trace, { revision: first.revision, committed: false, result: first.result });
+    }
+    const record = original.stored;
+    trace.replay(record);
+    if (record.outcome !== 'ok') {
+      const stored = record.response as { message?: string; details?: JsonObject };
+      throw errorForCode(record.outcome, stored.message, stored.details ? { details: stored.details } : {});
+    }
+    await this.state.store.recordAttempt({ audit: this.#audit(trace, 'ok', record.revision) });
+    return succeed(trace, { revision: record.revision, committed: false, result: record.response });
   }
 
-  async #fromRecord(call: Call, record: IdempotencyRecord): Promise<CommandResult> {
-    if (record.outcome === 'ok')
-      return this.#replayed(call, record.doc, record.revision, record.commandId, record.response);
-    call.doc = record.doc;
-    call.revision = record.revision;
-    call.commandId = record.commandId;
-    call.replayed = true;
-    const stored = record.response as { message?: string; details?: JsonObject };
-    throw errorForCode(record.outcome, stored.message, stored.details ? { details: stored.details } : {});
+  #audit(trace: CallTrace, outcome: string, revision = trace.revision) {
+    return buildAuditEntry({
+      at: this.#clock(),
+      requestId: trace.requestId,
+      principal: trace.principal,
+      command: trace.command,
+      input: trace.auditInput,
+      outcome,
+      commandId: trace.commandId,
+      doc: trace.doc,
+      revision,
+      traceparent: trace.traceparent,
+    });
   }
 
   /** Turns any failure into a CommandResult, audits it, and logs what the client will not see. */
-  async #fail(call: Call, thrown: unknown): Promise<CommandResult> {
+  async #fail(trace: CallTrace, thrown: unknown): Promise<CommandResult> {
     const error = isCoreMcpError(thrown) ? thrown : new InternalError(thrown);
     if (!error.spec.expose || error.spec.family === 'recovery' || error.spec.family === 'internal') {
-      this.#logger.error({ err: thrown, requestId: call.requestId, command: call.command }, 'command failed');
+      this.#logger.error(
+        { err: thrown, requestId: trace.requestId, command: trace.command },
+        'command failed',
+      );
     }
-    if (call.principal) {
+    if (trace.principal) {
       try {
         await this.state.store.recordAttempt({
-          audit: call.audit(error.code, this.#clock(), call.revision),
-          idempotency: call.idempotency,
+          audit: this.#audit(trace, error.code),
+          idempotency: trace.storedRefusal,
         });
       } catch (auditError) {
         this.#logger.error(
-          { err: auditError, requestId: call.requestId },
+          { err: auditError, requestId: trace.requestId },
           'could not write the audit record of a failed call',
         );
       }
     }
     const failure: CommandFailure = {
       status: 'error',
-      command: call.command,
-      requestId: call.requestId,
+      command: trace.command,
+      requestId: trace.requestId,
       error,
-      publicError: toPublicError(error, call.requestId),
+      publicError: toPublicError(error, trace.requestId),
     };
-    if (call.doc !== undefined) failure.doc = call.doc;
-    if (call.revision !== undefined) failure.revision = call.revision;
+    if (trace.doc !== undefined) failure.doc = trace.doc;
+    if (trace.revision !== undefined) failure.revision = trace.revision;
     return failure;
   }
 
-  #report(call: Call, result: CommandResult, durationMs: number): void {
+  #report(trace: CallTrace, result: CommandResult, durationMs: number): void {
     if (this.#observers.length === 0) return;
     const report: ExecutionReport = {
-      command: call.command,
-      principal: call.principal,
-      requestId: call.requestId,
+      command: trace.command,
+      principal: trace.principal,
+      requestId: trace.requestId,
       outcome: result.status === 'success' ? 'ok' : result.error.code,
       durationMs,
       committed: result.status === 'success' && result.committed,
-      replayed: call.replayed,
+      replayed: trace.replayed,
     };
-    if (call.doc !== undefined) report.doc = call.doc;
+    if (trace.doc !== undefined) report.doc = trace.doc;
     if (result.revision !== undefined) report.revision = result.revision;
-    if (call.traceparent !== undefined) report.traceparent = call.traceparent;
+    if (trace.traceparent !== undefined) report.traceparent = trace.traceparent;
     if (result.status === 'error') report.error = result.error;
     for (const observer of this.#observers) observer(report);
   }
 }
 
-type Effect = () => void | Promise<void>;
-
-/**
- * What a handler receives. The abort signal and the logger are made on first use: most handlers
- * never touch them and should not pay for them.
- */
-class HandlerContext {
-  readonly input: unknown;
-  readonly principal: Principal;
-  readonly requestId: string;
-  readonly commandId: string;
-  readonly doc: string;
-  readonly revision: number;
-  readonly now: Date;
-  readonly state: unknown;
-  readonly client: ClientChannel | undefined;
-  draft: unknown;
-  effects: Effect[] | undefined;
-  readonly #command: string;
-  readonly #signal: CallSignal;
-  readonly #logger: Logger;
-  #log: CommandLogger | undefined;
-
-  constructor(
-    command: CommandDefinition,
-    input: unknown,
-    principal: Principal,
-    call: Call,
-    client: ClientChannel | undefined,
-    revision: number,
-    state: JsonValue,
-    now: Date,
-    signal: CallSignal,
-    logger: Logger,
-  ) {
-    this.input = input;
-    this.principal = principal;
-    this.requestId = call.requestId;
-    this.commandId = call.commandId;
-    this.doc = call.doc!;
-    this.revision = revision;
-    this.now = now;
-    this.state = state;
-    this.client = client;
-    this.#command = command.name;
-    this.#signal = signal;
-    this.#logger = logger;
-  }
-
-  get signal(): AbortSignal {
-    return this.#signal.signal;
-  }
-
-  get log(): CommandLogger {
-    this.#log ??= commandLogger(this.#logger.child({ requestId: this.requestId, command: this.#command }));
-    return this.#log;
-  }
-
-  /** An own property, so handlers may destructure it: `({ draft, afterCommit }) => ...`. */
-  readonly afterCommit = (effect: Effect): void => {
-    if (!this.effects) throw new TypeError('afterCommit() is only available to write commands');
-    if (typeof effect !== 'function') throw new TypeError('afterCommit() takes a function');
-    this.effects.push(effect);
-  };
+function authenticated(principal: Principal | undefined): Principal {
+  if (!principal) throw new AccessError('unauthenticated');
+  return principal;
 }
 
-/** What the pipeline learns about one call as it goes; feeds the audit record and the report. */
-class Call {
-  readonly command: string;
-  readonly requestId: string;
-  readonly principal: Principal | undefined;
-  readonly traceparent: string | undefined;
-  commandId: string = timeOrderedId();
-  doc: string | undefined;
-  revision: number | undefined;
-  auditInput: JsonValue = null;
-  handlerRan = false;
-  replayed = false;
-  idempotency: IdempotencyRecord | undefined;
-  #now: Date | undefined;
-
-  constructor(
-    command: string,
-    requestId: string,
-    principal: Principal | undefined,
-    traceparent: string | undefined,
-  ) {
-    this.command = command;
-    this.requestId = requestId;
-    this.principal = principal;
-    this.traceparent = traceparent;
+/** The call's idempotency key and expected revision, from the options or the request `_meta`, checked once. */
+function readCallOptions(options: ExecuteOptions): CallOptions {
+  const meta = options.meta;
+  const raw = {
+    idempotencyKey: options.idempotencyKey ?? meta?.[CALL_META_KEYS.idempotencyKey],
+    expectedRevision: options.expectedRevision ?? meta?.[CALL_META_KEYS.expectedRevision],
+  };
+  if (raw.idempotencyKey === undefined && raw.expectedRevision === undefined)
+    return { idempotencyKey: undefined, expectedRevision: undefined };
+  const parsed = callOptionsSchema.safeParse(raw);
+  if (parsed.success)
+    return { idempotencyKey: parsed.data.idempotencyKey, expectedRevision: parsed.data.expectedRevision };
+  if (parsed.error.issues.some((issue) => issue.path[0] === 'expectedRevision')) {
+    const expected = raw.expectedRevision;
+    throw new StateError('invalid_revision', 'The expected revision must be a non-negative integer', {
+      details: { expectedRevision: typeof expected === 'number' ? expected : String(expected).slice(0, 64) },
+    });
   }
+  throw new CommandError('invalid_input', 'The idempotency key must be 1-255 printable ASCII characters', {
+    details: {
+      issues: [
+        { path: '_meta/coremcp~1idempotency-key', message: 'expected 1-255 printable ASCII characters' },
+      ],
+    },
+  });
+}
 
-  now(clock: () => Date): Date {
-    this.#now ??= clock();
-    return this.#now;
-  }
-
-  audit(outcome: string, now: Date, revision?: number): AuditEntry {
-    const entry: AuditEntry = {
-      at: now.toISOString(),
-      requestId: this.requestId,
-      principal: this.principal?.id ?? 'anonymous',
-      via: this.principal?.via ?? 'none',
-      command: this.command,
-      input: this.auditInput,
-      outcome,
-      commandId: this.commandId,
-    };
-    if (this.doc !== undefined) entry.doc = this.doc;
-    if (revision !== undefined) entry.revision = revision;
-    if (this.traceparent !== undefined) entry.traceparent = this.traceparent;
-    return entry;
-  }
-
-  success(
-    doc: string,
-    revision: number,
-    committed: boolean,
-    replayed: boolean,
-    result: JsonValue,
-  ): CommandSuccess {
-    return {
-      status: 'success',
-      command: this.command,
-      requestId: this.requestId,
-      commandId: this.commandId,
-      doc,
-      revision,
-      committed,
-      replayed,
-      result,
-    };
-  }
+function succeed(
+  trace: CallTrace,
+  outcome: {
+    revision: number;
+    committed: boolean;
+    result: JsonValue;
+    changed?: Array<{ doc: string; revision: number }>;
+  },
+): CommandSuccess {
+  const success: CommandSuccess = {
+    status: 'success',
+    command: trace.command,
+    requestId: trace.requestId,
+    commandId: trace.commandId,
+    doc: trace.doc!,
+    revision: outcome.revision,
+    committed: outcome.committed,
+    replayed: trace.replayed,
+    result: outcome.result,
+  };
+  if (outcome.changed) success.changed = outcome.changed;
+  return success;
 }
 
 function checkPrecondition(command: CommandDefinition, ctx: HandlerContext): void {
@@ -664,20 +656,4 @@ function checkPrecondition(command: CommandDefinition, ctx: HandlerContext): voi
   throw new StateError('precondition_failed', `Precondition of "${command.name}" failed: ${reason}`, {
     details: { reason },
   });
-}
-
-function reusedKey(key: string): CommandError {
-  return new CommandError(
-    'idempotency_key_reused',
-    `Idempotency key "${key}" was already used with a different command or input`,
-  );
-}
-
-function commandLogger(logger: Logger): CommandLogger {
-  return {
-    debug: (message, fields) => logger.debug(fields ?? {}, message),
-    info: (message, fields) => logger.info(fields ?? {}, message),
-    warn: (message, fields) => logger.warn(fields ?? {}, message),
-    error: (message, fields) => logger.error(fields ?? {}, message),
-  };
 }

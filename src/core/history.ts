@@ -1,18 +1,13 @@
-import { apply } from 'mutative';
 import { z } from 'zod';
-import { type CommandDefinition, DOCUMENT_ID_PATTERN, defineCommand } from './commands.js';
+import { type CommandDefinition, defineCommand } from './commands.js';
+import { DOCUMENT_ID_PATTERN } from './document.js';
 import { StateError } from './errors.js';
 import { escapePointerToken, type JsonValue, parsePointer } from './json.js';
 import { type JsonPatch, pathsOverlap, touchedPaths } from './patch.js';
-import type { DocumentState, Mutation, StateManager } from './state.js';
-import type { CommitRecord } from './store.js';
+import type { CommitRecord, Store } from './store.js';
 
-// mutative's typing of apply() recurses without end through JsonValue; the call is data in, data out.
-const applyToDraft = apply as unknown as (
-  draft: unknown,
-  patch: JsonPatch,
-  options: { mutable: true },
-) => void;
+/** The history reads rollback and undo need: nothing else of the store. */
+export type CommitReader = Pick<Store, 'readCommits' | 'readCommand'>;
 
 export interface RollbackResult {
   doc: string;
@@ -28,70 +23,72 @@ export interface UndoResult {
   doc: string;
   /** The command whose change was undone. */
   undone: string;
-  /** The revision that command had created. */
+  /** The revision that command had created (in `doc`). */
   revision: number;
+  /** When the command had changed several documents: each, with the revision it made there. */
+  documents?: Array<{ doc: string; revision: number }>;
 }
 
 /** A later commit that stands in the way of an undo. */
 export interface UndoConflict {
+  doc: string;
   revision: number;
   commandId: string;
   command: string;
   paths: string[];
 }
 
+/** What a history operation changes a document through: its base revision and value, and patching. */
+export interface PatchTarget {
+  base(doc: string): { revision: number; value: unknown };
+  apply(doc: string, patches: JsonPatch): Promise<void>;
+}
+
 /**
- * The mutation that brings a document back to the value it had at `toRevision`: the inverse patches
- * of every later commit, newest first, applied to the draft. The commit it produces records only
- * what actually changes.
+ * Brings a document back to the value it had at `toRevision`: the inverse patches of every later
+ * commit, newest first, applied to its draft. The commit this produces records only what changes.
  */
-export function rollbackMutation(
-  state: StateManager,
+export async function revertTo(
+  commits: CommitReader,
   doc: string,
   toRevision: number,
-): Mutation<RollbackResult> {
-  return async (draft, base) => {
-    if (!Number.isSafeInteger(toRevision) || toRevision < 0) {
-      throw new StateError(
-        'invalid_revision',
-        'The revision to roll back to must be a non-negative integer',
-        { details: { toRevision } },
-      );
-    }
-    if (toRevision > base.revision) {
-      throw new StateError(
-        'invalid_revision',
-        `Revision ${toRevision} is later than the head (${base.revision})`,
-        {
-          details: { toRevision, head: base.revision },
-        },
-      );
-    }
-    if (toRevision === base.revision) return { doc, from: base.revision, to: toRevision, reverted: 0 };
-    const commits = await state.store.readCommits(doc, { after: toRevision, to: base.revision });
-    if (commits.length !== base.revision - toRevision || commits[0]?.revision !== toRevision + 1) {
-      const oldestRevision = commits[0] ? commits[0].revision - 1 : base.revision;
-      throw new StateError(
-        'revision_compacted',
-        `History before revision ${oldestRevision} of "${doc}" was compacted`,
-        {
-          details: { toRevision, oldestRevision },
-        },
-      );
-    }
-    const inverse: JsonPatch = [];
-    for (let i = commits.length - 1; i >= 0; i--) for (const op of commits[i]!.inverse) inverse.push(op);
-    applyToDraft(draft, inverse, { mutable: true });
-    return { doc, from: base.revision, to: toRevision, reverted: commits.length };
-  };
+  head: number,
+  apply: (patches: JsonPatch) => Promise<void>,
+): Promise<RollbackResult> {
+  if (!Number.isSafeInteger(toRevision) || toRevision < 0) {
+    throw new StateError('invalid_revision', 'The revision to roll back to must be a non-negative integer', {
+      details: { toRevision },
+    });
+  }
+  if (toRevision > head) {
+    throw new StateError('invalid_revision', `Revision ${toRevision} is later than the head (${head})`, {
+      details: { toRevision, head },
+    });
+  }
+  if (toRevision === head) return { doc, from: head, to: toRevision, reverted: 0 };
+  const later = await commits.readCommits(doc, { after: toRevision, to: head });
+  if (later.length !== head - toRevision || later[0]?.revision !== toRevision + 1) {
+    const oldestRevision = later[0] ? later[0].revision - 1 : head;
+    throw new StateError(
+      'revision_compacted',
+      `History before revision ${oldestRevision} of "${doc}" was compacted`,
+      {
+        details: { toRevision, oldestRevision },
+      },
+    );
+  }
+  const inverse: JsonPatch = [];
+  for (let i = later.length - 1; i >= 0; i--) for (const op of later[i]!.inverse) inverse.push(op);
+  await apply(inverse);
+  return { doc, from: head, to: toRevision, reverted: later.length };
 }
 
 /**
  * The path a change really touches, for conflict checks: array elements shift when an earlier one is
  * added or removed, so a path into an array counts as touching the whole array.
  */
-function stablePath(path: string, value: JsonValue): string {
-  let node: JsonValue | undefined = value;
+function stablePath(path: string, value: unknown): string {
+  let node = value as JsonValue | undefined;
   let stable = '';
   for (const token of parsePointer(path)) {
     if (Array.isArray(node)) return stable;
@@ -106,7 +103,7 @@ function stablePath(path: string, value: JsonValue): string {
 export function findUndoConflicts(
   target: CommitRecord,
   later: readonly CommitRecord[],
-  head: JsonValue,
+  head: unknown,
 ): UndoConflict[] {
   const mine = touchedPaths(target.patches).map((p) => stablePath(p, head));
   const conflicts: UndoConflict[] = [];
@@ -114,6 +111,7 @@ export function findUndoConflicts(
     const paths = touchedPaths(commit.patches);
     if (paths.some((p) => mine.some((m) => pathsOverlap(stablePath(p, head), m)))) {
       conflicts.push({
+        doc: commit.doc,
         revision: commit.revision,
         commandId: commit.commandId,
         command: commit.command,
@@ -125,35 +123,44 @@ export function findUndoConflicts(
 }
 
 /**
- * The mutation that undoes one commit by applying its inverse, refused with `undo_conflict` (naming
- * the later commits) when a later commit touched the same paths.
+ * Undoes a command by applying the inverse of each commit it made, in every document it changed;
+ * refused with `undo_conflict` (naming the later commits) when a later commit touched the same paths.
  */
-export function undoMutation(state: StateManager, target: CommitRecord): Mutation<UndoResult> {
-  return async (draft, base: DocumentState) => {
-    const later = await state.store.readCommits(target.doc, { after: target.revision, to: base.revision });
-    const conflicts = findUndoConflicts(target, later, base.value);
-    if (conflicts.length > 0) {
-      throw new StateError(
-        'undo_conflict',
-        `Cannot undo ${target.commandId}: ${conflicts.length} later commit(s) changed the same paths (first at revision ${conflicts[0]!.revision})`,
-        {
-          details: {
-            commandId: target.commandId,
-            revision: target.revision,
-            conflicts: conflicts.slice(0, 20) as unknown as JsonValue[],
-          },
+export async function undoCommand(
+  commits: CommitReader,
+  targets: readonly CommitRecord[],
+  session: PatchTarget,
+): Promise<UndoResult> {
+  const conflicts: UndoConflict[] = [];
+  for (const target of targets) {
+    const base = session.base(target.doc);
+    const later = await commits.readCommits(target.doc, { after: target.revision, to: base.revision });
+    conflicts.push(...findUndoConflicts(target, later, base.value));
+  }
+  const first = targets[0]!;
+  if (conflicts.length > 0) {
+    throw new StateError(
+      'undo_conflict',
+      `Cannot undo ${first.commandId}: ${conflicts.length} later commit(s) changed the same paths (first at revision ${conflicts[0]!.revision} of "${conflicts[0]!.doc}")`,
+      {
+        details: {
+          commandId: first.commandId,
+          revision: first.revision,
+          conflicts: conflicts.slice(0, 20) as unknown as JsonValue[],
         },
-      );
-    }
-    applyToDraft(draft, target.inverse, { mutable: true });
-    return { doc: target.doc, undone: target.commandId, revision: target.revision };
-  };
+      },
+    );
+  }
+  for (const target of targets) await session.apply(target.doc, target.inverse);
+  const result: UndoResult = { doc: first.doc, undone: first.commandId, revision: first.revision };
+  if (targets.length > 1) result.documents = targets.map((t) => ({ doc: t.doc, revision: t.revision }));
+  return result;
 }
 
-/** Looks up the commit an undo names; `not_found` when it never existed or was compacted away. */
-export async function findCommit(state: StateManager, commandId: string): Promise<CommitRecord> {
-  const commit = await state.store.readCommit(commandId);
-  if (!commit) {
+/** The commits a command made; `not_found` when it changed nothing, never existed or was compacted away. */
+export async function findCommand(commits: CommitReader, commandId: string): Promise<CommitRecord[]> {
+  const found = await commits.readCommand(commandId);
+  if (found.length === 0) {
     throw new StateError(
       'not_found',
       `No commit with command id "${commandId}" (it changed nothing, or was compacted)`,
@@ -162,7 +169,7 @@ export async function findCommit(state: StateManager, commandId: string): Promis
       },
     );
   }
-  return commit;
+  return found;
 }
 
 const COMMAND_ID = z
@@ -173,9 +180,9 @@ const COMMAND_ID = z
 
 /**
  * Rollback and undo as tools. Both write a new, audited commit; both need the `state.rollback` /
- * `state.undo` permission and the `rollback` action on the document (admins by default).
+ * `state.undo` permission and the `rollback` action on the documents (admins by default).
  */
-export function historyCommands(state: StateManager): CommandDefinition[] {
+export function historyCommands(commits: CommitReader): CommandDefinition[] {
   return [
     defineCommand({
       name: 'state.rollback',
@@ -190,12 +197,8 @@ export function historyCommands(state: StateManager): CommandDefinition[] {
         toRevision: z.number().int().min(0).describe('The revision whose value to restore'),
       }),
       doc: (input) => input.doc,
-      handler: ({ input, draft, revision, state: value }) =>
-        rollbackMutation(
-          state,
-          input.doc,
-          input.toRevision,
-        )(draft, { doc: input.doc, revision, value: value as JsonValue }),
+      handler: ({ input, revision, applyPatches }) =>
+        revertTo(commits, input.doc, input.toRevision, revision, (patches) => applyPatches(patches)),
     }),
     defineCommand({
       name: 'state.undo',
@@ -210,12 +213,12 @@ export function historyCommands(state: StateManager): CommandDefinition[] {
           'The command id of the commit to undo (from a result\'s _meta["coremcp/command-id"] or the history)',
         ),
       }),
-      doc: async (input) => (await findCommit(state, input.commandId)).doc,
-      handler: async ({ input, draft, revision, doc, state: value }) =>
-        undoMutation(state, await findCommit(state, input.commandId))(draft, {
-          doc,
-          revision,
-          value: value as JsonValue,
+      doc: async (input) => (await findCommand(commits, input.commandId))[0]!.doc,
+      also: async (input) => (await findCommand(commits, input.commandId)).slice(1).map((c) => c.doc),
+      handler: async (ctx) =>
+        undoCommand(commits, await findCommand(commits, ctx.input.commandId), {
+          base: (doc) => ({ revision: ctx.revisionOf(doc), value: ctx.stateOf(doc) }),
+          apply: (doc, patches) => ctx.applyPatches(patches, doc),
         }),
     }),
   ];

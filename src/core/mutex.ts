@@ -22,6 +22,15 @@ export class KeyedMutex {
     }
   }
 
+  /** Runs `work` holding every key, taken in sorted order so two callers never wait on each other. */
+  async runAll<T>(keys: readonly string[], work: () => Promise<T>): Promise<T> {
+    if (keys.length === 1) return this.run(keys[0]!, work);
+    const sorted = [...new Set(keys)].sort();
+    const hold = (i: number): Promise<T> =>
+      i === sorted.length ? work() : this.run(sorted[i]!, () => hold(i + 1));
+    return hold(0);
+  }
+
   /** Keys with work running or queued. */
   get busy(): number {
     return this.#tails.size;

@@ -1,16 +1,42 @@
-import { create, current, isDraft } from 'mutative';
+import { apply, create, current, isDraft } from 'mutative';
 import { type Principal, SYSTEM_PRINCIPAL } from './access.js';
-import { DEFAULT_DOCUMENT, DOCUMENT_ID_PATTERN } from './commands.js';
-import { RecoveryError, RevisionConflictError, StateError } from './errors.js';
+import { buildAuditEntry } from './audit.js';
 import {
-  findCommit,
-  type RollbackResult,
-  rollbackMutation,
-  type UndoResult,
-  undoMutation,
-} from './history.js';
+  CollectionDraft,
+  CollectionReader,
+  checkEntryKey,
+  checkPageSize,
+  compareKeys,
+  decodeCursor,
+  EntryCache,
+  encodeCursor,
+  indexRowsOf,
+} from './collections.js';
+import {
+  type CollectionDefinition,
+  type CommitEvent,
+  collection,
+  commitEvent,
+  DEFAULT_DOCUMENT,
+  DOCUMENT_ID_PATTERN,
+  type DocumentDefinition,
+  type DocumentState,
+  defineDocument,
+  type StateDiff,
+} from './document.js';
+import { RecoveryError, RevisionConflictError, StateError } from './errors.js';
+import { findCommand, type RollbackResult, revertTo, type UndoResult, undoCommand } from './history.js';
+import { type IdempotencySlot, idempotencyRecord } from './idempotency.js';
 import { timeOrderedId } from './ids.js';
-import { deepFreeze, findJsonProblem, type JsonLimits, type JsonObject, type JsonValue } from './json.js';
+import {
+  canonicalJson,
+  deepFreeze,
+  findJsonProblem,
+  type JsonLimits,
+  type JsonObject,
+  type JsonValue,
+  unescapePointerToken,
+} from './json.js';
 import { KeyedMutex } from './mutex.js';
 import {
   applyPatch,
@@ -20,15 +46,29 @@ import {
   type JsonPatch,
   type JsonPatchOperation,
 } from './patch.js';
-import type { AuditRecord, CommitRecord, DocumentInfo, IdempotencyRecord, Store } from './store.js';
+import { checkResultIsJson } from './results.js';
+import type {
+  AuditRecord,
+  CollectionLayout,
+  CommitRecord,
+  DocumentChange,
+  DocumentInfo,
+  IdempotencyRecord,
+  LoadedDocument,
+  Store,
+} from './store.js';
 import { CallSignal } from './timeout.js';
+
+export type { CommitEvent, DocumentState, StateDiff } from './document.js';
 
 /** Bounds on documents and the changes made to them. */
 export interface StateLimits extends JsonLimits {
-  /** Largest serialized document. */
+  /** Largest serialized document (for a document with collections: its plain part, and each entry). */
   maxBytes: number;
   /** Most commits one diff or history read may span. */
   maxRangeCommits: number;
+  /** Most collection entries a whole-value read (`get`) inlines; larger documents are read by page. */
+  maxInlineEntries: number;
 }
 
 export const DEFAULT_STATE_LIMITS: StateLimits = {
@@ -37,39 +77,22 @@ export const DEFAULT_STATE_LIMITS: StateLimits = {
   maxCollectionSize: 100_000,
   maxBytes: 16 * 1024 * 1024,
   maxRangeCommits: 10_000,
+  maxInlineEntries: 10_000,
 };
 
 export interface StateManagerOptions {
-  /** Declared documents and their initial values. Without any, a `default` document exists. */
-  documents?: Record<string, JsonValue>;
+  /** Declared documents: `defineDocument` results, or initial values by id. Without any, `default`. */
+  documents?: ReadonlyArray<DocumentDefinition<unknown>> | Record<string, JsonValue>;
   limits?: Partial<StateLimits>;
   /** Write a snapshot every this many commits (default 1,000); bounds replay at start-up. */
   snapshotEvery?: number;
   /** Re-runs after losing a commit race to another process, before giving up (default 8). */
   maxConflictRetries?: number;
+  /** Collection entries kept in memory across all documents (default 100,000). */
+  entryCacheSize?: number;
   clock?: () => Date;
   /** Reports failures that happen off the request path (snapshot writes). */
   onBackgroundError?: (error: unknown, what: string) => void;
-}
-
-/** A document at one revision. The value is deeply frozen and shared: never mutate it. */
-export interface DocumentState<S = JsonValue> {
-  doc: string;
-  revision: number;
-  value: S;
-}
-
-/** The change between two revisions, as RFC 6902 patches that turn the value at `from` into `to`. */
-export interface StateDiff {
-  doc: string;
-  from: number;
-  to: number;
-  patches: JsonPatch;
-  /**
-   * True when `from` lies before the retention point: `patches` is then one `replace` of the whole
-   * value at `to`, not the composed history.
-   */
-  compacted: boolean;
 }
 
 /** Who a history operation runs as, for the audit trail. */
@@ -100,24 +123,45 @@ export interface HistoryPage {
   next?: number;
 }
 
-/** Published after every commit, in revision order per document. */
-export interface CommitEvent {
+/** One page of a collection's entries, all at one revision. */
+export interface CollectionPage {
+  doc: string;
+  collection: string;
+  revision: number;
+  /** Entries at `revision`, in key order. */
+  entries: Array<[key: string, value: JsonValue]>;
+  /** How many entries the collection holds at head. */
+  size: number;
+  /** Pass back for the next page, which is read at the same revision; absent on the last page. */
+  cursor?: string;
+}
+
+/** A document read page by page: its plain members whole, each collection's first page inline. */
+export interface DocumentRead {
   doc: string;
   revision: number;
-  commandId: string;
-  command: string;
-  principal: string;
-  at: string;
-  patches: JsonPatch;
-  /** True when the commit was made by another process and discovered on reload. */
-  external: boolean;
+  /** The value, with each collection holding its first page of entries. */
+  value: JsonValue;
+  /** Collections that did not fit in one page: where to continue. */
+  more: Record<string, { size: number; cursor: string }>;
+}
+
+/** What a write can reach while it runs: each document's draft, its value before, and patching. */
+export interface WriteSession {
+  /** The draft of a document the write may change (its collections are `WritableCollection`s). */
+  draft(doc: string): unknown;
+  /** The document as it was before this write. */
+  base(doc: string): DocumentState<unknown>;
+  /** Applies RFC 6902 patches coremcp produced (e.g. inverse patches from history) to a document's draft. */
+  apply(doc: string, patches: JsonPatch): Promise<void>;
 }
 
 /** One attempt's work inside a transaction; may run more than once if another process commits first. */
-export type Mutation<R> = (draft: unknown, base: DocumentState) => R | Promise<R>;
+export type Mutation<R> = (session: WriteSession) => R | Promise<R>;
 
 export interface TransactRequest<R> {
-  doc: string;
+  /** The documents the write may change; the first is its primary document. */
+  docs: readonly string[];
   principal: Principal;
   command: string;
   commandId?: string;
@@ -125,38 +169,54 @@ export interface TransactRequest<R> {
   /** The input as it goes into the audit record (already redacted). */
   auditInput?: JsonValue;
   traceparent?: string;
-  /** Commit only if the document is at this revision; otherwise a `RevisionConflictError`. */
+  /** Commit only if the primary document is at this revision; otherwise a `RevisionConflictError`. */
   expectedRevision?: number;
-  idempotency?: { key: string; fingerprint: string };
+  idempotency?: IdempotencySlot;
   /** Bounds an asynchronous mutation: past it the transaction fails with `timeout`, nothing committed. */
   timeoutMs?: number;
   /** The caller's cancellation and the handler's abort signal. */
   call?: CallSignal;
+  /** Runs before each attempt, with the revisions the attempt starts from (the handler's context). */
   mutate: Mutation<R>;
-  /** Inspects the patches before commit (path rules); throw to refuse. */
-  checkPatches?: (patches: JsonPatch) => void;
+  /** Inspects each document's patches before commit (path rules); throw to refuse. */
+  checkPatches?: (doc: string, patches: JsonPatch) => void;
 }
 
 export interface TransactResult<R> {
+  /** The primary document. */
   doc: string;
-  /** The revision after the call: new if committed, unchanged otherwise. */
+  /** The primary document's revision after the call: new if it changed, unchanged otherwise. */
   revision: number;
   committed: boolean;
   result: R;
   commandId: string;
+  /** The primary document's patches. */
   patches: JsonPatch;
+  /** Every document the call changed, with its new revision. */
+  changed: Array<{ doc: string; revision: number }>;
   audit: AuditRecord | undefined;
   /** Set when another call with the same idempotency key won the race. */
   duplicate: IdempotencyRecord | undefined;
 }
 
+interface CollectionHead {
+  definition: CollectionDefinition<unknown>;
+  size: number;
+}
+
 interface Head {
-  revision: number;
-  value: JsonValue;
+  readonly doc: string;
+  readonly revision: number;
+  /** A plain document's whole value; a document with collections: its plain part. Frozen. */
+  readonly value: JsonValue;
   oldestRevision: number;
   lastSnapshot: number;
-  /** An upper bound on the serialized size; recomputed exactly when it crosses the limit. */
-  sizeEstimate: number;
+  /** An upper bound on the serialized size of `value`; recomputed exactly when it crosses the limit. */
+  readonly sizeEstimate: number;
+  /** Undefined for a plain document. */
+  readonly collections: ReadonlyMap<string, CollectionHead> | undefined;
+  /** What handlers see as `state`: made on first use. */
+  view?: unknown;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -167,6 +227,13 @@ const MUTATIVE_OPTIONS = {
   enableAutoFreeze: false,
 } as const;
 
+// mutative's typing of apply() recurses without end through JsonValue; the call is data in, data out.
+const applyToDraft = apply as unknown as (
+  draft: unknown,
+  patch: JsonPatch,
+  options: { mutable: true },
+) => void;
+
 function checkRevisionArgument(name: string, revision: unknown): number {
   if (typeof revision !== 'number' || !Number.isSafeInteger(revision) || revision < 0) {
     throw new StateError('invalid_revision', `${name} must be a non-negative integer`, {
@@ -176,48 +243,116 @@ function checkRevisionArgument(name: string, revision: unknown): number {
   return revision;
 }
 
+/** The one refusal of a revision past the head, whatever names it. */
+export function laterThanHead(name: string, revision: number, head: number): StateError {
+  return new StateError('invalid_revision', `Revision ${revision} is later than the head (${head})`, {
+    details: { [name]: revision, head },
+  });
+}
+
+function toDefinitions(
+  documents: StateManagerOptions['documents'],
+): Map<string, DocumentDefinition<unknown>> {
+  const list = Array.isArray(documents)
+    ? (documents as ReadonlyArray<DocumentDefinition<unknown>>)
+    : Object.entries((documents ?? {}) as Record<string, JsonValue>).map(([id, initial]) =>
+        defineDocument(id, initial),
+      );
+  const map = new Map<string, DocumentDefinition<unknown>>();
+  for (const definition of list.length > 0 ? list : [defineDocument(DEFAULT_DOCUMENT, {})]) {
+    if (map.has(definition.id)) throw new TypeError(`document "${definition.id}" is declared twice`);
+    map.set(definition.id, definition);
+  }
+  return map;
+}
+
+function layoutOf(collections: Readonly<Record<string, CollectionDefinition<unknown>>>): CollectionLayout {
+  const layout: CollectionLayout = {};
+  for (const [name, definition] of Object.entries(collections))
+    layout[name] = { indexes: definition.indexSpec };
+  return layout;
+}
+
+/** The collection a patch path lies in, and the rest of the path: `/tasks/T-1/status` → tasks, T-1, /status. */
+function splitCollectionPath(
+  path: string,
+  collections: ReadonlyMap<string, unknown>,
+): { collection: string; key: string | undefined; rest: string } | undefined {
+  if (path === '') return undefined;
+  const end = path.indexOf('/', 1);
+  const name = unescapePointerToken(end === -1 ? path.slice(1) : path.slice(1, end));
+  if (!collections.has(name)) return undefined;
+  if (end === -1) return { collection: name, key: undefined, rest: '' };
+  const keyEnd = path.indexOf('/', end + 1);
+  const key = unescapePointerToken(keyEnd === -1 ? path.slice(end + 1) : path.slice(end + 1, keyEnd));
+  return { collection: name, key, rest: keyEnd === -1 ? '' : path.slice(keyEnd) };
+}
+
+function plainOps(
+  patches: readonly JsonPatchOperation[],
+  collections: ReadonlyMap<string, unknown> | undefined,
+) {
+  if (!collections || collections.size === 0) return patches as JsonPatch;
+  return patches.filter((op) => !splitCollectionPath(op.path, collections));
+}
+
+function withoutMembers(value: JsonValue, names: Iterable<string>): JsonValue {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  let out: JsonObject | undefined;
+  for (const name of names) {
+    if (!Object.hasOwn(value, name)) continue;
+    out ??= { ...value };
+    delete out[name];
+  }
+  return out ? deepFreeze(out) : value;
+}
+
 /**
  * Documents with integer revisions and a durable history. Every change is a commit carrying forward
- * and inverse RFC 6902 patches, written with its audit record in one store transaction. Heads are
- * cached in memory; snapshots bound the replay needed to rebuild them.
+ * and inverse RFC 6902 patches, written with its audit record in one store transaction. Plain
+ * documents are cached whole; a document's collections are stored entry by entry, cached entry by
+ * entry, and read page by page, so a change costs what it touches. Snapshots of the plain parts
+ * bound the replay needed to rebuild heads.
  */
 export class StateManager {
   readonly store: Store;
   readonly limits: StateLimits;
-  readonly #declared: Map<string, JsonValue>;
+  readonly #declared: Map<string, DocumentDefinition<unknown>>;
   readonly #heads = new Map<string, Head>();
   readonly #loading = new Map<string, Promise<Head>>();
   readonly #locks = new KeyedMutex();
   readonly #listeners = new Set<(event: CommitEvent) => void>();
+  readonly #cache: EntryCache;
   readonly #snapshotEvery: number;
   readonly #maxRetries: number;
   readonly #clock: () => Date;
   readonly #onBackgroundError: (error: unknown, what: string) => void;
+  /** Per-key inverse changes since a revision, for paging a collection at that revision. */
+  readonly #rewinds = new Map<string, Rewind>();
   #conflicts = 0;
 
   constructor(store: Store, options: StateManagerOptions = {}) {
     this.store = store;
     this.limits = { ...DEFAULT_STATE_LIMITS, ...options.limits };
-    const declared = options.documents ?? {};
-    this.#declared = new Map(
-      Object.entries(Object.keys(declared).length > 0 ? declared : { [DEFAULT_DOCUMENT]: {} }),
-    );
-    for (const [doc, initial] of this.#declared) {
-      if (!DOCUMENT_ID_PATTERN.test(doc))
-        throw new TypeError(`document id "${doc}" must match ${DOCUMENT_ID_PATTERN}`);
-      const problem = findJsonProblem(initial, this.limits);
+    this.#declared = toDefinitions(options.documents);
+    for (const [doc, definition] of this.#declared) {
+      const problem = findJsonProblem(definition.initial, this.limits);
       if (problem) throw new TypeError(`initial value of "${doc}" at "${problem.path}": ${problem.problem}`);
     }
+    this.#cache = new EntryCache(options.entryCacheSize ?? 100_000);
     this.#snapshotEvery = options.snapshotEvery ?? 1000;
     this.#maxRetries = options.maxConflictRetries ?? 8;
     this.#clock = options.clock ?? (() => new Date());
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
   }
 
-  /** Creates declared documents that do not exist yet. */
+  /** Creates declared documents that do not exist yet, and brings stored ones to their declared collections. */
   async open(): Promise<void> {
     const at = this.#clock().toISOString();
-    for (const [doc, initial] of this.#declared) await this.store.createDocument(doc, initial, at);
+    for (const [doc, definition] of this.#declared) {
+      await this.store.createDocument(doc, definition.initial, at, layoutOf(definition.collections));
+      await this.#reconcile(doc, definition);
+    }
   }
 
   /** The documents declared at construction (the app's, or `default`): a bounded set, for metrics. */
@@ -240,14 +375,142 @@ export class StateManager {
     return this.store.listDocuments();
   }
 
-  /** The revision and value of a document at head, or at `revision`. */
+  /** The names and head sizes of a document's collections (empty for a plain document). */
+  async collectionsOf(doc: string): Promise<Record<string, { size: number; indexes: string[] }>> {
+    const head = await this.#head(doc, false);
+    const out: Record<string, { size: number; indexes: string[] }> = {};
+    for (const [name, c] of head.collections ?? [])
+      out[name] = { size: c.size, indexes: Object.keys(c.definition.indexes) };
+    return out;
+  }
+
+  /**
+   * The revision and whole value of a document at head, or at `revision`. A document whose
+   * collections hold more than `limits.maxInlineEntries` entries is refused with `range_too_large`:
+   * read it with `read` and `page`.
+   */
   async get<S = JsonValue>(doc: string, options: { revision?: number } = {}): Promise<DocumentState<S>> {
     const head = await this.#head(doc, false);
-    if (options.revision === undefined || options.revision === head.revision) {
-      return { doc, revision: head.revision, value: head.value as S };
+    const revision =
+      options.revision === undefined
+        ? head.revision
+        : this.#checkReadable(doc, head, checkRevisionArgument('revision', options.revision));
+    if (!head.collections) {
+      if (revision === head.revision) return { doc, revision, value: head.value as S };
+      return { doc, revision, value: (await this.#plainAt(doc, head, revision)) as S };
     }
-    const revision = this.#checkReadable(doc, head, checkRevisionArgument('revision', options.revision));
-    return { doc, revision, value: (await this.#valueAt(doc, revision)) as S };
+    let total = 0;
+    for (const c of head.collections.values()) total += c.size;
+    if (total > this.limits.maxInlineEntries) {
+      throw new StateError(
+        'range_too_large',
+        `Document "${doc}" holds ${total} collection entries; read it page by page`,
+        { details: { doc, entries: total, limit: this.limits.maxInlineEntries } },
+      );
+    }
+    const value: JsonObject = { ...((await this.#plainAt(doc, head, revision)) as JsonObject) };
+    for (const name of head.collections.keys()) {
+      const entries: JsonObject = {};
+      let cursor: string | undefined;
+      do {
+        const page = await this.page(doc, { collection: name, revision, cursor, limit: 1000 });
+        for (const [key, entry] of page.entries) entries[key] = entry;
+        cursor = page.cursor;
+      } while (cursor !== undefined);
+      value[name] = entries;
+    }
+    return { doc, revision, value: deepFreeze(value) as S };
+  }
+
+  /**
+   * A document read for a client: plain members whole, each collection's first `limit` entries
+   * inline, and a cursor per collection that did not fit. The pages after it read at the same revision.
+   */
+  async read(doc: string, options: { revision?: number; limit?: number } = {}): Promise<DocumentRead> {
+    const head = await this.#head(doc, false);
+    const revision =
+      options.revision === undefined
+        ? head.revision
+        : this.#checkReadable(doc, head, checkRevisionArgument('revision', options.revision));
+    const plain = revision === head.revision ? head.value : await this.#plainAt(doc, head, revision);
+    if (!head.collections) return { doc, revision, value: plain, more: {} };
+    const value: JsonObject = { ...(plain as JsonObject) };
+    const more: DocumentRead['more'] = {};
+    for (const name of head.collections.keys()) {
+      const page = await this.page(doc, { collection: name, revision, limit: options.limit ?? 1000 });
+      value[name] = Object.fromEntries(page.entries);
+      if (page.cursor !== undefined) more[name] = { size: page.size, cursor: page.cursor };
+    }
+    return { doc, revision, value: deepFreeze(value), more };
+  }
+
+  /**
+   * One page of a collection's entries in key order, at head or at `revision` (within the last
+   * `limits.maxRangeCommits` commits). A cursor keeps the revision of the first page.
+   */
+  async page(
+    doc: string,
+    options: { collection: string; cursor?: string; limit?: number; revision?: number },
+  ): Promise<CollectionPage> {
+    const head = await this.#head(doc, false);
+    const name = options.collection;
+    const collectionHead = head.collections?.get(name);
+    if (!collectionHead) {
+      throw new StateError(
+        'not_found',
+        `Document "${doc}" has no collection "${String(name).slice(0, 64)}"`,
+        {
+          details: { doc, collection: String(name).slice(0, 64) },
+        },
+      );
+    }
+    const limit = checkPageSize(options.limit);
+    const cursor =
+      options.cursor === undefined ? undefined : decodeCursor(options.cursor, { revision: true });
+    if (cursor && cursor.c !== name) throw decodeCursorMismatch(options.cursor!);
+    const revision = this.#checkReadable(
+      doc,
+      head,
+      cursor?.r ??
+        (options.revision === undefined
+          ? head.revision
+          : checkRevisionArgument('revision', options.revision)),
+    );
+    const after = cursor?.k;
+    const rewind = revision === head.revision ? undefined : await this.#rewind(doc, head, revision);
+    const changed = rewind
+      ? [...rewind.keys(name)].filter((k) => after === undefined || compareKeys(k, after) > 0)
+      : [];
+    const rows = await this.store.listEntries(doc, name, { after, limit: limit + changed.length });
+    const full = rows.length === limit + changed.length;
+    const lastRow = rows.at(-1)?.key;
+    const merged = new Map<string, JsonValue | undefined>();
+    for (const row of rows) merged.set(row.key, row.value);
+    if (rewind) {
+      const missing = changed.filter(
+        (k) => !merged.has(k) && (!full || (lastRow !== undefined && compareKeys(k, lastRow) < 0)),
+      );
+      const heads = missing.length > 0 ? await this.store.readEntries(doc, name, missing) : new Map();
+      for (const key of missing) merged.set(key, heads.get(key));
+      for (const key of changed) {
+        if (!merged.has(key)) continue;
+        merged.set(key, rewind.valueAt(name, key, merged.get(key)));
+      }
+    }
+    const keys = [...merged.keys()].sort(compareKeys);
+    const entries: Array<[string, JsonValue]> = [];
+    for (const key of keys) {
+      const value = merged.get(key);
+      if (value === undefined) continue;
+      if (entries.length === limit) break;
+      entries.push([key, deepFreeze(value)]);
+    }
+    const last = entries.at(-1)?.[0];
+    const more =
+      last !== undefined && (full || keys.filter((k) => merged.get(k) !== undefined).length > limit);
+    const page: CollectionPage = { doc, collection: name, revision, entries, size: collectionHead.size };
+    if (more) page.cursor = encodeCursor({ k: last, r: revision, c: name });
+    return page;
   }
 
   /** Patches that turn the value at `from` into the value at `to` (default: head). */
@@ -255,15 +518,7 @@ export class StateManager {
     const head = await this.#head(doc, false);
     checkRevisionArgument('from', from);
     const target = to === undefined ? head.revision : checkRevisionArgument('to', to);
-    if (target > head.revision) {
-      throw new StateError(
-        'invalid_revision',
-        `Revision ${target} is later than the head (${head.revision})`,
-        {
-          details: { to: target, head: head.revision },
-        },
-      );
-    }
+    if (target > head.revision) throw laterThanHead('to', target, head.revision);
     if (from > target) {
       throw new StateError('invalid_revision', '`from` must not be later than `to`', {
         details: { from, to: target },
@@ -271,23 +526,13 @@ export class StateManager {
     }
     if (from === target) return { doc, from, to: target, patches: [], compacted: false };
     if (from < head.oldestRevision) return this.#compactedDiff(doc, head, from, target);
-    if (target - from > this.limits.maxRangeCommits) {
-      throw new StateError(
-        'range_too_large',
-        `A diff may span at most ${this.limits.maxRangeCommits} commits`,
-        {
-          details: { from, to: target, limit: this.limits.maxRangeCommits },
-        },
-      );
-    }
+    this.#checkRange(from, target);
     const commits = await this.store.readCommits(doc, { after: from, to: target });
     if (commits.length !== target - from || commits[0]?.revision !== from + 1) {
       // Compaction ran between the head check and the read: answer as for a compacted range.
       return this.#compactedDiff(doc, head, from, target);
     }
-    const patches: JsonPatch = [];
-    for (const commit of commits) for (const op of commit.patches) patches.push(op);
-    return { doc, from, to: target, patches, compacted: false };
+    return { doc, from, to: target, patches: concatPatches(commits), compacted: false };
   }
 
   /**
@@ -298,15 +543,7 @@ export class StateManager {
   async history(doc: string, since: number, limit: number): Promise<HistoryPage> {
     const head = await this.#head(doc, false);
     checkRevisionArgument('since', since);
-    if (since > head.revision) {
-      throw new StateError(
-        'invalid_revision',
-        `Revision ${since} is later than the head (${head.revision})`,
-        {
-          details: { since, head: head.revision },
-        },
-      );
-    }
+    if (since > head.revision) throw laterThanHead('since', since, head.revision);
     const commits = await this.store.readCommits(doc, { after: since, to: head.revision, limit });
     const last = commits.at(-1);
     const page: HistoryPage = { doc, head: head.revision, oldestRevision: head.oldestRevision, commits };
@@ -324,109 +561,135 @@ export class StateManager {
     options: { principal?: Principal; command?: string; expectedRevision?: number } = {},
   ): Promise<TransactResult<R>> {
     return this.transact({
-      doc,
+      docs: [doc],
       principal: options.principal ?? SYSTEM_PRINCIPAL,
       command: options.command ?? 'state.update',
       expectedRevision: options.expectedRevision,
-      mutate: (draft) => mutate(draft as S),
+      mutate: (session) => mutate(session.draft(doc) as S),
     });
   }
 
   /**
-   * The pipeline's execute-and-commit step. Runs `mutate` on a draft of the head, checks what it
-   * wrote, and commits patches + inverse + audit record (+ idempotency record) in one store
-   * transaction. Writers to one document are serialized in this process; if another process commits
-   * first, the head is reloaded and `mutate` runs again, a bounded number of times.
+   * The pipeline's execute-and-commit step. Runs `mutate` on drafts of the heads, checks what it
+   * wrote, and commits every changed document's patches + inverse, the audit record (and the
+   * idempotency record) in one store transaction. Writers to one document are serialized in this
+   * process; if another process commits first, the heads are reloaded and `mutate` runs again, a
+   * bounded number of times.
    */
   async transact<R>(request: TransactRequest<R>): Promise<TransactResult<R>> {
-    const { doc } = request;
-    if (!DOCUMENT_ID_PATTERN.test(doc)) throw new StateError('not_found', `No document "${doc}"`);
-    return this.#locks.run(doc, async () => {
+    const docs = [...new Set(request.docs)];
+    const primary = docs[0];
+    if (primary === undefined) throw new TypeError('a write names at least one document');
+    for (const doc of docs)
+      if (!DOCUMENT_ID_PATTERN.test(doc)) throw new StateError('not_found', `No document "${doc}"`);
+    return this.#locks.runAll(docs, async () => {
       const commandId = request.commandId ?? timeOrderedId();
       for (let attempt = 0; ; attempt++) {
-        const head = await this.#head(doc, true);
-        if (request.expectedRevision !== undefined && request.expectedRevision !== head.revision) {
-          throw new RevisionConflictError(doc, request.expectedRevision, head.revision);
+        const heads = new Map<string, Head>();
+        for (const doc of docs) heads.set(doc, await this.#head(doc, true));
+        const primaryHead = heads.get(primary)!;
+        if (request.expectedRevision !== undefined && request.expectedRevision !== primaryHead.revision) {
+          throw new RevisionConflictError(primary, request.expectedRevision, primaryHead.revision);
         }
-        const base: DocumentState = { doc, revision: head.revision, value: head.value };
-        const [next, patches, inverse, result] = await this.#runMutation(base, request);
-        this.#checkWrites(patches, result);
-        freezeChanged(next, patches);
-        request.checkPatches?.(patches);
-        if (patches.length === 0) {
+        const session = new Session(heads, this);
+        let result = request.mutate(session) as R | Promise<R>;
+        if (result instanceof Promise) {
+          const call = request.call ?? new CallSignal(undefined);
+          result = await call.bound(result, request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+        }
+        const value = resolveDrafts(result as R);
+        if (value !== undefined) checkResultIsJson(value, this.limits);
+        const writes = await session.finish();
+        for (const write of writes) {
+          this.#checkWrites(write);
+          request.checkPatches?.(write.head.doc, write.patches);
+        }
+        const changed = writes.filter((w) => w.patches.length > 0);
+        if (changed.length === 0) {
           return {
-            doc,
-            revision: head.revision,
+            doc: primary,
+            revision: primaryHead.revision,
             committed: false,
-            result,
+            result: value,
             commandId,
-            patches,
+            patches: [],
+            changed: [],
             audit: undefined,
             duplicate: undefined,
           };
         }
-        const size = this.#checkSize(head, next, patches);
-        const at = this.#clock().toISOString();
-        const revision = head.revision + 1;
-        const commit: CommitRecord = {
-          doc,
-          revision,
-          commandId,
-          command: request.command,
-          principal: request.principal.id,
-          at,
-          patches,
-          inverse,
-        };
-        if (request.requestId !== undefined) commit.requestId = request.requestId;
-        if (request.idempotency) commit.idempotencyKey = request.idempotency.key;
+        const at = this.#clock();
+        const changes: DocumentChange[] = changed.map((write) => {
+          const commit: CommitRecord = {
+            doc: write.head.doc,
+            revision: write.head.revision + 1,
+            commandId,
+            command: request.command,
+            principal: request.principal.id,
+            at: at.toISOString(),
+            patches: write.patches,
+            inverse: write.inverse,
+          };
+          if (request.requestId !== undefined) commit.requestId = request.requestId;
+          if (request.idempotency) commit.idempotencyKey = request.idempotency.key;
+          const change: DocumentChange = { commit, expectedRevision: write.head.revision };
+          if (write.entries.length > 0) change.entries = write.entries;
+          return change;
+        });
+        const [first, ...others] = changes;
+        const primaryRevision =
+          changes.find((c) => c.commit.doc === primary)?.commit.revision ?? primaryHead.revision;
         const outcome = await this.store.commit({
-          commit,
-          expectedRevision: head.revision,
-          audit: {
+          changes,
+          audit: buildAuditEntry({
             at,
             requestId: request.requestId ?? commandId,
-            principal: request.principal.id,
-            via: request.principal.via,
+            principal: request.principal,
             command: request.command,
             input: request.auditInput ?? null,
             outcome: 'ok',
-            doc,
-            revision,
             commandId,
-            patchHash: hashPatch(patches),
-            ...(request.traceparent === undefined ? {} : { traceparent: request.traceparent }),
-          },
-          idempotency: request.idempotency && {
-            principal: request.principal.id,
-            key: request.idempotency.key,
-            fingerprint: request.idempotency.fingerprint,
-            command: request.command,
-            doc,
-            revision,
-            commandId,
-            outcome: 'ok',
-            response: result as JsonValue,
-            at,
-          },
+            doc: first!.commit.doc,
+            revision: first!.commit.revision,
+            patchHash: hashPatch(first!.commit.patches),
+            alsoChanged: others.map((c) => ({
+              doc: c.commit.doc,
+              revision: c.commit.revision,
+              patchHash: hashPatch(c.commit.patches),
+            })),
+            traceparent: request.traceparent,
+          }),
+          idempotency:
+            request.idempotency &&
+            idempotencyRecord(request.idempotency, {
+              command: request.command,
+              doc: primary,
+              revision: primaryRevision,
+              commandId,
+              outcome: 'ok',
+              response: (value ?? null) as JsonValue,
+              at: at.toISOString(),
+            }),
         });
         if (outcome.status === 'duplicate') {
           return {
-            doc,
+            doc: primary,
             revision: outcome.record.revision,
             committed: false,
-            result,
+            result: value,
             commandId,
             patches: [],
+            changed: [],
             audit: undefined,
             duplicate: outcome.record,
           };
         }
         if (outcome.status === 'conflict') {
           this.#conflicts++;
-          await this.#reload(doc, head);
-          if (request.expectedRevision !== undefined) {
-            throw new RevisionConflictError(doc, request.expectedRevision, outcome.currentRevision);
+          const stale = heads.get(outcome.doc);
+          if (stale) await this.#reload(outcome.doc, stale);
+          if (request.expectedRevision !== undefined && outcome.doc === primary) {
+            throw new RevisionConflictError(primary, request.expectedRevision, outcome.currentRevision);
           }
           if (attempt >= this.#maxRetries) {
             throw new RecoveryError('conflict_retries_exhausted', undefined, {
@@ -435,32 +698,16 @@ export class StateManager {
           }
           continue;
         }
-        const newHead: Head = {
-          revision,
-          value: next,
-          oldestRevision: head.oldestRevision,
-          lastSnapshot: head.lastSnapshot,
-          sizeEstimate: size,
-        };
-        this.#heads.set(doc, newHead);
-        this.#emit({
-          doc,
-          revision,
-          commandId,
-          command: request.command,
-          principal: request.principal.id,
-          at,
-          patches,
-          external: false,
-        });
-        if (revision - newHead.lastSnapshot >= this.#snapshotEvery) this.#scheduleSnapshot(doc, newHead);
+        for (const write of changed)
+          this.#advance(write, changes.find((c) => c.commit.doc === write.head.doc)!.commit);
         return {
-          doc,
-          revision,
+          doc: primary,
+          revision: primaryRevision,
           committed: true,
-          result,
+          result: value,
           commandId,
-          patches,
+          patches: changed.find((w) => w.head.doc === primary)?.patches ?? [],
+          changed: changes.map((c) => ({ doc: c.commit.doc, revision: c.commit.revision })),
           audit: outcome.audit,
           duplicate: undefined,
         };
@@ -479,28 +726,31 @@ export class StateManager {
     options: HistoryCallOptions = {},
   ): Promise<TransactResult<RollbackResult>> {
     return this.transact({
-      doc,
+      docs: [doc],
       principal: options.principal ?? SYSTEM_PRINCIPAL,
       command: 'state.rollback',
       auditInput: { doc, toRevision },
-      ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
-      mutate: rollbackMutation(this, doc, toRevision),
+      requestId: options.requestId,
+      mutate: (session) =>
+        revertTo(this.store, doc, toRevision, session.base(doc).revision, (patches) =>
+          session.apply(doc, patches),
+        ),
     });
   }
 
   /**
-   * Undoes one commit by applying its inverse as a new commit; refused with `undo_conflict` (naming the
-   * later commits) when later commits changed the same paths.
+   * Undoes one command by applying the inverse of each commit it made, as new commits; refused with
+   * `undo_conflict` (naming the later commits) when later commits changed the same paths.
    */
   async undo(commandId: string, options: HistoryCallOptions = {}): Promise<TransactResult<UndoResult>> {
-    const target = await findCommit(this, commandId);
+    const targets = await findCommand(this.store, commandId);
     return this.transact({
-      doc: target.doc,
+      docs: targets.map((t) => t.doc),
       principal: options.principal ?? SYSTEM_PRINCIPAL,
       command: 'state.undo',
       auditInput: { commandId },
-      ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
-      mutate: undoMutation(this, target),
+      requestId: options.requestId,
+      mutate: (session) => undoCommand(this.store, targets, session),
     });
   }
 
@@ -517,21 +767,27 @@ export class StateManager {
     if (policy.keepCommits === undefined && policy.keepDays === undefined) {
       throw new TypeError('a retention policy needs keepCommits or keepDays (or both)');
     }
-    return this.#locks.run(doc, async () => {
-      const head = await this.#head(doc, false);
-      let through = head.revision;
-      if (policy.keepCommits !== undefined) through = Math.min(through, head.revision - policy.keepCommits);
-      if (policy.keepDays !== undefined) {
-        const cutoff = new Date(this.#clock().getTime() - policy.keepDays * 86_400_000).toISOString();
-        through = Math.min(through, await this.store.revisionBefore(doc, cutoff));
-      }
-      if (through <= head.oldestRevision) return { doc, oldestRevision: head.oldestRevision, removed: 0 };
-      await this.store.writeSnapshot(doc, { revision: through, value: await this.#valueAt(doc, through) });
-      const removed = await this.store.compact(doc, through);
-      head.oldestRevision = through;
-      head.lastSnapshot = Math.max(head.lastSnapshot, through);
-      return { doc, oldestRevision: through, removed };
+    const head = await this.#head(doc, false);
+    let through = head.revision;
+    if (policy.keepCommits !== undefined) through = Math.min(through, head.revision - policy.keepCommits);
+    if (policy.keepDays !== undefined) {
+      const cutoff = new Date(this.#clock().getTime() - policy.keepDays * 86_400_000).toISOString();
+      through = Math.min(through, await this.store.revisionBefore(doc, cutoff));
+    }
+    if (through <= head.oldestRevision) return { doc, oldestRevision: head.oldestRevision, removed: 0 };
+    await this.store.writeSnapshot(doc, {
+      revision: through,
+      value: await this.#plainAt(doc, head, through),
     });
+    // The store removes commits in bounded batches, yielding between them: writers keep going.
+    const removed = await this.store.compact(doc, through);
+    const now = this.#heads.get(doc);
+    if (now) {
+      now.oldestRevision = Math.max(now.oldestRevision, through);
+      now.lastSnapshot = Math.max(now.lastSnapshot, through);
+    }
+    this.#rewinds.clear();
+    return { doc, oldestRevision: through, removed };
   }
 
   /**
@@ -551,7 +807,7 @@ export class StateManager {
     });
   }
 
-  /** Writes a snapshot of the head now. Returns its revision. */
+  /** Writes a snapshot of the head's plain value now. Returns its revision. */
   async snapshot(doc: string): Promise<number> {
     const head = await this.#head(doc, false);
     await this.store.writeSnapshot(doc, { revision: head.revision, value: head.value });
@@ -559,10 +815,16 @@ export class StateManager {
     return head.revision;
   }
 
-  /** Forgets cached heads (they reload from the store on next use). */
+  /** Forgets cached heads and entries (they reload from the store on next use). */
   invalidate(doc?: string): void {
-    if (doc === undefined) this.#heads.clear();
-    else this.#heads.delete(doc);
+    if (doc === undefined) {
+      for (const d of this.#heads.keys()) this.#cache.evictDocument(d);
+      this.#heads.clear();
+    } else {
+      this.#heads.delete(doc);
+      this.#cache.evictDocument(doc);
+    }
+    this.#rewinds.clear();
   }
 
   /** Brings a cached head up to date with commits other processes made; emits their events. */
@@ -573,58 +835,59 @@ export class StateManager {
     return { doc, revision: next.revision, value: next.value };
   }
 
-  // --- internals -------------------------------------------------------------------------------
-
-  async #runMutation<R>(
-    base: DocumentState,
-    request: TransactRequest<R>,
-  ): Promise<[JsonValue, JsonPatch, JsonPatch, R]> {
-    let result!: R;
-    const produced = create(
-      base.value as object,
-      (draft) => {
-        const out = request.mutate(draft, base);
-        if (out instanceof Promise) {
-          return out.then((value) => {
-            result = resolveDrafts(value);
-          });
-        }
-        result = resolveDrafts(out);
-        return undefined;
-      },
-      MUTATIVE_OPTIONS,
-    ) as unknown;
-    let triple: [object, JsonPatchOperation[], JsonPatchOperation[]];
-    if (produced instanceof Promise) {
-      const call = request.call ?? new CallSignal(undefined);
-      triple = await call.bound(produced, request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    } else {
-      triple = produced as [object, JsonPatchOperation[], JsonPatchOperation[]];
-    }
-    return [triple[0] as JsonValue, normalizePatch(triple[1]), normalizePatch(triple[2]), result];
+  /** The handler-facing value of a document at head: plain, or its plain part with its collections. */
+  async view(doc: string): Promise<DocumentState<unknown>> {
+    const head = await this.#head(doc, false);
+    return { doc, revision: head.revision, value: this.viewOf(head) };
   }
 
-  #checkWrites(patches: JsonPatch, result: unknown): void {
-    // Sizes are the document's business (#checkSize); here each written value is checked for shape.
-    const problem = findPatchProblem(patches, { ...this.limits, maxBytes: Number.POSITIVE_INFINITY });
+  // --- internals shared with the write session ---------------------------------------------------
+
+  /** @internal */
+  viewOf(head: Head): unknown {
+    if (!head.collections) return head.value;
+    head.view ??= collectionFacade(head.value, this.readersOf(head), false);
+    return head.view;
+  }
+
+  /** @internal */
+  readersOf(head: Head): Map<string, CollectionReader> {
+    const readers = new Map<string, CollectionReader>();
+    for (const [name, c] of head.collections ?? []) {
+      readers.set(
+        name,
+        new CollectionReader(this.store, this.#cache, {
+          doc: head.doc,
+          name,
+          definition: c.definition,
+          size: c.size,
+        }),
+      );
+    }
+    return readers;
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  #checkWrites(write: FinishedWrite): void {
+    // Sizes are the document's business (below); here each written value is checked for shape.
+    const problem = findPatchProblem(write.patches, { ...this.limits, maxBytes: Number.POSITIVE_INFINITY });
     if (problem) {
       throw new StateError(
         'state_invalid',
         `The command wrote an invalid value at "${problem.path}": ${problem.problem}`,
-        {
-          details: { path: problem.path, problem: problem.problem },
-        },
+        { details: { path: problem.path, problem: problem.problem } },
       );
     }
-    if (result !== undefined) {
-      const resultProblem = findJsonProblem(result, this.limits);
-      if (resultProblem) {
+    write.size = this.#checkSize(write.head, write.plain, write.plainPatches);
+    for (const entry of write.entries) {
+      if (entry.value === undefined) continue;
+      const bytes = jsonSize(entry.value);
+      if (bytes > this.limits.maxBytes) {
         throw new StateError(
-          'state_invalid',
-          `The command returned a result that is not plain JSON at "${resultProblem.path}": ${resultProblem.problem}`,
-          {
-            details: { path: `result${resultProblem.path}`, problem: resultProblem.problem },
-          },
+          'state_too_large',
+          `Entry "${entry.key}" of "${entry.collection}" would be ${bytes} bytes; the limit is ${this.limits.maxBytes}`,
+          { details: { collection: entry.collection, key: entry.key, bytes, limit: this.limits.maxBytes } },
         );
       }
     }
@@ -639,52 +902,118 @@ export class StateManager {
       throw new StateError(
         'state_too_large',
         `The document would be ${exact} bytes; the limit is ${this.limits.maxBytes}`,
-        {
-          details: { bytes: exact, limit: this.limits.maxBytes },
-        },
+        { details: { bytes: exact, limit: this.limits.maxBytes } },
       );
     }
     return exact;
   }
 
+  #checkRange(from: number, to: number): void {
+    if (to - from > this.limits.maxRangeCommits) {
+      throw new StateError(
+        'range_too_large',
+        `A diff may span at most ${this.limits.maxRangeCommits} commits`,
+        {
+          details: { from, to, limit: this.limits.maxRangeCommits },
+        },
+      );
+    }
+  }
+
+  /** Installs the head a commit made, updates the entry cache and publishes the commit. */
+  #advance(write: FinishedWrite, commit: CommitRecord): void {
+    const { head } = write;
+    let collections = head.collections;
+    if (collections && write.entries.length > 0) {
+      const next = new Map(collections);
+      for (const [name, delta] of write.sizeDeltas) {
+        const c = next.get(name)!;
+        next.set(name, { definition: c.definition, size: c.size + delta });
+      }
+      collections = next;
+      for (const entry of write.entries) {
+        this.#cache.store(EntryCache.key(head.doc, entry.collection, entry.key), entry.value);
+      }
+    }
+    const newHead: Head = {
+      doc: head.doc,
+      revision: commit.revision,
+      value: write.plain,
+      oldestRevision: head.oldestRevision,
+      lastSnapshot: head.lastSnapshot,
+      sizeEstimate: write.size,
+      collections,
+    };
+    this.#heads.set(head.doc, newHead);
+    this.#emit(commitEvent(commit, false));
+    if (commit.revision - newHead.lastSnapshot >= this.#snapshotEvery)
+      this.#scheduleSnapshot(head.doc, newHead);
+  }
+
   async #compactedDiff(doc: string, head: Head, from: number, to: number): Promise<StateDiff> {
     this.#checkReadable(doc, head, to);
-    const value = to === head.revision ? head.value : await this.#valueAt(doc, to);
+    const { value } = await this.get(doc, { revision: to });
     return { doc, from, to, patches: [{ op: 'replace', path: '', value }], compacted: true };
   }
 
   #checkReadable(doc: string, head: Head, revision: number): number {
-    if (revision > head.revision) {
-      throw new StateError(
-        'invalid_revision',
-        `Revision ${revision} is later than the head (${head.revision})`,
-        {
-          details: { revision, head: head.revision },
-        },
-      );
-    }
+    if (revision > head.revision) throw laterThanHead('revision', revision, head.revision);
     if (revision < head.oldestRevision) {
       throw new StateError(
         'revision_compacted',
         `Revision ${revision} of "${doc}" was compacted; the oldest readable is ${head.oldestRevision}`,
-        {
-          details: { revision, oldestRevision: head.oldestRevision },
-        },
+        { details: { revision, oldestRevision: head.oldestRevision } },
       );
     }
     return revision;
   }
 
-  async #valueAt(doc: string, revision: number): Promise<JsonValue> {
+  /** The plain value (for a document with collections: its plain part) at a past revision. */
+  async #plainAt(doc: string, head: Head, revision: number): Promise<JsonValue> {
+    if (revision === head.revision) return head.value;
     const snapshot = await this.store.readSnapshot(doc, revision);
     if (!snapshot) {
       throw new StateError('revision_compacted', `Revision ${revision} of "${doc}" is no longer kept`, {
         details: { revision },
       });
     }
-    if (snapshot.revision === revision) return deepFreeze(snapshot.value);
+    const names = head.collections?.keys() ?? [];
+    const base = withoutMembers(deepFreeze(snapshot.value), names);
+    if (snapshot.revision === revision) return base;
     const commits = await this.store.readCommits(doc, { after: snapshot.revision, to: revision });
-    return applyPatch(deepFreeze(snapshot.value), concatPatches(commits));
+    return applyPatch(base, plainOps(concatPatches(commits), head.collections));
+  }
+
+  /** How to take a collection's head entries back to `revision`: the inverse of every later commit. */
+  async #rewind(doc: string, head: Head, revision: number): Promise<Rewind> {
+    const id = `${doc}@${revision}`;
+    let rewind = this.#rewinds.get(id);
+    if (rewind && rewind.upTo === head.revision) return rewind;
+    if (head.revision - revision > this.limits.maxRangeCommits) {
+      throw new StateError(
+        'range_too_large',
+        `Pages at revision ${revision} are read through the ${this.limits.maxRangeCommits} commits after it; the head is ${head.revision}`,
+        { details: { revision, head: head.revision, limit: this.limits.maxRangeCommits } },
+      );
+    }
+    const from = rewind?.upTo ?? revision;
+    const commits = await this.store.readCommits(doc, { after: from, to: head.revision });
+    if (
+      commits.length !== head.revision - from ||
+      (commits.length > 0 && commits[0]!.revision !== from + 1)
+    ) {
+      throw new StateError(
+        'revision_compacted',
+        `History after revision ${revision} of "${doc}" was compacted`,
+        {
+          details: { revision, oldestRevision: head.oldestRevision },
+        },
+      );
+    }
+    rewind = (rewind ?? new Rewind(revision)).extend(commits, head.collections!, head.revision);
+    this.#rewinds.set(id, rewind);
+    if (this.#rewinds.size > 16) this.#rewinds.delete(this.#rewinds.keys().next().value!);
+    return rewind;
   }
 
   async #head(doc: string, forWrite: boolean): Promise<Head> {
@@ -706,52 +1035,175 @@ export class StateManager {
   async #load(doc: string, createIfMissing: boolean): Promise<Head> {
     let loaded = await this.store.loadDocument(doc);
     if (!loaded) {
-      const initial = this.#declared.get(doc);
-      if (initial === undefined && !createIfMissing)
+      const definition = this.#declared.get(doc);
+      if (definition === undefined && !createIfMissing)
         throw new StateError('not_found', `No document "${doc}"`, { details: { doc } });
-      await this.store.createDocument(doc, initial ?? {}, this.#clock().toISOString());
+      await this.store.createDocument(
+        doc,
+        definition?.initial ?? {},
+        this.#clock().toISOString(),
+        definition ? layoutOf(definition.collections) : {},
+      );
       loaded = await this.store.loadDocument(doc);
       if (!loaded) throw new RecoveryError('store_unavailable', `Document "${doc}" vanished after creation`);
     }
-    const value = applyPatch(deepFreeze(loaded.snapshot.value), concatPatches(loaded.commits));
-    const head: Head = {
-      revision: loaded.revision,
-      value,
-      oldestRevision: loaded.oldestRevision,
-      lastSnapshot: loaded.snapshot.revision,
-      sizeEstimate: jsonSize(value),
-    };
+    const head = this.#headFrom(doc, loaded);
     this.#heads.set(doc, head);
     if (head.revision - head.lastSnapshot >= this.#snapshotEvery) this.#scheduleSnapshot(doc, head);
     return head;
   }
 
+  #headFrom(doc: string, loaded: LoadedDocument): Head {
+    const declared = this.#declared.get(doc)?.collections ?? {};
+    let collections: Map<string, CollectionHead> | undefined;
+    for (const [name, stored] of Object.entries(loaded.collections)) {
+      collections ??= new Map();
+      const definition = Object.hasOwn(declared, name)
+        ? declared[name]!
+        : collection({ indexes: stored.indexes as never });
+      collections.set(name, { definition, size: stored.size });
+    }
+    const base = withoutMembers(deepFreeze(loaded.snapshot.value), collections?.keys() ?? []);
+    const value = applyPatch(base, plainOps(concatPatches(loaded.commits), collections));
+    return {
+      doc,
+      revision: loaded.revision,
+      value,
+      oldestRevision: loaded.oldestRevision,
+      lastSnapshot: loaded.snapshot.revision,
+      sizeEstimate: jsonSize(value),
+      collections,
+    };
+  }
+
+  /**
+   * Brings a stored document to the collections its declaration names, keeping its value: members
+   * that became collections move into entries, collections no longer declared fold back into the
+   * plain value, and indexes whose fields changed are rebuilt.
+   */
+  async #reconcile(doc: string, definition: DocumentDefinition<unknown>): Promise<void> {
+    const loaded = await this.store.loadDocument(doc);
+    if (!loaded) return;
+    const stored = loaded.collections;
+    const declared = definition.collections;
+    const same =
+      Object.keys(stored).length === Object.keys(declared).length &&
+      Object.entries(declared).every(
+        ([name, c]) =>
+          Object.hasOwn(stored, name) &&
+          canonicalJson(stored[name]!.indexes as unknown as JsonValue) ===
+            canonicalJson(c.indexSpec as unknown as JsonValue),
+      );
+    if (same) return;
+    const staleHead = this.#headFrom(doc, { ...loaded, collections: stored });
+    let plain = staleHead.value as JsonObject;
+    if (plain === null || typeof plain !== 'object' || Array.isArray(plain)) {
+      throw new TypeError(
+        `document "${doc}" holds ${JSON.stringify(plain)?.slice(0, 40)}, not an object: it cannot have collections`,
+      );
+    }
+    plain = { ...plain };
+    const entries: Record<string, Array<{ key: string; value: JsonValue; index: [string, string][] }>> = {};
+    const indexRows: Record<string, Array<{ key: string; index: [string, string][] }>> = {};
+    for (const [name, c] of Object.entries(declared)) {
+      if (Object.hasOwn(stored, name)) {
+        if (
+          canonicalJson(stored[name]!.indexes as unknown as JsonValue) ===
+          canonicalJson(c.indexSpec as unknown as JsonValue)
+        )
+          continue;
+        indexRows[name] = (await this.#allEntries(doc, name)).map(({ key, value }) => ({
+          key,
+          index: indexRowsOf(c, value),
+        }));
+        continue;
+      }
+      const member = plain[name];
+      delete plain[name];
+      if (member === undefined) {
+        entries[name] = [];
+        continue;
+      }
+      if (member === null || typeof member !== 'object' || Array.isArray(member)) {
+        throw new TypeError(
+          `document "${doc}" holds a ${Array.isArray(member) ? 'list' : typeof member} at "${name}", which the app declares a collection: it needs an object of entries`,
+        );
+      }
+      entries[name] = Object.entries(member).map(([key, value]) => {
+        checkEntryKey(name, key);
+        return { key, value, index: indexRowsOf(c, value) };
+      });
+    }
+    for (const name of Object.keys(stored)) {
+      if (Object.hasOwn(declared, name)) continue;
+      plain[name] = Object.fromEntries(
+        (await this.#allEntries(doc, name)).map(({ key, value }) => [key, value]),
+      );
+    }
+    await this.store.restructure({
+      doc,
+      revision: loaded.revision,
+      plain,
+      layout: layoutOf(declared),
+      entries,
+      indexRows,
+    });
+    this.invalidate(doc);
+  }
+
+  async #allEntries(doc: string, name: string): Promise<Array<{ key: string; value: JsonValue }>> {
+    const out: Array<{ key: string; value: JsonValue }> = [];
+    let after: string | undefined;
+    for (;;) {
+      const rows = await this.store.listEntries(doc, name, { after, limit: 1000 });
+      out.push(...rows);
+      if (rows.length < 1000) return out;
+      after = rows.at(-1)!.key;
+    }
+  }
+
   /** Folds in commits made elsewhere since `head`; falls back to a full load after compaction. */
   async #reload(doc: string, head: Head): Promise<Head> {
     const commits = await this.store.readCommits(doc, { after: head.revision });
-    if (commits.length > 0 && commits[0]!.revision !== head.revision + 1) {
-      this.#heads.delete(doc);
-      return this.#head(doc, false);
-    }
+    if (commits.length > 0 && commits[0]!.revision !== head.revision + 1) return this.#fullReload(doc);
     const patches = concatPatches(commits);
-    const value = applyPatch(head.value, patches);
-    const size = head.sizeEstimate + jsonSize(patches as unknown as JsonValue);
-    const last = commits.at(-1);
-    const next: Head = { ...head, revision: last?.revision ?? head.revision, value, sizeEstimate: size };
-    this.#heads.set(doc, next);
-    for (const commit of commits) {
-      this.#emit({
-        doc,
-        revision: commit.revision,
-        commandId: commit.commandId,
-        command: commit.command,
-        principal: commit.principal,
-        at: commit.at,
-        patches: commit.patches,
-        external: true,
-      });
+    let collections = head.collections;
+    if (collections) {
+      const sizes = new Map<string, number>();
+      for (const op of patches) {
+        const at = splitCollectionPath(op.path, collections);
+        if (!at) continue;
+        // A change to a whole collection at once (only from history older than collections) reloads all.
+        if (at.key === undefined) return this.#fullReload(doc);
+        this.#cache.evict(EntryCache.key(doc, at.collection, at.key));
+        if (at.rest !== '' || op.op === 'replace') continue;
+        sizes.set(at.collection, (sizes.get(at.collection) ?? 0) + (op.op === 'add' ? 1 : -1));
+      }
+      if (sizes.size > 0) {
+        const next = new Map(collections);
+        for (const [name, delta] of sizes)
+          next.set(name, { ...next.get(name)!, size: next.get(name)!.size + delta });
+        collections = next;
+      }
     }
+    const value = applyPatch(head.value, plainOps(patches, collections));
+    const last = commits.at(-1);
+    const next: Head = {
+      ...head,
+      view: undefined,
+      revision: last?.revision ?? head.revision,
+      value,
+      sizeEstimate: head.sizeEstimate + jsonSize(patches as unknown as JsonValue),
+      collections,
+    };
+    this.#heads.set(doc, next);
+    for (const commit of commits) this.#emit(commitEvent(commit, true));
     return next;
+  }
+
+  async #fullReload(doc: string): Promise<Head> {
+    this.invalidate(doc);
+    return this.#head(doc, false);
   }
 
   #scheduleSnapshot(doc: string, head: Head): void {
@@ -776,8 +1228,297 @@ export class StateManager {
   }
 }
 
+function decodeCursorMismatch(cursor: string): StateError {
+  return new StateError('invalid_cursor', 'The cursor belongs to another collection', {
+    details: { cursor: cursor.slice(0, 64) },
+  });
+}
+
 /**
- * A handler may return parts of its draft (`return { task }`); drafts die when the recipe ends, so
+ * The inverse changes of the commits after a revision, per collection entry, newest first: applied
+ * to an entry's head value they give its value at that revision.
+ */
+class Rewind {
+  readonly revision: number;
+  upTo: number;
+  readonly #ops = new Map<string, Map<string, JsonPatchOperation[]>>();
+
+  constructor(revision: number) {
+    this.revision = revision;
+    this.upTo = revision;
+  }
+
+  /** Adds commits after `upTo` (ascending): their inverses go before the ones already held. */
+  extend(commits: readonly CommitRecord[], collections: ReadonlyMap<string, unknown>, head: number): this {
+    const added = new Map<string, Map<string, JsonPatchOperation[]>>();
+    for (let i = commits.length - 1; i >= 0; i--) {
+      for (const op of commits[i]!.inverse) {
+        const at = splitCollectionPath(op.path, collections);
+        if (!at) continue;
+        if (at.key === undefined)
+          throw new StateError(
+            'revision_compacted',
+            'This history replaced a whole collection; read the document whole',
+          );
+        const byKey = getOrCreate(added, at.collection, () => new Map<string, JsonPatchOperation[]>());
+        getOrCreate(byKey, at.key, () => []).push({ ...op, path: at.rest });
+      }
+    }
+    for (const [name, byKey] of added) {
+      const mine = getOrCreate(this.#ops, name, () => new Map<string, JsonPatchOperation[]>());
+      for (const [key, ops] of byKey) mine.set(key, [...ops, ...(mine.get(key) ?? [])]);
+    }
+    this.upTo = head;
+    return this;
+  }
+
+  keys(collection: string): Iterable<string> {
+    return this.#ops.get(collection)?.keys() ?? [];
+  }
+
+  valueAt(collection: string, key: string, headValue: JsonValue | undefined): JsonValue | undefined {
+    let value = headValue;
+    for (const op of this.#ops.get(collection)?.get(key) ?? []) {
+      if (op.path === '') value = op.op === 'remove' ? undefined : op.value;
+      else if (value !== undefined) value = applyPatch(deepFreeze(value), [op]);
+    }
+    return value;
+  }
+}
+
+/** What one document's part of a write amounts to. */
+interface FinishedWrite {
+  head: Head;
+  patches: JsonPatch;
+  inverse: JsonPatch;
+  /** The new plain value (the whole value of a plain document). */
+  plain: JsonValue;
+  plainPatches: JsonPatch;
+  entries: import('./store.js').EntryWrite[];
+  sizeDeltas: Array<[collection: string, delta: number]>;
+  size: number;
+}
+
+/**
+ * One attempt of a write: drafts made on first use, per document and per collection entry, turned
+ * into patches, inverse patches and entry writes when the handler is done.
+ */
+class Session implements WriteSession {
+  readonly #heads: ReadonlyMap<string, Head>;
+  readonly #state: StateManager;
+  readonly #docs = new Map<string, DocumentWrite>();
+
+  constructor(heads: ReadonlyMap<string, Head>, state: StateManager) {
+    this.#heads = heads;
+    this.#state = state;
+  }
+
+  #write(doc: string): DocumentWrite {
+    let write = this.#docs.get(doc);
+    if (!write) {
+      const head = this.#heads.get(doc);
+      if (!head) throw new TypeError(`this write did not declare document "${doc}"`);
+      write = new DocumentWrite(head, this.#state);
+      this.#docs.set(doc, write);
+    }
+    return write;
+  }
+
+  draft(doc: string): unknown {
+    return this.#write(doc).draft();
+  }
+
+  base(doc: string): DocumentState<unknown> {
+    const head = this.#heads.get(doc);
+    if (!head) throw new TypeError(`this write did not declare document "${doc}"`);
+    return { doc, revision: head.revision, value: this.#state.viewOf(head) };
+  }
+
+  apply(doc: string, patches: JsonPatch): Promise<void> {
+    return this.#write(doc).apply(patches);
+  }
+
+  async finish(): Promise<FinishedWrite[]> {
+    const out: FinishedWrite[] = [];
+    for (const write of this.#docs.values()) out.push(await write.finish());
+    return out;
+  }
+}
+
+class DocumentWrite {
+  readonly head: Head;
+  readonly #state: StateManager;
+  #plain:
+    | { draft: unknown; finalize: () => [JsonValue, JsonPatchOperation[], JsonPatchOperation[]] }
+    | undefined;
+  readonly #collections = new Map<string, CollectionDraft>();
+  #facade: unknown;
+
+  constructor(head: Head, state: StateManager) {
+    this.head = head;
+    this.#state = state;
+  }
+
+  #plainDraft(): unknown {
+    if (!this.#plain) {
+      const base = this.head.value;
+      if (base === null || typeof base !== 'object') {
+        throw new StateError(
+          'state_invalid',
+          `Document "${this.head.doc}" holds a ${base === null ? 'null' : typeof base}, which cannot be drafted`,
+        );
+      }
+      const [draft, finalize] = create(base as object, MUTATIVE_OPTIONS);
+      this.#plain = {
+        draft,
+        finalize: finalize as unknown as () => [JsonValue, JsonPatchOperation[], JsonPatchOperation[]],
+      };
+    }
+    return this.#plain.draft;
+  }
+
+  #collection(name: string): CollectionDraft {
+    let draft = this.#collections.get(name);
+    if (!draft) {
+      draft = new CollectionDraft(this.#state.readersOf(this.head).get(name)!);
+      this.#collections.set(name, draft);
+    }
+    return draft;
+  }
+
+  draft(): unknown {
+    if (!this.head.collections) return this.#plainDraft();
+    this.#facade ??= collectionFacade(
+      this.#plainDraft(),
+      {
+        get: (name: string) => (this.head.collections!.has(name) ? this.#collection(name) : undefined),
+      },
+      true,
+    );
+    return this.#facade;
+  }
+
+  async apply(patches: JsonPatch): Promise<void> {
+    const collections = this.head.collections;
+    const plain: JsonPatch = [];
+    for (const op of patches) {
+      const at = collections && splitCollectionPath(op.path, collections);
+      if (!at) {
+        plain.push(op);
+        continue;
+      }
+      if (plain.length > 0) applyToDraft(this.#plainDraft(), plain.splice(0), { mutable: true });
+      const target = this.#collection(at.collection);
+      if (at.key === undefined) {
+        // A whole collection replaced at once (history older than collections): entry by entry.
+        if (
+          op.op === 'remove' ||
+          op.value === null ||
+          typeof op.value !== 'object' ||
+          Array.isArray(op.value)
+        )
+          throw new StateError(
+            'state_invalid',
+            `A patch replaced collection "${at.collection}" with a non-object`,
+          );
+        let cursor: string | undefined;
+        do {
+          const page = await target.list({ cursor, limit: 1000 });
+          for (const { key } of page.entries) if (!Object.hasOwn(op.value, key)) target.delete(key);
+          cursor = page.cursor;
+        } while (cursor);
+        for (const [key, value] of Object.entries(op.value)) target.set(key, value);
+        continue;
+      }
+      if (at.rest === '') {
+        if (op.op === 'remove') target.delete(at.key);
+        else target.set(at.key, op.value);
+        continue;
+      }
+      const entry = await target.get(at.key);
+      if (entry === undefined)
+        throw new StateError(
+          'state_invalid',
+          `A patch addressed entry "${at.key}" of "${at.collection}", which does not exist`,
+        );
+      applyToDraft(entry, [{ ...op, path: at.rest }], { mutable: true });
+    }
+    if (plain.length > 0) applyToDraft(this.#plainDraft(), plain, { mutable: true });
+  }
+
+  async finish(): Promise<FinishedWrite> {
+    let plain = this.head.value;
+    let plainPatches: JsonPatch = [];
+    let plainInverse: JsonPatch = [];
+    if (this.#plain) {
+      const [next, patches, inverse] = this.#plain.finalize();
+      plain = next;
+      plainPatches = normalizePatch(patches);
+      plainInverse = normalizePatch(inverse);
+      freezeChanged(plain, plainPatches);
+    }
+    const patches: JsonPatch = [...plainPatches];
+    const inverse: JsonPatch = [...plainInverse];
+    const entries: import('./store.js').EntryWrite[] = [];
+    const sizeDeltas: Array<[string, number]> = [];
+    for (const [name, draft] of this.#collections) {
+      const changes = await draft.finish();
+      for (const op of changes.patches) patches.push(op);
+      for (const op of changes.inverse) inverse.push(op);
+      for (const write of changes.writes) {
+        if (write.value !== undefined) write.value = deepFreeze(write.value);
+        entries.push(write);
+      }
+      if (changes.sizeDelta !== 0) sizeDeltas.push([name, changes.sizeDelta]);
+    }
+    return {
+      head: this.head,
+      patches,
+      inverse,
+      plain,
+      plainPatches,
+      entries,
+      sizeDeltas,
+      size: this.head.sizeEstimate,
+    };
+  }
+}
+
+/**
+ * A document with collections as handlers see it: the plain part's members as they are, and each
+ * collection's name giving its collection object. Assigning a collection member is refused.
+ */
+function collectionFacade(
+  target: unknown,
+  collections: { get(name: string): unknown },
+  writable: boolean,
+): unknown {
+  return new Proxy(target as object, {
+    get(object, property, receiver) {
+      if (typeof property === 'string') {
+        const found = collections.get(property);
+        if (found !== undefined) return found;
+      }
+      return Reflect.get(object, property, receiver === undefined ? object : object);
+    },
+    set(object, property, value) {
+      if (typeof property === 'string' && collections.get(property) !== undefined)
+        throw new TypeError(
+          `"${property}" is a collection: change its entries with set(), delete() and get()`,
+        );
+      if (!writable) return false;
+      return Reflect.set(object, property, value);
+    },
+    deleteProperty(object, property) {
+      if (typeof property === 'string' && collections.get(property) !== undefined)
+        throw new TypeError(`"${property}" is a collection: remove its entries with delete()`);
+      return writable ? Reflect.deleteProperty(object, property) : false;
+    },
+  });
+}
+
+/**
+ * A handler may return parts of its draft (`return { task }`); drafts die when the write finishes, so
  * they are turned into plain values while still alive. Only containers holding drafts are copied.
  */
 function resolveDrafts<T>(value: T): T {
@@ -804,6 +1545,15 @@ function resolveDrafts<T>(value: T): T {
   return (out ?? value) as T;
 }
 
+function getOrCreate<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+  let value = map.get(key);
+  if (value === undefined) {
+    value = make();
+    map.set(key, value);
+  }
+  return value;
+}
+
 function concatPatches(commits: readonly CommitRecord[]): JsonPatch {
   if (commits.length === 1) return commits[0]!.patches;
   const out: JsonPatch = [];
@@ -822,3 +1572,4 @@ function normalizePatch(patch: JsonPatchOperation[]): JsonPatch {
 function jsonSize(value: JsonValue): number {
   return JSON.stringify(value)?.length ?? 0;
 }
+

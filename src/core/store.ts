@@ -1,3 +1,4 @@
+import type { IndexRange } from './collections.js';
 import type { JsonValue } from './json.js';
 import type { JsonPatch } from './patch.js';
 
@@ -27,18 +28,52 @@ export interface Store {
   schemaStatus?(): Promise<SchemaStatus>;
 
   listDocuments(): Promise<DocumentInfo[]>;
-  /** Creates a document at revision 0 holding `initial` (as its first snapshot). False if it exists. */
-  createDocument(doc: string, initial: JsonValue, at: string): Promise<boolean>;
+  /**
+   * Creates a document at revision 0 holding `initial` (as its first snapshot) and the empty
+   * collections named. False if it exists.
+   */
+  createDocument(
+    doc: string,
+    initial: JsonValue,
+    at: string,
+    collections?: CollectionLayout,
+  ): Promise<boolean>;
   /** The newest snapshot of a document and every commit after it, or undefined if it does not exist. */
   loadDocument(doc: string): Promise<LoadedDocument | undefined>;
+  /** The revision a document is at now (0 for one that does not exist): cheap, for freshness checks. */
+  headRevision(doc: string): Promise<number>;
+  /**
+   * Changes which collections a document keeps, or their indexes, leaving its value as it is: the
+   * new plain snapshot, the collections' entries (all of them, for a collection listed with
+   * `entries`) and index rows are written in one transaction, if the document is still at `revision`.
+   */
+  restructure(request: RestructureRequest): Promise<void>;
   /** The newest snapshot at or before `revision`. */
   readSnapshot(doc: string, atOrBefore: number): Promise<Snapshot | undefined>;
   /** Commits with `after < revision <= to`, ascending, at most `limit`. */
   readCommits(doc: string, range: CommitRange): Promise<CommitRecord[]>;
-  /** One commit by its command id. */
-  readCommit(commandId: string): Promise<CommitRecord | undefined>;
-  /** Writes a commit if the document is at `expectedRevision`. See the invariants above. */
+  /** The commits one command made (one per document it changed), or none. */
+  readCommand(commandId: string): Promise<CommitRecord[]>;
+  /** Writes the commits if every document is at its `expectedRevision`. See the invariants above. */
   commit(request: CommitRequest): Promise<CommitOutcome>;
+
+  /** Head values of entries, by key; missing keys are absent from the map. */
+  readEntries(doc: string, collection: string, keys: readonly string[]): Promise<Map<string, JsonValue>>;
+  /** Entries in key order (code point order) after `after`, at most `limit`. */
+  listEntries(
+    doc: string,
+    collection: string,
+    range: { after?: string; limit: number },
+  ): Promise<StoredEntry[]>;
+  /** Entries in the order of an index, within `range`. */
+  queryIndex(doc: string, collection: string, index: string, range: IndexRange): Promise<IndexedEntry[]>;
+  /** How many rows an index holds with `from <= key < to`. */
+  countIndex(
+    doc: string,
+    collection: string,
+    index: string,
+    range: { from: string; to: string },
+  ): Promise<number>;
   /** Records an attempt that changed no state (a query, a refusal, a failure) in the audit chain. */
   recordAttempt(request: AttemptRequest): Promise<AuditRecord>;
   writeSnapshot(doc: string, snapshot: Snapshot): Promise<void>;
@@ -80,6 +115,9 @@ export interface CredentialStore {
   revokeApiKey(idOrName: string, at: string): Promise<ApiKeyRecord | undefined>;
 }
 
+/** Collections of a document and the index fields each is built for, by collection name. */
+export type CollectionLayout = Record<string, { indexes: Record<string, readonly string[]> }>;
+
 export interface DocumentInfo {
   doc: string;
   revision: number;
@@ -97,9 +135,54 @@ export interface LoadedDocument {
   doc: string;
   revision: number;
   oldestRevision: number;
+  /** Of the plain part (without collections), for a document with collections. */
   snapshot: Snapshot;
   /** Commits after the snapshot, ascending, up to the head. */
   commits: CommitRecord[];
+  /** The collections the store keeps for this document, with their sizes at head. */
+  collections: Record<string, { size: number; indexes: Record<string, readonly string[]> }>;
+}
+
+export interface StoredEntry {
+  key: string;
+  value: JsonValue;
+}
+
+export interface IndexedEntry extends StoredEntry {
+  /** The entry's key in the index. */
+  ikey: string;
+}
+
+/** One index row of an entry: (index name, encoded index key). */
+export type IndexRow = [index: string, ikey: string];
+
+/** One entry a commit writes. */
+export interface EntryWrite {
+  collection: string;
+  key: string;
+  /** The new value; absent when the entry is removed. */
+  value?: JsonValue;
+  /** Whether the entry existed at the expected revision (the collection's size follows). */
+  existed: boolean;
+  indexRemove: IndexRow[];
+  indexAdd: IndexRow[];
+}
+
+export interface RestructureRequest {
+  doc: string;
+  /** The head revision the request was computed at. */
+  revision: number;
+  /** The document's new plain part, written as its snapshot at `revision`. */
+  plain: JsonValue;
+  /** The collections the document keeps from now on (any not listed are dropped). */
+  layout: CollectionLayout;
+  /**
+   * For collections whose rows are rewritten: every entry with its index rows. Collections of
+   * `layout` not listed here keep their entries; their index rows are rebuilt when given in
+   * `indexRows` (all rows of the collection).
+   */
+  entries?: Record<string, Array<{ key: string; value: JsonValue; index: IndexRow[] }>>;
+  indexRows?: Record<string, Array<{ key: string; index: IndexRow[] }>>;
 }
 
 export interface CommitRange {
@@ -140,6 +223,8 @@ export interface AuditEntry {
   commandId?: string;
   /** SHA-256 of the canonical patch, when state changed. */
   patchHash?: string;
+  /** When one command changed several documents: the others, with their revisions and patch hashes. */
+  alsoChanged?: Array<{ doc: string; revision: number; patchHash: string }>;
   traceparent?: string;
 }
 
@@ -174,16 +259,25 @@ export interface IdempotencyRecord {
   at: string;
 }
 
-export interface CommitRequest {
+/** One document's part of a commit. */
+export interface DocumentChange {
   commit: CommitRecord;
   expectedRevision: number;
+  /** Collection entries the commit writes. */
+  entries?: EntryWrite[];
+}
+
+export interface CommitRequest {
+  /** One per document changed, each at its own next revision. */
+  changes: DocumentChange[];
   audit: AuditEntry;
   idempotency?: IdempotencyRecord;
 }
 
 export type CommitOutcome =
   | { status: 'committed'; audit: AuditRecord }
-  | { status: 'conflict'; currentRevision: number }
+  /** A document had moved on: nothing was written. */
+  | { status: 'conflict'; doc: string; currentRevision: number }
   /** Another call with the same idempotency key committed first. */
   | { status: 'duplicate'; record: IdempotencyRecord };
 

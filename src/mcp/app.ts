@@ -5,7 +5,8 @@ import type {
 } from '@modelcontextprotocol/server';
 import { UriTemplate } from '@modelcontextprotocol/server';
 import type { Principal } from '../core/access.js';
-import { type CommandDefinition, type DocumentDefinition, defineDocument } from '../core/commands.js';
+import type { CommandDefinition } from '../core/commands.js';
+import { type DocumentDefinition, defineDocument } from '../core/document.js';
 import type { JsonValue } from '../core/json.js';
 import type { HealthCheck } from '../observability/health.js';
 import type { RolesConfig } from '../security/rbac.js';
@@ -71,7 +72,7 @@ export interface AppSpec {
   title?: string;
   /** Shown to clients at initialization: how agents should use this server. */
   instructions?: string;
-  /** Documents and their initial values: `{ board: { tasks: {} } }`, or `defineDocument(...)` results. */
+  /** Documents: `defineDocument(...)` results, or initial values by id (`{ notes: { items: {} } }`). */
   documents?: Record<string, JsonValue> | Array<DocumentDefinition<unknown>>;
   commands?: CommandDefinition[];
   resources?: AppResource[];
@@ -92,7 +93,7 @@ export interface AppDefinition {
   readonly version: string;
   readonly title: string | undefined;
   readonly instructions: string | undefined;
-  readonly documents: Readonly<Record<string, JsonValue>>;
+  readonly documents: ReadonlyArray<DocumentDefinition<unknown>>;
   readonly commands: readonly CommandDefinition[];
   readonly resources: readonly AppResource[];
   readonly resourceTemplates: ReadonlyArray<AppResourceTemplate & { readonly matcher: UriTemplate }>;
@@ -119,16 +120,13 @@ export function defineApp(spec: AppSpec): AppDefinition {
   if (typeof spec?.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.@/-]{0,127}$/.test(spec.name)) {
     throw new TypeError('defineApp needs a name (letters, digits and _ . @ / -)');
   }
-  const documents: Record<string, JsonValue> = {};
-  if (Array.isArray(spec.documents)) {
-    for (const doc of spec.documents) {
-      if (doc.id in documents) throw new TypeError(`document "${doc.id}" is defined twice`);
-      documents[doc.id] = doc.initial as JsonValue;
-    }
-  } else {
-    for (const [id, initial] of Object.entries(spec.documents ?? {}))
-      documents[id] = defineDocument(id, initial).initial as JsonValue;
-  }
+  const documents: Array<DocumentDefinition<unknown>> = Array.isArray(spec.documents)
+    ? [...spec.documents]
+    : Object.entries(spec.documents ?? {}).map(([id, initial]) => defineDocument(id, initial));
+  unique(
+    'document',
+    documents.map((d) => d.id),
+  );
   const commands = spec.commands ?? [];
   for (const command of commands) {
     if (typeof command?.run !== 'function')

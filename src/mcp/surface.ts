@@ -274,8 +274,7 @@ export class McpSurface {
       principal,
       requestId: timeOrderedId(),
       signal: ctx.mcpReq.signal,
-      idempotencyKey: meta[META.idempotencyKey] as string | undefined,
-      expectedRevision: meta[META.expectedRevision] as number | undefined,
+      meta,
       ...(traceparent === undefined ? {} : { traceparent }),
       client: clientChannel(ctx, meta.progressToken),
     });

@@ -39,22 +39,26 @@ function entry(overrides: Partial<AuditEntry> = {}): AuditEntry {
   };
 }
 
-function commitRequest(doc: string, revision: number, overrides: Partial<CommitRecord> = {}): CommitRequest {
-  return {
-    expectedRevision: revision - 1,
-    commit: {
-      doc,
-      revision,
-      commandId: `cmd-${doc}-${revision}-${Math.random().toString(36).slice(2)}`,
-      command: 'task.add',
-      principal: 'alice',
-      at: AT,
-      patches: [{ op: 'add', path: `/k${revision}`, value: revision }],
-      inverse: [{ op: 'remove', path: `/k${revision}` }],
-      ...overrides,
-    },
-    audit: entry({ doc, revision }),
+/** A single-document commit request, with its commit at hand (`.commit`) for assertions. */
+type SingleCommit = CommitRequest & { commit: CommitRecord };
+
+function commitRequest(doc: string, revision: number, overrides: Partial<CommitRecord> = {}): SingleCommit {
+  const commit: CommitRecord = {
+    doc,
+    revision,
+    commandId: `cmd-${doc}-${revision}-${Math.random().toString(36).slice(2)}`,
+    command: 'task.add',
+    principal: 'alice',
+    at: AT,
+    patches: [{ op: 'add', path: `/k${revision}`, value: revision }],
+    inverse: [{ op: 'remove', path: `/k${revision}` }],
+    ...overrides,
   };
+  return { changes: [{ commit, expectedRevision: revision - 1 }], audit: entry({ doc, revision }), commit };
+}
+
+async function readCommit(store: Store, commandId: string): Promise<CommitRecord | undefined> {
+  return (await store.readCommand(commandId))[0];
 }
 
 function idem(key: string, revision: number): IdempotencyRecord {
@@ -130,7 +134,7 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       expect(commits).toHaveLength(1);
       expect(commits[0]).toMatchObject({ ...request.commit });
       expect(commits[0]!.auditSeq).toBe(outcome.status === 'committed' ? outcome.audit.seq : -1);
-      expect(await store.readCommit(request.commit.commandId)).toEqual(commits[0]);
+      expect(await readCommit(store, request.commit.commandId)).toEqual(commits[0]);
       expect((await store.loadDocument('d'))?.revision).toBe(1);
     });
 
@@ -139,10 +143,10 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       await store.commit(commitRequest('d', 1));
       const auditBefore = await store.readAudit({});
       const stale = commitRequest('d', 1);
-      expect(await store.commit(stale)).toEqual({ status: 'conflict', currentRevision: 1 });
+      expect(await store.commit(stale)).toEqual({ status: 'conflict', doc: 'd', currentRevision: 1 });
       expect(await store.readCommits('d', { after: 0 })).toHaveLength(1);
       expect(await store.readAudit({})).toEqual(auditBefore);
-      expect(await store.readCommit(stale.commit.commandId)).toBeUndefined();
+      expect(await readCommit(store, stale.commit.commandId)).toBeUndefined();
     });
 
     it('lets exactly one of several commits racing at the same revision win, across handles', async () => {
@@ -167,7 +171,7 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
         expect(winners).toHaveLength(1);
         const winner = requests[winners[0]!]!;
         outcomes.forEach((o, i) => {
-          if (i !== winners[0]) expect(o).toEqual({ status: 'conflict', currentRevision: 2 });
+          if (i !== winners[0]) expect(o).toEqual({ status: 'conflict', doc: 'd', currentRevision: 2 });
         });
 
         for (const handle of handles) {
@@ -178,7 +182,7 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
             [2, winner.commit.commandId],
           ]);
           for (const [i, request] of requests.entries()) {
-            if (i !== winners[0]) expect(await handle.readCommit(request.commit.commandId)).toBeUndefined();
+            if (i !== winners[0]) expect(await readCommit(handle, request.commit.commandId)).toBeUndefined();
           }
         }
         const records = await store.readAudit({});
@@ -189,7 +193,7 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
           principal: winner.audit.principal,
           commandId: winner.commit.commandId,
         });
-        expect((await store.readCommit(winner.commit.commandId))?.auditSeq).toBe(2);
+        expect((await readCommit(store, winner.commit.commandId))?.auditSeq).toBe(2);
 
         // A retry at the new head commits, through the other handle, and the chain goes on.
         const retry = commitRequest('d', 3);
@@ -315,7 +319,11 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       try {
         await store.createDocument('d', {}, AT);
         expect((await store.commit(commitRequest('d', 1))).status).toBe('committed');
-        expect(await other.commit(commitRequest('d', 1))).toEqual({ status: 'conflict', currentRevision: 1 });
+        expect(await other.commit(commitRequest('d', 1))).toEqual({
+          status: 'conflict',
+          doc: 'd',
+          currentRevision: 1,
+        });
         expect((await other.commit(commitRequest('d', 2))).status).toBe('committed');
         await store.recordAttempt({ audit: entry() });
         await other.recordAttempt({ audit: entry() });

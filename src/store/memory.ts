@@ -1,4 +1,5 @@
 import { GENESIS_HASH, sealAuditRecord } from '../core/audit.js';
+import { compareKeys, type IndexRange } from '../core/collections.js';
 import { StateError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import type {
@@ -6,6 +7,7 @@ import type {
   AttemptRequest,
   AuditQuery,
   AuditRecord,
+  CollectionLayout,
   CommitOutcome,
   CommitRange,
   CommitRecord,
@@ -13,9 +15,12 @@ import type {
   CredentialStore,
   DocumentInfo,
   IdempotencyRecord,
+  IndexedEntry,
   LoadedDocument,
+  RestructureRequest,
   Snapshot,
   Store,
+  StoredEntry,
 } from '../core/store.js';
 
 interface MemoryDocument {
@@ -24,6 +29,53 @@ interface MemoryDocument {
   createdAt: string;
   commits: CommitRecord[];
   snapshots: Snapshot[];
+  collections: Map<string, MemoryCollection>;
+}
+
+/** Rows kept sorted, found by binary search: keys in code point order, index rows by (ikey, key). */
+class SortedRows<T> {
+  readonly rows: T[] = [];
+  constructor(readonly compare: (a: T, b: T) => number) {}
+
+  /** The first position whose row is not before `probe`. */
+  lowerBound(probe: T): number {
+    let lo = 0;
+    let hi = this.rows.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.compare(this.rows[mid]!, probe) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  insert(row: T): void {
+    const at = this.lowerBound(row);
+    if (at < this.rows.length && this.compare(this.rows[at]!, row) === 0) return;
+    this.rows.splice(at, 0, row);
+  }
+
+  remove(row: T): void {
+    const at = this.lowerBound(row);
+    if (at < this.rows.length && this.compare(this.rows[at]!, row) === 0) this.rows.splice(at, 1);
+  }
+}
+
+type IndexEntryRow = readonly [ikey: string, key: string];
+const compareIndexRows = (a: IndexEntryRow, b: IndexEntryRow) =>
+  compareKeys(a[0], b[0]) || compareKeys(a[1], b[1]);
+
+interface MemoryCollection {
+  indexes: Record<string, readonly string[]>;
+  entries: Map<string, JsonValue>;
+  keys: SortedRows<string>;
+  rows: Map<string, SortedRows<IndexEntryRow>>;
+}
+
+function newCollection(indexes: Record<string, readonly string[]>): MemoryCollection {
+  const rows = new Map<string, SortedRows<IndexEntryRow>>();
+  for (const name of Object.keys(indexes)) rows.set(name, new SortedRows(compareIndexRows));
+  return { indexes: copy(indexes), entries: new Map(), keys: new SortedRows(compareKeys), rows };
 }
 
 /** Values cross the store boundary as copies, as they would through a database. */
@@ -38,7 +90,7 @@ function copy<T>(value: T): T {
 export class MemoryStore implements Store, CredentialStore {
   readonly kind = 'memory';
   readonly #docs = new Map<string, MemoryDocument>();
-  readonly #commitsById = new Map<string, CommitRecord>();
+  readonly #commitsById = new Map<string, CommitRecord[]>();
   readonly #audit: AuditRecord[] = [];
   readonly #idempotency = new Map<string, IdempotencyRecord>();
   readonly #keys = new Map<string, ApiKeyRecord>();
@@ -68,17 +120,145 @@ export class MemoryStore implements Store, CredentialStore {
       .sort((a, b) => a.doc.localeCompare(b.doc));
   }
 
-  async createDocument(doc: string, initial: JsonValue, at: string): Promise<boolean> {
+  async createDocument(
+    doc: string,
+    initial: JsonValue,
+    at: string,
+    layout: CollectionLayout = {},
+  ): Promise<boolean> {
     this.#check();
     if (this.#docs.has(doc)) return false;
+    const collections = new Map<string, MemoryCollection>();
+    for (const [name, { indexes }] of Object.entries(layout)) collections.set(name, newCollection(indexes));
     this.#docs.set(doc, {
       revision: 0,
       oldestRevision: 0,
       createdAt: at,
       commits: [],
       snapshots: [{ revision: 0, value: copy(initial) }],
+      collections,
     });
     return true;
+  }
+
+  async headRevision(doc: string): Promise<number> {
+    this.#check();
+    return this.#docs.get(doc)?.revision ?? 0;
+  }
+
+  async restructure(request: RestructureRequest): Promise<void> {
+    this.#check();
+    const d = this.#docs.get(request.doc);
+    if (!d) throw new StateError('not_found', `No document "${request.doc}"`);
+    if (d.revision !== request.revision)
+      throw new StateError('revision_conflict', 'The document moved on during a restructure');
+    const next = new Map<string, MemoryCollection>();
+    for (const [name, { indexes }] of Object.entries(request.layout)) {
+      const kept = d.collections.get(name);
+      const entries = request.entries?.[name];
+      const rows = request.indexRows?.[name];
+      if (kept && !entries && !rows) {
+        next.set(name, kept);
+        continue;
+      }
+      const c = newCollection(indexes);
+      if (entries) {
+        for (const entry of entries) {
+          c.entries.set(entry.key, copy(entry.value));
+          c.keys.insert(entry.key);
+          for (const [index, ikey] of entry.index) c.rows.get(index)?.insert([ikey, entry.key]);
+        }
+      } else if (kept) {
+        for (const [key, value] of kept.entries) {
+          c.entries.set(key, value);
+          c.keys.insert(key);
+        }
+        for (const row of rows ?? [])
+          for (const [index, ikey] of row.index) c.rows.get(index)?.insert([ikey, row.key]);
+      }
+      next.set(name, c);
+    }
+    d.collections = next;
+    d.snapshots = d.snapshots.filter((s) => s.revision !== request.revision);
+    d.snapshots.push({ revision: request.revision, value: copy(request.plain) });
+    d.snapshots.sort((a, b) => a.revision - b.revision);
+  }
+
+  async readEntries(
+    doc: string,
+    collection: string,
+    keys: readonly string[],
+  ): Promise<Map<string, JsonValue>> {
+    this.#check();
+    const c = this.#docs.get(doc)?.collections.get(collection);
+    const out = new Map<string, JsonValue>();
+    if (!c) return out;
+    for (const key of keys) {
+      const value = c.entries.get(key);
+      if (value !== undefined) out.set(key, copy(value));
+    }
+    return out;
+  }
+
+  async listEntries(
+    doc: string,
+    collection: string,
+    range: { after?: string; limit: number },
+  ): Promise<StoredEntry[]> {
+    this.#check();
+    const c = this.#docs.get(doc)?.collections.get(collection);
+    if (!c) return [];
+    let at = range.after === undefined ? 0 : c.keys.lowerBound(range.after);
+    if (range.after !== undefined && c.keys.rows[at] === range.after) at++;
+    return c.keys.rows.slice(at, at + range.limit).map((key) => ({ key, value: copy(c.entries.get(key)!) }));
+  }
+
+  async queryIndex(
+    doc: string,
+    collection: string,
+    index: string,
+    range: IndexRange,
+  ): Promise<IndexedEntry[]> {
+    this.#check();
+    const c = this.#docs.get(doc)?.collections.get(collection);
+    const rows = c?.rows.get(index);
+    if (!c || !rows) return [];
+    const out: IndexedEntry[] = [];
+    const inRange = (row: IndexEntryRow) =>
+      compareKeys(row[0], range.from) >= 0 && compareKeys(row[0], range.to) < 0;
+    if (range.order === 'asc') {
+      let at = rows.lowerBound(range.after ? [range.after[0], range.after[1]] : [range.from, '']);
+      if (range.after && at < rows.rows.length && compareIndexRows(rows.rows[at]!, range.after) === 0) at++;
+      for (; at < rows.rows.length && out.length < range.limit; at++) {
+        const row = rows.rows[at]!;
+        if (compareKeys(row[0], range.to) >= 0) break;
+        if (!inRange(row)) continue;
+        out.push({ ikey: row[0], key: row[1], value: copy(c.entries.get(row[1])!) });
+      }
+    } else {
+      let at =
+        (range.after ? rows.lowerBound([range.after[0], range.after[1]]) : rows.lowerBound([range.to, ''])) -
+        1;
+      for (; at >= 0 && out.length < range.limit; at--) {
+        const row = rows.rows[at]!;
+        if (compareKeys(row[0], range.from) < 0) break;
+        if (!inRange(row)) continue;
+        out.push({ ikey: row[0], key: row[1], value: copy(c.entries.get(row[1])!) });
+      }
+    }
+    return out;
+  }
+
+  async countIndex(
+    doc: string,
+    collection: string,
+    index: string,
+    range: { from: string; to: string },
+  ): Promise<number> {
+    this.#check();
+    const rows = this.#docs.get(doc)?.collections.get(collection)?.rows.get(index);
+    if (!rows) return 0;
+    return rows.lowerBound([range.to, '']) - rows.lowerBound([range.from, '']);
   }
 
   async loadDocument(doc: string): Promise<LoadedDocument | undefined> {
@@ -86,12 +266,16 @@ export class MemoryStore implements Store, CredentialStore {
     const d = this.#docs.get(doc);
     if (!d) return undefined;
     const snapshot = d.snapshots.at(-1)!;
+    const collections: LoadedDocument['collections'] = {};
+    for (const [name, c] of d.collections)
+      collections[name] = { size: c.entries.size, indexes: copy(c.indexes) };
     return {
       doc,
       revision: d.revision,
       oldestRevision: d.oldestRevision,
       snapshot: copy(snapshot),
       commits: copy(d.commits.filter((c) => c.revision > snapshot.revision)),
+      collections,
     };
   }
 
@@ -111,29 +295,53 @@ export class MemoryStore implements Store, CredentialStore {
     return copy(range.limit === undefined ? out : out.slice(0, range.limit));
   }
 
-  async readCommit(commandId: string): Promise<CommitRecord | undefined> {
+  async readCommand(commandId: string): Promise<CommitRecord[]> {
     this.#check();
-    const found = this.#commitsById.get(commandId);
-    return found && copy(found);
+    return copy(this.#commitsById.get(commandId) ?? []);
   }
 
   async commit(request: CommitRequest): Promise<CommitOutcome> {
     this.#check();
-    const { commit } = request;
-    const d = this.#docs.get(commit.doc);
-    if (!d) throw new StateError('not_found', `No document "${commit.doc}"`);
-    if (d.revision !== request.expectedRevision || commit.revision !== request.expectedRevision + 1) {
-      return { status: 'conflict', currentRevision: d.revision };
+    const docs: MemoryDocument[] = [];
+    for (const { commit, expectedRevision } of request.changes) {
+      const d = this.#docs.get(commit.doc);
+      if (!d) throw new StateError('not_found', `No document "${commit.doc}"`);
+      if (d.revision !== expectedRevision || commit.revision !== expectedRevision + 1) {
+        return { status: 'conflict', doc: commit.doc, currentRevision: d.revision };
+      }
+      docs.push(d);
     }
     if (request.idempotency) {
       const existing = this.#idempotency.get(idempotencySlot(request.idempotency));
       if (existing) return { status: 'duplicate', record: copy(existing) };
     }
     const audit = this.#seal(request.audit);
-    const stored = copy({ ...commit, auditSeq: audit.seq });
-    d.commits.push(stored);
-    d.revision = commit.revision;
-    this.#commitsById.set(commit.commandId, stored);
+    request.changes.forEach(({ commit, entries }, i) => {
+      const d = docs[i]!;
+      const stored = copy({ ...commit, auditSeq: audit.seq });
+      d.commits.push(stored);
+      d.revision = commit.revision;
+      const byCommand = this.#commitsById.get(commit.commandId) ?? [];
+      byCommand.push(stored);
+      this.#commitsById.set(commit.commandId, byCommand);
+      for (const write of entries ?? []) {
+        const c = d.collections.get(write.collection);
+        if (!c)
+          throw new StateError(
+            'not_found',
+            `Document "${commit.doc}" has no collection "${write.collection}"`,
+          );
+        for (const [index, ikey] of write.indexRemove) c.rows.get(index)?.remove([ikey, write.key]);
+        if (write.value === undefined) {
+          c.entries.delete(write.key);
+          c.keys.remove(write.key);
+        } else {
+          if (!c.entries.has(write.key)) c.keys.insert(write.key);
+          c.entries.set(write.key, copy(write.value));
+        }
+        for (const [index, ikey] of write.indexAdd) c.rows.get(index)?.insert([ikey, write.key]);
+      }
+    });
     if (request.idempotency)
       this.#idempotency.set(idempotencySlot(request.idempotency), copy(request.idempotency));
     return { status: 'committed', audit: copy(audit) };
@@ -167,7 +375,12 @@ export class MemoryStore implements Store, CredentialStore {
     const keep = d.snapshots.filter((s) => s.revision <= throughRevision).at(-1);
     if (!keep) return 0;
     const before = d.commits.length;
-    for (const c of d.commits) if (c.revision <= keep.revision) this.#commitsById.delete(c.commandId);
+    for (const c of d.commits) {
+      if (c.revision > keep.revision) continue;
+      const rest = (this.#commitsById.get(c.commandId) ?? []).filter((other) => other.doc !== doc);
+      if (rest.length > 0) this.#commitsById.set(c.commandId, rest);
+      else this.#commitsById.delete(c.commandId);
+    }
     d.commits = d.commits.filter((c) => c.revision > keep.revision);
     d.snapshots = d.snapshots.filter((s) => s.revision >= keep.revision);
     d.oldestRevision = Math.max(d.oldestRevision, keep.revision);

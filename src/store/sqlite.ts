@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { GENESIS_HASH, sealAuditRecord } from '../core/audit.js';
+import type { IndexRange } from '../core/collections.js';
 import { StateError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import type {
@@ -10,17 +11,22 @@ import type {
   AuditEntry,
   AuditQuery,
   AuditRecord,
+  CollectionLayout,
   CommitOutcome,
   CommitRange,
   CommitRecord,
   CommitRequest,
   CredentialStore,
   DocumentInfo,
+  EntryWrite,
   IdempotencyRecord,
+  IndexedEntry,
   LoadedDocument,
+  RestructureRequest,
   SchemaStatus,
   Snapshot,
   Store,
+  StoredEntry,
 } from '../core/store.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
 
@@ -128,7 +134,38 @@ export const MIGRATIONS: readonly string[] = [
    DROP TABLE snapshots;
    ALTER TABLE snapshots_v2 RENAME TO snapshots;
    CREATE UNIQUE INDEX snapshots_doc_revision ON snapshots (doc, revision);`,
+  // 3: collections. A document's collections keep their head entry by entry, with index rows and a
+  // size, all updated in the commit's transaction. One command may commit to several documents, so a
+  // command id is unique per document only.
+  `ALTER TABLE documents ADD COLUMN collections TEXT NOT NULL DEFAULT '{}';
+   CREATE TABLE entries (
+     id INTEGER PRIMARY KEY,
+     doc TEXT NOT NULL,
+     coll TEXT NOT NULL,
+     key TEXT NOT NULL,
+     value TEXT NOT NULL
+   );
+   CREATE UNIQUE INDEX entries_key ON entries (doc, coll, key);
+   CREATE TABLE entry_index (
+     doc TEXT NOT NULL,
+     coll TEXT NOT NULL,
+     idx TEXT NOT NULL,
+     ikey TEXT NOT NULL,
+     key TEXT NOT NULL,
+     PRIMARY KEY (doc, coll, idx, ikey, key)
+   ) WITHOUT ROWID;
+   CREATE TABLE collection_sizes (
+     doc TEXT NOT NULL,
+     coll TEXT NOT NULL,
+     size INTEGER NOT NULL,
+     PRIMARY KEY (doc, coll)
+   ) WITHOUT ROWID;
+   DROP INDEX commits_command_id;
+   CREATE UNIQUE INDEX commits_command_doc ON commits (command_id, doc);`,
 ];
+
+/** Commits removed per transaction when compacting: each batch is short, writers run between them. */
+const COMPACT_BATCH = 2000;
 
 interface CommitRow {
   doc: string;
@@ -192,7 +229,56 @@ function prepareStatements(db: Database.Database) {
     listDocuments: db.prepare(
       'SELECT d.doc, MAX(d.oldest_revision, COALESCE((SELECT MAX(revision) FROM commits c WHERE c.doc = d.doc), 0)) AS revision, d.oldest_revision, d.created_at FROM documents d ORDER BY d.doc',
     ),
-    insertDocument: db.prepare('INSERT INTO documents (doc, oldest_revision, created_at) VALUES (?, 0, ?)'),
+    headRevision: db
+      .prepare(
+        'SELECT MAX(oldest_revision, COALESCE((SELECT MAX(revision) FROM commits WHERE doc = @doc), 0)) FROM documents WHERE doc = @doc',
+      )
+      .pluck(),
+    documentLayout: db.prepare('SELECT collections FROM documents WHERE doc = ?').pluck(),
+    setLayout: db.prepare('UPDATE documents SET collections = ? WHERE doc = ?'),
+    insertDocument: db.prepare(
+      'INSERT INTO documents (doc, oldest_revision, created_at, collections) VALUES (?, 0, ?, ?)',
+    ),
+    sizes: db.prepare('SELECT coll, size FROM collection_sizes WHERE doc = ?'),
+    setSize: db.prepare(
+      'INSERT INTO collection_sizes (doc, coll, size) VALUES (?, ?, ?) ON CONFLICT (doc, coll) DO UPDATE SET size = excluded.size',
+    ),
+    addSize: db.prepare('UPDATE collection_sizes SET size = size + ? WHERE doc = ? AND coll = ?'),
+    deleteSizes: db.prepare('DELETE FROM collection_sizes WHERE doc = ? AND coll = ?'),
+    entry: db.prepare('SELECT value FROM entries WHERE doc = ? AND coll = ? AND key = ?').pluck(),
+    entriesAfter: db.prepare(
+      'SELECT key, value FROM entries WHERE doc = ? AND coll = ? AND key > ? ORDER BY key LIMIT ?',
+    ),
+    putEntry: db.prepare(
+      'INSERT INTO entries (doc, coll, key, value) VALUES (?, ?, ?, ?) ON CONFLICT (doc, coll, key) DO UPDATE SET value = excluded.value',
+    ),
+    deleteEntry: db.prepare('DELETE FROM entries WHERE doc = ? AND coll = ? AND key = ?'),
+    deleteEntries: db.prepare('DELETE FROM entries WHERE doc = ? AND coll = ?'),
+    insertIndexRow: db.prepare(
+      'INSERT OR IGNORE INTO entry_index (doc, coll, idx, ikey, key) VALUES (?, ?, ?, ?, ?)',
+    ),
+    deleteIndexRow: db.prepare(
+      'DELETE FROM entry_index WHERE doc = ? AND coll = ? AND idx = ? AND ikey = ? AND key = ?',
+    ),
+    deleteIndexRows: db.prepare('DELETE FROM entry_index WHERE doc = ? AND coll = ?'),
+    indexAsc: db.prepare(
+      `SELECT i.ikey, i.key, e.value FROM entry_index i JOIN entries e ON e.doc = i.doc AND e.coll = i.coll AND e.key = i.key
+       WHERE i.doc = ? AND i.coll = ? AND i.idx = ? AND i.ikey >= ? AND i.ikey < ? AND (i.ikey, i.key) > (?, ?)
+       ORDER BY i.ikey, i.key LIMIT ?`,
+    ),
+    indexDesc: db.prepare(
+      `SELECT i.ikey, i.key, e.value FROM entry_index i JOIN entries e ON e.doc = i.doc AND e.coll = i.coll AND e.key = i.key
+       WHERE i.doc = ? AND i.coll = ? AND i.idx = ? AND i.ikey >= ? AND i.ikey < ? AND (i.ikey, i.key) < (?, ?)
+       ORDER BY i.ikey DESC, i.key DESC LIMIT ?`,
+    ),
+    countIndex: db
+      .prepare(
+        'SELECT COUNT(*) FROM entry_index WHERE doc = ? AND coll = ? AND idx = ? AND ikey >= ? AND ikey < ?',
+      )
+      .pluck(),
+    upsertSnapshot: db.prepare(
+      'INSERT INTO snapshots (doc, revision, value) VALUES (?, ?, ?) ON CONFLICT (doc, revision) DO UPDATE SET value = excluded.value',
+    ),
     setOldest: db.prepare('UPDATE documents SET oldest_revision = ? WHERE doc = ?'),
     insertSnapshot: db.prepare('INSERT INTO snapshots (doc, revision, value) VALUES (?, ?, ?)'),
     insertSnapshotIfAbsent: db.prepare(
@@ -204,13 +290,15 @@ function prepareStatements(db: Database.Database) {
     commitsAfter: db.prepare(
       'SELECT * FROM commits WHERE doc = ? AND revision > ? AND revision <= ? ORDER BY revision LIMIT ?',
     ),
-    commitById: db.prepare('SELECT * FROM commits WHERE command_id = ?'),
+    commitsOfCommand: db.prepare('SELECT * FROM commits WHERE command_id = ? ORDER BY id'),
     commitTime: db.prepare('SELECT at FROM commits WHERE doc = ? AND revision = ?').pluck(),
     insertCommit: db.prepare(
       `INSERT INTO commits (doc, revision, command_id, command, principal, at, patches, inverse, request_id, idempotency_key, audit_seq)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    deleteCommitsThrough: db.prepare('DELETE FROM commits WHERE doc = ? AND revision <= ?'),
+    deleteCommitsThrough: db.prepare(
+      `DELETE FROM commits WHERE id IN (SELECT id FROM commits WHERE doc = ? AND revision <= ? ORDER BY revision LIMIT ${COMPACT_BATCH})`,
+    ),
     deleteSnapshotsBefore: db.prepare('DELETE FROM snapshots WHERE doc = ? AND revision < ?'),
     lastAudit: db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1'),
     insertAudit: db.prepare(
@@ -248,8 +336,10 @@ export class SqliteStore implements Store, CredentialStore {
   #sql!: ReturnType<typeof prepareStatements>;
   #commitTx!: (request: CommitRequest) => CommitOutcome;
   #attemptTx!: (request: AttemptRequest) => AuditRecord;
-  #compactTx!: (doc: string, through: number) => number;
-  #createTx!: (doc: string, initial: string, at: string) => boolean;
+  #compactTx!: (doc: string, through: number) => number | undefined;
+  #compactBatchTx!: (doc: string, through: number) => number;
+  #createTx!: (doc: string, initial: string, at: string, layout: CollectionLayout) => boolean;
+  #restructureTx!: (request: RestructureRequest) => void;
 
   constructor(options: SqliteStoreOptions) {
     this.#options = options;
@@ -289,12 +379,19 @@ export class SqliteStore implements Store, CredentialStore {
     this.#compactTx = db.transaction((doc: string, through: number) =>
       this.#compactInTx(doc, through),
     ).immediate;
-    this.#createTx = db.transaction((doc: string, initial: string, at: string) => {
+    this.#compactBatchTx = db.transaction(
+      (doc: string, through: number) => this.#sql.deleteCommitsThrough.run(doc, through).changes,
+    ).immediate;
+    this.#createTx = db.transaction((doc: string, initial: string, at: string, layout: CollectionLayout) => {
       if (this.#sql.head.get({ doc: doc })) return false;
-      this.#sql.insertDocument.run(doc, at);
+      this.#sql.insertDocument.run(doc, at, JSON.stringify(layout));
       this.#sql.insertSnapshot.run(doc, 0, initial);
+      for (const name of Object.keys(layout)) this.#sql.setSize.run(doc, name, 0);
       return true;
     }).immediate;
+    this.#restructureTx = db.transaction((request: RestructureRequest) =>
+      this.#restructureInTx(request),
+    ).immediate;
   }
 
   async close(): Promise<void> {
@@ -333,9 +430,83 @@ export class SqliteStore implements Store, CredentialStore {
     }));
   }
 
-  async createDocument(doc: string, initial: JsonValue, at: string): Promise<boolean> {
+  async createDocument(
+    doc: string,
+    initial: JsonValue,
+    at: string,
+    layout: CollectionLayout = {},
+  ): Promise<boolean> {
     this.#conn();
-    return this.#createTx(doc, JSON.stringify(initial), at);
+    return this.#createTx(doc, JSON.stringify(initial), at, layout);
+  }
+
+  async headRevision(doc: string): Promise<number> {
+    this.#conn();
+    return (this.#sql.headRevision.get({ doc }) as number | undefined) ?? 0;
+  }
+
+  async restructure(request: RestructureRequest): Promise<void> {
+    this.#conn();
+    this.#restructureTx(request);
+  }
+
+  async readEntries(
+    doc: string,
+    collection: string,
+    keys: readonly string[],
+  ): Promise<Map<string, JsonValue>> {
+    this.#conn();
+    const out = new Map<string, JsonValue>();
+    for (const key of keys) {
+      const text = this.#sql.entry.get(doc, collection, key) as string | undefined;
+      if (text !== undefined) out.set(key, JSON.parse(text));
+    }
+    return out;
+  }
+
+  async listEntries(
+    doc: string,
+    collection: string,
+    range: { after?: string; limit: number },
+  ): Promise<StoredEntry[]> {
+    this.#conn();
+    const rows = this.#sql.entriesAfter.all(doc, collection, range.after ?? '', range.limit) as Array<{
+      key: string;
+      value: string;
+    }>;
+    return rows.map((row) => ({ key: row.key, value: JSON.parse(row.value) }));
+  }
+
+  async queryIndex(
+    doc: string,
+    collection: string,
+    index: string,
+    range: IndexRange,
+  ): Promise<IndexedEntry[]> {
+    this.#conn();
+    const asc = range.order === 'asc';
+    const after = range.after ?? (asc ? [range.from, ''] : [range.to, '']);
+    const rows = (asc ? this.#sql.indexAsc : this.#sql.indexDesc).all(
+      doc,
+      collection,
+      index,
+      range.from,
+      range.to,
+      after[0],
+      after[1],
+      range.limit,
+    ) as Array<{ ikey: string; key: string; value: string }>;
+    return rows.map((row) => ({ ikey: row.ikey, key: row.key, value: JSON.parse(row.value) }));
+  }
+
+  async countIndex(
+    doc: string,
+    collection: string,
+    index: string,
+    range: { from: string; to: string },
+  ): Promise<number> {
+    this.#conn();
+    return this.#sql.countIndex.get(doc, collection, index, range.from, range.to) as number;
   }
 
   async loadDocument(doc: string): Promise<LoadedDocument | undefined> {
@@ -351,12 +522,20 @@ export class SqliteStore implements Store, CredentialStore {
     const commits = (this.#sql.commitsAfter.all(doc, snap.revision, head.revision, -1) as CommitRow[]).map(
       toCommit,
     );
+    const layout = JSON.parse(this.#sql.documentLayout.get(doc) as string) as CollectionLayout;
+    const sizes = new Map(
+      (this.#sql.sizes.all(doc) as Array<{ coll: string; size: number }>).map((row) => [row.coll, row.size]),
+    );
+    const collections: LoadedDocument['collections'] = {};
+    for (const [name, { indexes }] of Object.entries(layout))
+      collections[name] = { size: sizes.get(name) ?? 0, indexes };
     return {
       doc,
       revision: head.revision,
       oldestRevision: head.oldest_revision,
       snapshot: { revision: snap.revision, value: JSON.parse(snap.value) },
       commits,
+      collections,
     };
   }
 
@@ -379,10 +558,9 @@ export class SqliteStore implements Store, CredentialStore {
     return rows.map(toCommit);
   }
 
-  async readCommit(commandId: string): Promise<CommitRecord | undefined> {
+  async readCommand(commandId: string): Promise<CommitRecord[]> {
     this.#conn();
-    const row = this.#sql.commitById.get(commandId) as CommitRow | undefined;
-    return row && toCommit(row);
+    return (this.#sql.commitsOfCommand.all(commandId) as CommitRow[]).map(toCommit);
   }
 
   async commit(request: CommitRequest): Promise<CommitOutcome> {
@@ -404,9 +582,23 @@ export class SqliteStore implements Store, CredentialStore {
     this.#sql.insertSnapshotIfAbsent.run(doc, snapshot.revision, JSON.stringify(snapshot.value));
   }
 
+  /**
+   * Moves the retention point first (one short transaction), then deletes the commits before it in
+   * batches of their own, yielding to the event loop between them: a million-commit compaction never
+   * holds the write lock or the loop for long.
+   */
   async compact(doc: string, throughRevision: number): Promise<number> {
     this.#conn();
-    return this.#compactTx(doc, throughRevision);
+    const through = this.#compactTx(doc, throughRevision);
+    if (through === undefined) return 0;
+    let removed = 0;
+    for (;;) {
+      const batch = this.#compactBatchTx(doc, through);
+      removed += batch;
+      if (batch < COMPACT_BATCH) return removed;
+      await new Promise((resolve) => setImmediate(resolve));
+      if (!this.#db) return removed;
+    }
   }
 
   async revisionBefore(doc: string, at: string): Promise<number> {
@@ -516,11 +708,13 @@ export class SqliteStore implements Store, CredentialStore {
   // --- internals -------------------------------------------------------------------------------
 
   #commitInTx(request: CommitRequest): CommitOutcome {
-    const { commit } = request;
-    const head = this.#sql.head.get({ doc: commit.doc }) as { revision: number } | undefined;
-    if (!head) throw new StateError('not_found', `No document "${commit.doc}"`);
-    if (head.revision !== request.expectedRevision || commit.revision !== request.expectedRevision + 1) {
-      return { status: 'conflict', currentRevision: head.revision };
+    for (const { commit, expectedRevision } of request.changes) {
+      const revision = this.#sql.headRevision.get({ doc: commit.doc }) as number | null | undefined;
+      if (revision === undefined || revision === null)
+        throw new StateError('not_found', `No document "${commit.doc}"`);
+      if (revision !== expectedRevision || commit.revision !== expectedRevision + 1) {
+        return { status: 'conflict', doc: commit.doc, currentRevision: revision };
+      }
     }
     const idem = request.idempotency;
     if (idem) {
@@ -528,21 +722,78 @@ export class SqliteStore implements Store, CredentialStore {
       if (existing) return { status: 'duplicate', record: JSON.parse(existing.record) };
     }
     const audit = this.#appendAudit(request.audit);
-    this.#sql.insertCommit.run(
-      commit.doc,
-      commit.revision,
-      commit.commandId,
-      commit.command,
-      commit.principal,
-      commit.at,
-      JSON.stringify(commit.patches),
-      JSON.stringify(commit.inverse),
-      commit.requestId ?? null,
-      commit.idempotencyKey ?? null,
-      audit.seq,
-    );
+    for (const { commit, entries } of request.changes) {
+      this.#sql.insertCommit.run(
+        commit.doc,
+        commit.revision,
+        commit.commandId,
+        commit.command,
+        commit.principal,
+        commit.at,
+        JSON.stringify(commit.patches),
+        JSON.stringify(commit.inverse),
+        commit.requestId ?? null,
+        commit.idempotencyKey ?? null,
+        audit.seq,
+      );
+      if (entries) this.#writeEntries(commit.doc, entries);
+    }
     if (idem) this.#sql.insertIdempotency.run(idem.principal, idem.key, idem.at, JSON.stringify(idem));
     return { status: 'committed', audit };
+  }
+
+  #writeEntries(doc: string, writes: readonly EntryWrite[]): void {
+    const sizes = new Map<string, number>();
+    for (const write of writes) {
+      for (const [index, ikey] of write.indexRemove)
+        this.#sql.deleteIndexRow.run(doc, write.collection, index, ikey, write.key);
+      if (write.value === undefined) this.#sql.deleteEntry.run(doc, write.collection, write.key);
+      else this.#sql.putEntry.run(doc, write.collection, write.key, JSON.stringify(write.value));
+      for (const [index, ikey] of write.indexAdd)
+        this.#sql.insertIndexRow.run(doc, write.collection, index, ikey, write.key);
+      const delta = Number(write.value !== undefined) - Number(write.existed);
+      if (delta !== 0) sizes.set(write.collection, (sizes.get(write.collection) ?? 0) + delta);
+    }
+    for (const [collection, delta] of sizes) this.#sql.addSize.run(delta, doc, collection);
+  }
+
+  #restructureInTx(request: RestructureRequest): void {
+    const { doc } = request;
+    const revision = this.#sql.headRevision.get({ doc }) as number | null | undefined;
+    if (revision === undefined || revision === null)
+      throw new StateError('not_found', `No document "${doc}"`);
+    if (revision !== request.revision)
+      throw new StateError('revision_conflict', 'The document moved on during a restructure');
+    const before = JSON.parse(this.#sql.documentLayout.get(doc) as string) as CollectionLayout;
+    for (const name of Object.keys(before)) {
+      if (Object.hasOwn(request.layout, name)) continue;
+      this.#sql.deleteEntries.run(doc, name);
+      this.#sql.deleteIndexRows.run(doc, name);
+      this.#sql.deleteSizes.run(doc, name);
+    }
+    for (const name of Object.keys(request.layout)) {
+      const entries = request.entries?.[name];
+      const rows = request.indexRows?.[name];
+      if (entries) {
+        this.#sql.deleteEntries.run(doc, name);
+        this.#sql.deleteIndexRows.run(doc, name);
+        for (const entry of entries) {
+          this.#sql.putEntry.run(doc, name, entry.key, JSON.stringify(entry.value));
+          for (const [index, ikey] of entry.index)
+            this.#sql.insertIndexRow.run(doc, name, index, ikey, entry.key);
+        }
+        this.#sql.setSize.run(doc, name, entries.length);
+      } else if (rows) {
+        this.#sql.deleteIndexRows.run(doc, name);
+        for (const row of rows)
+          for (const [index, ikey] of row.index)
+            this.#sql.insertIndexRow.run(doc, name, index, ikey, row.key);
+      } else if (!Object.hasOwn(before, name)) {
+        this.#sql.setSize.run(doc, name, 0);
+      }
+    }
+    this.#sql.setLayout.run(JSON.stringify(request.layout), doc);
+    this.#sql.upsertSnapshot.run(doc, request.revision, JSON.stringify(request.plain));
   }
 
   #attemptInTx(request: AttemptRequest): AuditRecord {
@@ -567,14 +818,14 @@ export class SqliteStore implements Store, CredentialStore {
     return record;
   }
 
-  #compactInTx(doc: string, through: number): number {
+  /** Moves the retention point to the newest snapshot at or before `through`; its revision, or undefined. */
+  #compactInTx(doc: string, through: number): number | undefined {
     const keep = this.#sql.latestSnapshot.get(doc, through) as { revision: number } | undefined;
-    if (!keep) return 0;
-    const removed = this.#sql.deleteCommitsThrough.run(doc, keep.revision).changes;
+    if (!keep) return undefined;
     this.#sql.deleteSnapshotsBefore.run(doc, keep.revision);
     const head = this.#sql.head.get({ doc: doc }) as { oldest_revision: number } | undefined;
     if (head && keep.revision > head.oldest_revision) this.#sql.setOldest.run(keep.revision, doc);
-    return removed;
+    return keep.revision;
   }
 
   #version(db: Database.Database): number {

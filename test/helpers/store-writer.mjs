@@ -13,17 +13,21 @@ function request(expectedRevision) {
   const commandId = `${name}-${++sequence}`;
   const at = new Date().toISOString();
   return {
-    expectedRevision,
-    commit: {
-      doc: DOC,
-      revision: expectedRevision + 1,
-      commandId,
-      command: 'race.add',
-      principal: name,
-      at,
-      patches: [{ op: 'add', path: `/${commandId}`, value: expectedRevision + 1 }],
-      inverse: [{ op: 'remove', path: `/${commandId}` }],
-    },
+    changes: [
+      {
+        expectedRevision,
+        commit: {
+          doc: DOC,
+          revision: expectedRevision + 1,
+          commandId,
+          command: 'race.add',
+          principal: name,
+          at,
+          patches: [{ op: 'add', path: `/${commandId}`, value: expectedRevision + 1 }],
+          inverse: [{ op: 'remove', path: `/${commandId}` }],
+        },
+      },
+    ],
     audit: {
       at,
       requestId: commandId,
@@ -55,8 +59,8 @@ async function commitMany(count) {
     const outcome = await store.commit(r);
     if (outcome.status === 'committed') {
       committed.push({
-        revision: r.commit.revision,
-        commandId: r.commit.commandId,
+        revision: r.changes[0].commit.revision,
+        commandId: r.changes[0].commit.commandId,
         auditSeq: outcome.audit.seq,
       });
     } else if (outcome.status === 'conflict') {
@@ -77,7 +81,7 @@ process.on('message', async (message) => {
     } else if (message.type === 'commit') {
       const r = request(message.expectedRevision);
       const outcome = await store.commit(r);
-      process.send({ type: 'commit', commandId: r.commit.commandId, outcome });
+      process.send({ type: 'commit', commandId: r.changes[0].commit.commandId, outcome });
     } else if (message.type === 'close') {
       await store.close();
       process.disconnect();
