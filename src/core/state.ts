@@ -1572,4 +1572,3 @@ function normalizePatch(patch: JsonPatchOperation[]): JsonPatch {
 function jsonSize(value: JsonValue): number {
   return JSON.stringify(value)?.length ?? 0;
 }
-
