@@ -24,15 +24,31 @@ export {
   type CommandDefinition,
   type CommandLogger,
   CommandRegistry,
-  DEFAULT_DOCUMENT,
-  type DocumentDefinition,
+  type DocumentRef,
   defineCommand,
-  defineDocument,
   type QueryCommandSpec,
   type QueryContext,
   type WriteCommandSpec,
   type WriteContext,
 } from './core/commands.js';
+export {
+  type CollectionDefinition,
+  type CollectionSpec,
+  collection,
+  DEFAULT_DOCUMENT,
+  type DocumentDefinition,
+  type DocumentDraft,
+  type DocumentView,
+  defineDocument,
+  type Entry,
+  type EntryPage,
+  type IndexField,
+  type IndexValue,
+  type ListOptions,
+  type QueryOptions,
+  type ReadableCollection,
+  type WritableCollection,
+} from './core/document.js';
 export {
   AccessError,
   CommandError,
@@ -41,13 +57,16 @@ export {
   ERROR_CATALOG,
   type ErrorFamily,
   type ErrorSpec,
+  errorForCode,
   errorSpec,
   InternalError,
   isCoreMcpError,
   type PublicError,
   RecoveryError,
   RevisionConflictError,
+  SetupError,
   StateError,
+  TransportError,
   toPublicError,
 } from './core/errors.js';
 export {
@@ -62,8 +81,10 @@ export type { JsonLimits, JsonObject, JsonPrimitive, JsonValue } from './core/js
 export { type Logger, silentLogger } from './core/log.js';
 export { applyPatch, type JsonPatch, type JsonPatchOperation } from './core/patch.js';
 export {
+  type CollectionPage,
   type CommitEvent,
   type CompactionResult,
+  type DocumentRead,
   type DocumentState,
   type HistoryCallOptions,
   type HistoryPage,
@@ -73,6 +94,7 @@ export {
   StateManager,
   type StateManagerOptions,
   type TransactResult,
+  type WriteSession,
 } from './core/state.js';
 export type * from './core/store.js';
 export { type ReplicaSource, ReplicaState, type SyncOutcome } from './core/sync.js';

@@ -118,12 +118,15 @@ describe('keys', () => {
 
 describe('state', () => {
   it('prints a document and its history; unknown documents exit 1 with not_found', async () => {
-    const got = await runCli(['state', 'get', ...dataDir]);
+    const ambiguous = await runCli(['state', 'get', ...dataDir]);
+    expect(ambiguous.code).toBe(2);
+    expect(ambiguous.stderr).toMatch(/several documents exist \(archive, board\)/);
+    const got = await runCli(['state', 'get', '--doc', 'board', ...dataDir]);
     expect(got.code).toBe(0);
     const board = JSON.parse(got.stdout) as { doc: string; revision: number };
     expect(board.doc).toBe('board');
     expect(board.revision).toBeGreaterThan(0);
-    const history = await runCli(['state', 'history', '--limit', '5', ...dataDir]);
+    const history = await runCli(['state', 'history', '--doc', 'board', '--limit', '5', ...dataDir]);
     expect(history.code).toBe(0);
     expect(history.stdout).toMatch(/task\.add/);
     const missing = await runCli(['state', 'get', '--doc', 'nope', ...dataDir]);

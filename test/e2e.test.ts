@@ -47,6 +47,7 @@ async function rawStdio(dataDir: string, messages: Array<object | string>): Prom
 }
 
 const TOOLS = [
+  'board.archive',
   'board.settings',
   'state.rollback',
   'state.undo',
@@ -149,9 +150,14 @@ describe.each<Era>(['legacy', 'modern'])('task board over Streamable HTTP, %s er
 
   it('lists documents as resources, with the revision in _meta', async () => {
     const { resources } = await client.listResources();
-    expect(resources.map((r) => r.uri)).toEqual(['coremcp://state/board']);
+    expect(resources.map((r) => r.uri)).toEqual(['coremcp://state/archive', 'coremcp://state/board']);
     const { resourceTemplates } = await client.listResourceTemplates();
-    expect(resourceTemplates.map((t) => t.name)).toEqual(['state', 'state-diff', 'state-history']);
+    expect(resourceTemplates.map((t) => t.name)).toEqual([
+      'state',
+      'state-entries',
+      'state-diff',
+      'state-history',
+    ]);
   });
 });
 

@@ -1,8 +1,9 @@
 /**
  * The task board `npm start` serves: several agents share one board, add tasks, claim them, and
- * complete them. Claiming a task someone else holds is a typed refusal, never a lost update.
+ * complete them. Claiming a task someone else holds is a typed refusal, never a lost update. Tasks
+ * are a collection: a call costs the same with a million tasks on the board as with a hundred.
  */
-import { CommandError, defineApp, defineCommand, defineDocument } from 'coremcp';
+import { CommandError, collection, defineApp, defineCommand, defineDocument } from 'coremcp';
 import { z } from 'zod';
 
 export type TaskStatus = 'open' | 'claimed' | 'done';
@@ -19,23 +20,49 @@ export interface Task {
   note: string | null;
 }
 
+export interface ArchivedTask extends Task {
+  archivedAt: string;
+  archivedBy: string;
+}
+
+export const board = defineDocument('board', {
+  nextId: 1,
+  settings: { wipLimit: 5 },
+  tasks: collection<Task>({
+    indexes: {
+      // "Open tasks, oldest first", "how many are done".
+      byStatus: ['status', 'createdAt'],
+      // "What does this principal hold": the WIP limit counts here instead of scanning the board.
+      byAssignee: ['assignee', 'status', 'createdAt'],
+      byCreation: ['createdAt'],
+    },
+  }),
+});
+
+/** Done tasks moved off the board, so the board stays what agents work on. */
+export const archive = defineDocument('archive', {
+  tasks: collection<ArchivedTask>({ indexes: { byArchived: ['archivedAt'] } }),
+});
+
+/** The board's shape, as its JSON value reads: `tasks` maps ids to tasks. */
 export interface Board {
   tasks: Record<string, Task>;
   nextId: number;
   settings: { wipLimit: number };
 }
 
-export const board = defineDocument<Board>('board', { tasks: {}, nextId: 1, settings: { wipLimit: 5 } });
-
 const taskId = z
   .string()
   .regex(/^T-\d{1,9}$/, 'a task id looks like T-1')
   .describe('Task id, e.g. T-1');
 
-function findTask(state: Board, id: string): Task {
-  const task = state.tasks[id];
-  if (!task) throw new CommandError('task_not_found', `No task ${id}`, { details: { id } });
-  return task;
+const page = {
+  cursor: z.string().max(4096).optional().describe('From the previous page, to read the next one'),
+  limit: z.number().int().min(1).max(1000).optional().describe('Tasks per page (default 100)'),
+};
+
+function notFound(id: string): CommandError {
+  return new CommandError('task_not_found', `No task ${id}`, { details: { id } });
 }
 
 const add = defineCommand({
@@ -62,7 +89,7 @@ const add = defineCommand({
       updatedAt: at,
       note: null,
     };
-    draft.tasks[id] = task;
+    draft.tasks.set(id, task);
     return { task };
   },
 });
@@ -70,21 +97,30 @@ const add = defineCommand({
 const list = defineCommand({
   name: 'task.list',
   title: 'List tasks',
-  description: 'List tasks on the board, optionally only those with a status or an assignee.',
+  description:
+    'List tasks on the board, oldest first, optionally only those with a status or an assignee. ' +
+    'Returns a page of tasks and, when there are more, a cursor for the next page.',
   doc: board,
   readOnly: true,
   input: z.object({
     status: z.enum(['open', 'claimed', 'done']).optional(),
     assignee: z.string().max(128).optional().describe('Principal id of the assignee'),
+    ...page,
   }),
-  handler: ({ input, state }) => {
-    const tasks = Object.values(state.tasks).filter(
-      (task) =>
-        (input.status === undefined || task.status === input.status) &&
-        (input.assignee === undefined || task.assignee === input.assignee),
-    );
-    tasks.sort((a, b) => Number(a.id.slice(2)) - Number(b.id.slice(2)));
-    return { tasks };
+  handler: async ({ input, state }) => {
+    const { status, assignee, cursor, limit } = input;
+    const found =
+      assignee !== undefined
+        ? await state.tasks.query('byAssignee', {
+            prefix: status === undefined ? [assignee] : [assignee, status],
+            cursor,
+            limit,
+          })
+        : status !== undefined
+          ? await state.tasks.query('byStatus', { prefix: [status], cursor, limit })
+          : await state.tasks.query('byCreation', { cursor, limit });
+    const tasks = found.entries.map((entry) => entry.value);
+    return found.cursor === undefined ? { tasks } : { tasks, cursor: found.cursor };
   },
 });
 
@@ -96,8 +132,9 @@ const claim = defineCommand({
   doc: board,
   idempotent: true,
   input: z.object({ id: taskId }),
-  handler: ({ input, draft, state, principal, now }) => {
-    const task = findTask(draft, input.id);
+  handler: async ({ input, draft, state, principal, now }) => {
+    const task = await draft.tasks.get(input.id);
+    if (!task) throw notFound(input.id);
     if (task.status === 'done')
       throw new CommandError('task_already_done', `Task ${task.id} is already done`, {
         details: { id: task.id },
@@ -108,17 +145,13 @@ const claim = defineCommand({
         details: { id: task.id, holder: task.assignee },
       });
     }
-    // Read through `state`, write through `draft`: scanning the draft would draft every task.
-    const held = Object.values(state.tasks).filter(
-      (t) => t.assignee === principal.id && t.status === 'claimed',
-    ).length;
+    // An index count: the same cost on a board of a million tasks as on one of ten.
+    const held = await state.tasks.count('byAssignee', [principal.id, 'claimed']);
     if (held >= state.settings.wipLimit) {
       throw new CommandError(
         'wip_limit_reached',
         `You already hold ${held} tasks; the limit is ${state.settings.wipLimit}`,
-        {
-          details: { held, limit: state.settings.wipLimit },
-        },
+        { details: { held, limit: state.settings.wipLimit } },
       );
     }
     task.status = 'claimed';
@@ -134,8 +167,9 @@ const release = defineCommand({
   description: 'Give back a task you claimed, so someone else can take it.',
   doc: board,
   input: z.object({ id: taskId }),
-  handler: ({ input, draft, principal, now }) => {
-    const task = findTask(draft, input.id);
+  handler: async ({ input, draft, principal, now }) => {
+    const task = await draft.tasks.get(input.id);
+    if (!task) throw notFound(input.id);
     if (task.assignee !== principal.id || task.status !== 'claimed') {
       throw new CommandError('not_assignee', `You do not hold task ${task.id}`, {
         details: { id: task.id, holder: task.assignee },
@@ -154,8 +188,9 @@ const complete = defineCommand({
   description: 'Mark a task you hold as done, with an optional note on what was done.',
   doc: board,
   input: z.object({ id: taskId, note: z.string().max(4000).optional() }),
-  handler: ({ input, draft, principal, now }) => {
-    const task = findTask(draft, input.id);
+  handler: async ({ input, draft, principal, now }) => {
+    const task = await draft.tasks.get(input.id);
+    if (!task) throw notFound(input.id);
     if (task.status === 'done')
       throw new CommandError('task_already_done', `Task ${task.id} is already done`, {
         details: { id: task.id },
@@ -169,6 +204,29 @@ const complete = defineCommand({
     task.note = input.note ?? null;
     task.updatedAt = now.toISOString();
     return { task };
+  },
+});
+
+const archiveDone = defineCommand({
+  name: 'board.archive',
+  title: 'Archive done tasks',
+  description:
+    'Move done tasks (oldest first, up to `limit`) off the board into the archive, in one atomic change of both. ' +
+    'Returns how many moved and how many done tasks remain on the board.',
+  doc: board,
+  also: [archive],
+  input: z.object({
+    limit: z.number().int().min(1).max(1000).optional().describe('Most tasks to move (default 100)'),
+  }),
+  handler: async ({ input, draft, draftOf, principal, now }) => {
+    const done = await draft.tasks.query('byStatus', { prefix: ['done'], limit: input.limit ?? 100 });
+    const shelf = draftOf(archive);
+    const at = now.toISOString();
+    for (const { key, value } of done.entries) {
+      shelf.tasks.set(key, { ...value, archivedAt: at, archivedBy: principal.id });
+      draft.tasks.delete(key);
+    }
+    return { archived: done.entries.length, remaining: await draft.tasks.count('byStatus', ['done']) };
   },
 });
 
@@ -191,8 +249,8 @@ export default defineApp({
   instructions:
     'A task board shared by several agents. List tasks, claim one before working on it, complete it when done. ' +
     'A task someone else holds cannot be claimed; pick another.',
-  documents: [board],
-  commands: [add, list, claim, release, complete, settings],
+  documents: [board, archive],
+  commands: [add, list, claim, release, complete, archiveDone, settings],
   roles: {
     // Members run the board but may not change its settings, even through a command they may call.
     member: {

@@ -26,10 +26,13 @@ export async function withState<T>(
   }
 }
 
-/** Without --doc: the store's only document besides `default`, else `default`. */
+/** Without --doc: the store's only document (besides an untouched `default`); with several, a usage error naming them. */
 async function defaultDoc(store: SqliteStore): Promise<string> {
-  const docs = (await store.listDocuments()).map((d) => d.doc).filter((d) => d !== 'default');
-  return docs.length === 1 ? docs[0]! : 'default';
+  const all = await store.listDocuments();
+  const docs = all.filter((d) => d.doc !== 'default' || d.revision > 0).map((d) => d.doc);
+  if (docs.length === 1) return docs[0]!;
+  if (docs.length === 0) return 'default';
+  throw new UsageError(`several documents exist (${docs.join(', ')}): name one with --doc`);
 }
 
 export function printJson(value: unknown): void {

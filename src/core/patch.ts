@@ -68,15 +68,26 @@ export function applyPatch<T extends JsonValue>(value: T, patch: readonly JsonPa
  */
 export function freezeChanged(value: JsonValue, patch: readonly JsonPatchOperation[]): void {
   if (value === null || typeof value !== 'object') return;
-  Object.freeze(value);
+  // Each container is frozen once per call: a bulk write of 50,000 members of one map must not
+  // freeze that map 50,000 times (freezing a large object walks all its members).
+  const frozen = new Set<object>();
+  const freeze = (node: object) => {
+    if (frozen.has(node)) return;
+    frozen.add(node);
+    Object.freeze(node);
+  };
+  freeze(value);
   for (const op of patch) {
     let node: JsonValue | undefined = value;
     for (const token of parsePointer(op.path)) {
       if (node === null || typeof node !== 'object') break;
-      Object.freeze(node);
+      freeze(node);
       node = (node as Record<string, JsonValue>)[token];
     }
-    if (node !== null && typeof node === 'object') deepFreeze(node);
+    if (node !== null && typeof node === 'object' && !frozen.has(node)) {
+      frozen.add(node);
+      deepFreeze(node);
+    }
   }
 }
 

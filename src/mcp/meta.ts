@@ -13,6 +13,11 @@ export const META = {
   expectedRevision: 'coremcp/expected-revision',
   /** Result of a diff read: the range predates the retention point; patches are one whole-value replace. */
   compacted: 'coremcp/compacted',
+  /**
+   * Result of a document read: collections whose entries did not all fit, each with its size and the
+   * cursor of the next page (`coremcp://state/{doc}/entries/{collection}?cursor=…`).
+   */
+  more: 'coremcp/more',
 } as const;
 
 /** State documents are resources under this prefix: `coremcp://state/{doc}`. */

@@ -70,10 +70,7 @@ export class StateReplica {
     this.#client = client;
     this.doc = options.doc ?? DEFAULT_DOCUMENT;
     this.#source = {
-      read: async (doc) => {
-        const { body, revision } = await this.#read(stateUri(doc));
-        return { doc, revision, value: body } satisfies DocumentState;
-      },
+      read: (doc) => this.#readWhole(doc),
       diff: async (doc, from) =>
         (await this.#read(`${stateUri(doc)}/diff?from=${from}`)).body as unknown as StateDiff,
     };
@@ -208,15 +205,42 @@ export class StateReplica {
     for (const listener of this.#listeners.error) listener(error);
   }
 
-  async #read(uri: string): Promise<{ body: JsonValue; revision: number }> {
+  /**
+   * The whole document at one revision: its value, then each collection that did not fit page by
+   * page (every page read at the first one's revision), so a large document never travels as one
+   * message.
+   */
+  async #readWhole(doc: string): Promise<DocumentState> {
+    const { body, revision, meta } = await this.#read(stateUri(doc));
+    const more = meta?.[META.more];
+    if (!more || typeof more !== 'object' || Array.isArray(more)) return { doc, revision, value: body };
+    const value = { ...(body as Record<string, JsonValue>) };
+    for (const [collection, info] of Object.entries(more as Record<string, { cursor?: unknown }>)) {
+      const entries = { ...(value[collection] as Record<string, JsonValue>) };
+      let cursor = typeof info?.cursor === 'string' ? info.cursor : undefined;
+      while (cursor !== undefined) {
+        const uri = `${stateUri(doc)}/entries/${collection}?cursor=${encodeURIComponent(cursor)}&limit=1000`;
+        const page = (await this.#read(uri)).body as { entries: Array<[string, JsonValue]>; cursor?: string };
+        for (const [key, entry] of page.entries) entries[key] = entry;
+        cursor = page.cursor;
+      }
+      value[collection] = entries;
+    }
+    return { doc, revision, value };
+  }
+
+  async #read(
+    uri: string,
+  ): Promise<{ body: JsonValue; revision: number; meta: Record<string, unknown> | undefined }> {
     const result = await this.#client.readResource({ uri });
     const content = result.contents[0];
     if (!content || !('text' in content))
       throw new StateError('state_invalid', `The server sent no JSON for ${uri}`);
-    const revision = (content._meta ?? result._meta)?.[META.revision];
+    const meta = (content._meta ?? result._meta) as Record<string, unknown> | undefined;
+    const revision = meta?.[META.revision];
     if (typeof revision !== 'number')
       throw new StateError('state_invalid', `The server sent no revision for ${uri}`);
-    return { body: JSON.parse(content.text) as JsonValue, revision };
+    return { body: JSON.parse(content.text) as JsonValue, revision, meta };
   }
 }
 

@@ -6,10 +6,12 @@ import { touchedPaths } from '../core/patch.js';
 import type { StateManager } from '../core/state.js';
 import { META, STATE_URI_PREFIX } from './meta.js';
 
-/** A parsed state URI: the document's value, a diff between revisions, or its commit history. */
+/** A parsed state URI: the document's value, a diff, its commit history, or a page of a collection. */
 export interface StateUri {
-  kind: 'value' | 'diff' | 'history';
+  kind: 'value' | 'diff' | 'history' | 'entries';
   doc: string;
+  /** The collection, for `entries`. */
+  collection?: string;
   params: URLSearchParams;
 }
 
@@ -18,7 +20,16 @@ export const STATE_RESOURCE_TEMPLATES: ResourceTemplateType[] = [
     uriTemplate: `${STATE_URI_PREFIX}{doc}{?revision}`,
     name: 'state',
     title: 'State document',
-    description: 'A JSON document at head, or at `revision`. The revision is in _meta["coremcp/revision"].',
+    description:
+      'A JSON document at head, or at `revision`. The revision is in _meta["coremcp/revision"]. Collections larger than one page hold their first page; _meta["coremcp/more"] names each with its size and the cursor of the next page.',
+    mimeType: 'application/json',
+  },
+  {
+    uriTemplate: `${STATE_URI_PREFIX}{doc}/entries/{collection}{?cursor,limit,revision}`,
+    name: 'state-entries',
+    title: 'Collection page',
+    description:
+      "A page of a collection's entries in key order: `entries` as [key, value] pairs, `cursor` for the next page. Pages after the first read at the revision of the first.",
     mimeType: 'application/json',
   },
   {
@@ -47,10 +58,12 @@ export function parseStateUri(uri: string): StateUri | undefined {
   const queryAt = uri.indexOf('?');
   const path = uri.slice(STATE_URI_PREFIX.length, queryAt === -1 ? undefined : queryAt);
   const params = new URLSearchParams(queryAt === -1 ? '' : uri.slice(queryAt + 1));
-  const [doc, kind, extra] = path.split('/');
+  const [doc, kind, collection, extra] = path.split('/');
   if (doc === undefined || !DOCUMENT_ID_PATTERN.test(doc) || extra !== undefined) return undefined;
   if (kind === undefined) return { kind: 'value', doc, params };
-  if (kind === 'diff' || kind === 'history') return { kind, doc, params };
+  if (collection === undefined && (kind === 'diff' || kind === 'history')) return { kind, doc, params };
+  if (kind === 'entries' && collection !== undefined && /^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(collection))
+    return { kind, doc, collection, params };
   return undefined;
 }
 
@@ -83,8 +96,22 @@ export async function readStateResource(
   switch (parsed.kind) {
     case 'value': {
       const revision = revisionParam(params, 'revision');
-      const current = await state.get(doc, revision === undefined ? {} : { revision });
-      return jsonContents(uri, current.value, { [META.revision]: current.revision, [META.doc]: doc });
+      const read = await state.read(doc, revision === undefined ? {} : { revision });
+      const meta: JsonObject = { [META.revision]: read.revision, [META.doc]: doc };
+      if (Object.keys(read.more).length > 0) meta[META.more] = read.more;
+      return jsonContents(uri, read.value, meta);
+    }
+    case 'entries': {
+      const revision = revisionParam(params, 'revision');
+      const limit = revisionParam(params, 'limit');
+      const cursor = params.get('cursor') ?? undefined;
+      const page = await state.page(doc, {
+        collection: parsed.collection!,
+        ...(cursor === undefined ? {} : { cursor }),
+        ...(limit === undefined ? {} : { limit }),
+        ...(revision === undefined ? {} : { revision }),
+      });
+      return jsonContents(uri, page, { [META.revision]: page.revision, [META.doc]: doc });
     }
     case 'diff': {
       const from = revisionParam(params, 'from');
