@@ -96,7 +96,7 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
     });
     await state.open();
     // Loading the declared documents now makes the start pay the replay, not the first call.
-    for (const doc of state.declaredDocuments) await state.get(doc);
+    for (const doc of state.declaredDocuments) await state.view(doc);
     const recoveryMs = performance.now() - started;
     if (options.historyTools !== false)
       for (const command of historyCommands(store)) registry.register(command);

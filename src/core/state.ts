@@ -211,6 +211,8 @@ interface Head {
   readonly value: JsonValue;
   oldestRevision: number;
   lastSnapshot: number;
+  /** Patch operations committed since the last snapshot: what a restart would replay. */
+  opsSinceSnapshot: number;
   /** An upper bound on the serialized size of `value`; recomputed exactly when it crosses the limit. */
   readonly sizeEstimate: number;
   /** Undefined for a plain document. */
@@ -220,6 +222,11 @@ interface Head {
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
+/**
+ * A snapshot is also due after this many patch operations, however few commits carried them: a bulk
+ * write of 50,000 entries must not make every restart parse it again.
+ */
+const SNAPSHOT_AFTER_OPS = 20_000;
 
 // Freezing is done by freezeChanged() on what the commit created, not by walking the whole tree.
 const MUTATIVE_OPTIONS = {
@@ -351,7 +358,13 @@ export class StateManager {
     const at = this.#clock().toISOString();
     for (const [doc, definition] of this.#declared) {
       await this.store.createDocument(doc, definition.initial, at, layoutOf(definition.collections));
-      await this.#reconcile(doc, definition);
+      const loaded = await this.store.loadDocument(doc);
+      if (!loaded) continue;
+      // The head comes from the same load when the store already keeps the declared collections.
+      if (await this.#reconcile(doc, definition, loaded)) continue;
+      const head = this.#headFrom(doc, loaded);
+      this.#heads.set(doc, head);
+      this.#snapshotIfDue(doc, head);
     }
   }
 
@@ -811,7 +824,10 @@ export class StateManager {
   async snapshot(doc: string): Promise<number> {
     const head = await this.#head(doc, false);
     await this.store.writeSnapshot(doc, { revision: head.revision, value: head.value });
-    head.lastSnapshot = Math.max(head.lastSnapshot, head.revision);
+    if (head.revision >= head.lastSnapshot) {
+      head.lastSnapshot = head.revision;
+      head.opsSinceSnapshot = 0;
+    }
     return head.revision;
   }
 
@@ -941,13 +957,13 @@ export class StateManager {
       value: write.plain,
       oldestRevision: head.oldestRevision,
       lastSnapshot: head.lastSnapshot,
+      opsSinceSnapshot: head.opsSinceSnapshot + commit.patches.length,
       sizeEstimate: write.size,
       collections,
     };
     this.#heads.set(head.doc, newHead);
     this.#emit(commitEvent(commit, false));
-    if (commit.revision - newHead.lastSnapshot >= this.#snapshotEvery)
-      this.#scheduleSnapshot(head.doc, newHead);
+    this.#snapshotIfDue(head.doc, newHead);
   }
 
   async #compactedDiff(doc: string, head: Head, from: number, to: number): Promise<StateDiff> {
@@ -1049,7 +1065,7 @@ export class StateManager {
     }
     const head = this.#headFrom(doc, loaded);
     this.#heads.set(doc, head);
-    if (head.revision - head.lastSnapshot >= this.#snapshotEvery) this.#scheduleSnapshot(doc, head);
+    this.#snapshotIfDue(doc, head);
     return head;
   }
 
@@ -1071,6 +1087,7 @@ export class StateManager {
       value,
       oldestRevision: loaded.oldestRevision,
       lastSnapshot: loaded.snapshot.revision,
+      opsSinceSnapshot: loaded.commits.reduce((n, c) => n + c.patches.length, 0),
       sizeEstimate: jsonSize(value),
       collections,
     };
@@ -1079,11 +1096,9 @@ export class StateManager {
   /**
    * Brings a stored document to the collections its declaration names, keeping its value: members
    * that became collections move into entries, collections no longer declared fold back into the
-   * plain value, and indexes whose fields changed are rebuilt.
+   * plain value, and indexes whose fields changed are rebuilt. True when it changed the store.
    */
-  async #reconcile(doc: string, definition: DocumentDefinition<unknown>): Promise<void> {
-    const loaded = await this.store.loadDocument(doc);
-    if (!loaded) return;
+  async #reconcile(doc: string, definition: DocumentDefinition<unknown>, loaded: LoadedDocument): Promise<boolean> {
     const stored = loaded.collections;
     const declared = definition.collections;
     const same =
@@ -1094,7 +1109,7 @@ export class StateManager {
           canonicalJson(stored[name]!.indexes as unknown as JsonValue) ===
             canonicalJson(c.indexSpec as unknown as JsonValue),
       );
-    if (same) return;
+    if (same) return false;
     const staleHead = this.#headFrom(doc, { ...loaded, collections: stored });
     let plain = staleHead.value as JsonObject;
     if (plain === null || typeof plain !== 'object' || Array.isArray(plain)) {
@@ -1149,6 +1164,7 @@ export class StateManager {
       indexRows,
     });
     this.invalidate(doc);
+    return true;
   }
 
   async #allEntries(doc: string, name: string): Promise<Array<{ key: string; value: JsonValue }>> {
@@ -1193,6 +1209,7 @@ export class StateManager {
       view: undefined,
       revision: last?.revision ?? head.revision,
       value,
+      opsSinceSnapshot: head.opsSinceSnapshot + patches.length,
       sizeEstimate: head.sizeEstimate + jsonSize(patches as unknown as JsonValue),
       collections,
     };
@@ -1206,8 +1223,14 @@ export class StateManager {
     return this.#head(doc, false);
   }
 
+  #snapshotIfDue(doc: string, head: Head): void {
+    if (head.revision - head.lastSnapshot >= this.#snapshotEvery || head.opsSinceSnapshot >= SNAPSHOT_AFTER_OPS)
+      this.#scheduleSnapshot(doc, head);
+  }
+
   #scheduleSnapshot(doc: string, head: Head): void {
     head.lastSnapshot = head.revision;
+    head.opsSinceSnapshot = 0;
     const snapshot = { revision: head.revision, value: head.value };
     setImmediate(() => {
       this.store.writeSnapshot(doc, snapshot).catch((error: unknown) => {

@@ -39,6 +39,11 @@ export interface SqliteStoreOptions {
    * surviving power loss too, at about 0.2 ms more per commit on the machines measured.
    */
   durability?: 'normal' | 'full';
+  /**
+   * SQLite's page cache, in MiB (default 64). Pages are cached as they are read, so a small database
+   * never uses it all; a large collection's index pages stay in memory instead of being re-read.
+   */
+  cacheMiB?: number;
   /** How long a write waits for another process's write lock, in ms (default 5,000). */
   busyTimeoutMs?: number;
   /**
@@ -354,6 +359,7 @@ export class SqliteStore implements Store, CredentialStore {
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${this.#options.durability === 'full' ? 'FULL' : 'NORMAL'}`);
       db.pragma(`busy_timeout = ${this.#options.busyTimeoutMs ?? 5000}`);
+      db.pragma(`cache_size = -${(this.#options.cacheMiB ?? 64) * 1024}`);
       this.#migrate(db);
       const interval = this.#options.checkpointIntervalMs ?? 100;
       if (interval > 0 && this.path !== ':memory:') {
