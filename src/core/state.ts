@@ -1098,7 +1098,11 @@ export class StateManager {
    * that became collections move into entries, collections no longer declared fold back into the
    * plain value, and indexes whose fields changed are rebuilt. True when it changed the store.
    */
-  async #reconcile(doc: string, definition: DocumentDefinition<unknown>, loaded: LoadedDocument): Promise<boolean> {
+  async #reconcile(
+    doc: string,
+    definition: DocumentDefinition<unknown>,
+    loaded: LoadedDocument,
+  ): Promise<boolean> {
     const stored = loaded.collections;
     const declared = definition.collections;
     const same =
@@ -1224,7 +1228,10 @@ export class StateManager {
   }
 
   #snapshotIfDue(doc: string, head: Head): void {
-    if (head.revision - head.lastSnapshot >= this.#snapshotEvery || head.opsSinceSnapshot >= SNAPSHOT_AFTER_OPS)
+    if (
+      head.revision - head.lastSnapshot >= this.#snapshotEvery ||
+      head.opsSinceSnapshot >= SNAPSHOT_AFTER_OPS
+    )
       this.#scheduleSnapshot(doc, head);
   }
 
