@@ -129,10 +129,10 @@ function indexedField(value: JsonValue, tokens: readonly string[], index: string
     node = Object.hasOwn(node, token) ? node[token] : undefined;
   }
   if (node === undefined || node === null) return null;
-  if (typeof node === 'object') {
+  if (typeof node === 'object' || (typeof node === 'number' && !Number.isFinite(node))) {
     throw new StateError(
       'state_invalid',
-      `Index "${index}" orders by /${tokens.join('/')}, which must hold a string, number, boolean or null`,
+      `Index "${index}" orders by /${tokens.join('/')}, which must hold a string, finite number, boolean or null`,
       { details: { index, field: `/${tokens.map(escapePointerToken).join('/')}` } },
     );
   }

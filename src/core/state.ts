@@ -709,6 +709,9 @@ export class StateManager {
               details: { attempts: attempt + 1 },
             });
           }
+          // Another process keeps winning: back off with jitter (exponential, at most ~50 ms) so the
+          // writers interleave instead of colliding again at once.
+          if (attempt > 0) await sleep(Math.random() * Math.min(50, 2 ** attempt));
           continue;
         }
         for (const write of changed)
@@ -1573,6 +1576,10 @@ function resolveDrafts<T>(value: T): T {
     out[key] = resolved;
   }
   return (out ?? value) as T;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function getOrCreate<K, V>(map: Map<K, V>, key: K, make: () => V): V {
