@@ -101,7 +101,13 @@ export {
   type WatchOptions,
 } from './mcp/replica.js';
 export { type StdioServeOptions, serveStdio } from './mcp/stdio.js';
-export { type Channel, McpSurface, type McpSurfaceOptions, toCallToolResult } from './mcp/surface.js';
+export {
+  type Channel,
+  McpSurface,
+  type McpSurfaceOptions,
+  type SurfaceDeps,
+  toCallToolResult,
+} from './mcp/surface.js';
 export {
   type CheckReport,
   type HealthCheck,

@@ -83,6 +83,7 @@ describe('metrics', () => {
       metrics: true,
       logger,
     });
+    core.registry.freeze();
     const surface = new McpSurface(core);
     core.metrics!.countSubscriptions(() => surface.activeSubscriptions);
     const http = await serveHttp(surface, {
@@ -203,6 +204,7 @@ describe('health', () => {
   it('answers /healthz without credentials', async () => {
     const { createCore, McpSurface, serveHttp, silentLogger } = await import('coremcp');
     const core = await createCore({ app: taskboard });
+    core.registry.freeze();
     const surface = new McpSurface(core);
     const http = await serveHttp(surface, {
       port: 0,
@@ -232,6 +234,7 @@ describe('health', () => {
     const { createCore, McpSurface, serveHttp, silentLogger } = await import('coremcp');
     const path = join(tmp.dir, 'ready.db');
     const core = await createCore({ app: taskboard, store: new SqliteStore({ path }), metrics: true });
+    core.registry.freeze();
     const surface = new McpSurface(core);
     const http = await serveHttp(surface, {
       port: 0,
@@ -324,6 +327,7 @@ describe('logs and trace context', () => {
       store: new SqliteStore({ path: join(tmp.dir, 'db') }),
       logger,
     });
+    core.registry.freeze();
     const surface = new McpSurface(core);
     const http = await serveHttp(surface, { port: 0, authenticator: core.keys!, logger });
     const key = (await core.keys!.create('tracer', 'member')).key;

@@ -61,6 +61,8 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
     metrics: true,
     ...(config.store?.snapshotEvery === undefined ? {} : { snapshotEvery: config.store.snapshotEvery }),
   });
+  // Serving starts here: no command may be registered from now on.
+  core.registry.freeze();
   const rateLimiter = new RateLimiter(config.limits?.rate);
   const surface = new McpSurface(core, { rateLimiter });
   core.metrics?.countSubscriptions(() => surface.activeSubscriptions);

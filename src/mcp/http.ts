@@ -489,7 +489,7 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
       resource,
       authorization_servers: options.resourceMetadata?.authorizationServers ?? [],
       bearer_methods_supported: ['header'],
-      resource_name: surface.core.app.name,
+      resource_name: surface.app.name,
     };
     const suffix = resourceUrl.pathname === '/' ? '' : resourceUrl.pathname;
     metadata = { url: `${resourceUrl.origin}${WELL_KNOWN}${suffix}`, body };

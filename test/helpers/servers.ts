@@ -148,6 +148,7 @@ export async function startInProcess(
   httpOptions: Partial<HttpServerOptions> = {},
 ): Promise<InProcessServer> {
   const core = await createCore(coreOptions);
+  core.registry.freeze();
   const surface = new McpSurface(core);
   const http = await serveHttp(surface, {
     port: 0,
