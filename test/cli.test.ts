@@ -116,6 +116,22 @@ describe('keys', () => {
   });
 });
 
+describe('serve', () => {
+  it('answers under the loopback address it was told to bind, e.g. 127.0.0.2', async () => {
+    const other = tempDir();
+    const server = await startServerProcess(['--http', '127.0.0.2:0', '--no-auth', '--data-dir', other.dir]);
+    try {
+      expect(server.url).toMatch(/^http:\/\/127\.0\.0\.2:\d+\/mcp$/);
+      const client = await httpClient(server.url, undefined);
+      expect((await client.listTools()).tools.length).toBeGreaterThan(0);
+      await client.close();
+    } finally {
+      await server.stop();
+      other.remove();
+    }
+  });
+});
+
 describe('state', () => {
   it('prints a document and its history; unknown documents exit 1 with not_found', async () => {
     const got = await runCli(['state', 'get', ...dataDir]);

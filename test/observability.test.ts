@@ -94,7 +94,6 @@ describe('metrics', () => {
         health: core.health,
         metrics: core.metrics,
         authorizer: core.authorizer,
-        metricsAccess: 'authenticated',
       }),
       onAuthFailure: (reason) => core.metrics!.recordAuthFailure(reason),
     });
@@ -214,7 +213,6 @@ describe('health', () => {
         health: core.health,
         metrics: undefined,
         authorizer: core.authorizer,
-        metricsAccess: 'authenticated',
       }),
     });
     try {
@@ -244,7 +242,6 @@ describe('health', () => {
         health: core.health,
         metrics: core.metrics,
         authorizer: core.authorizer,
-        metricsAccess: 'authenticated',
       }),
     });
     const readyz = http.url.replace(/\/mcp$/, '/readyz');

@@ -2,11 +2,12 @@ import { userInfo } from 'node:os';
 import type { Authenticator, Principal } from '../core/access.js';
 import type { Logger } from '../core/log.js';
 import { startMaintenance } from '../core/maintenance.js';
-import { isLoopback, type RunningHttpServer, serveHttp } from '../mcp/http.js';
+import { type RunningEdge, serveEdge } from '../http/edge.js';
+import { isLoopback } from '../http/listen.js';
+import { type RunningHttpServer, serveHttp } from '../mcp/serve-http.js';
 import { serveStdio } from '../mcp/stdio.js';
 import { McpSurface } from '../mcp/surface.js';
 import { observabilityRoutes } from '../observability/routes.js';
-import { type RunningObservabilityServer, serveObservability } from '../observability/server.js';
 import { type Core, createCore } from '../runtime.js';
 import { BearerAuthenticator, JwtAuthenticator } from '../security/jwt.js';
 import { AuthThrottle, RateLimiter } from '../security/ratelimit.js';
@@ -66,7 +67,8 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
   const rateLimiter = new RateLimiter(config.limits?.rate);
   const surface = new McpSurface(core, { rateLimiter });
   core.metrics?.countSubscriptions(() => surface.activeSubscriptions);
-  const observability = { health: core.health, metrics: core.metrics, authorizer: core.authorizer };
+  const observability = () =>
+    observabilityRoutes({ health: core.health, metrics: core.metrics, authorizer: core.authorizer });
   // Another process (the CLI's rollback, a second server on the same file) may commit: follow it.
   const unfollow = core.state.followStore();
   const stopMaintenance = startMaintenance(core.state, {
@@ -77,7 +79,7 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
     logger,
   });
   let http: RunningHttpServer | undefined;
-  let metricsServer: RunningObservabilityServer | undefined;
+  let metricsServer: RunningEdge | undefined;
   let stdio: { close(): Promise<void> } | undefined;
 
   const shutdown = async (signal: string) => {
@@ -124,7 +126,7 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
       ...(config.http?.allowedOrigins ? { allowedOrigins: config.http.allowedOrigins } : {}),
       ...(config.http?.maxBodyBytes ? { maxBodyBytes: config.http.maxBodyBytes } : {}),
       ...(config.http?.maxSessions ? { maxSessions: config.http.maxSessions } : {}),
-      routes: observabilityRoutes({ ...observability, metricsAccess: 'authenticated' }),
+      routes: observability(),
       onAuthFailure: (reason) => core.metrics?.recordAuthFailure(reason),
       logger,
     });
@@ -132,12 +134,15 @@ export async function serve(appPath: string | undefined, options: ServeOptions):
     process.stderr.write(`coremcp: serving "${app.name}" at ${http.url}\n`);
   }
   if (metricsListen) {
-    metricsServer = await serveObservability({
+    metricsServer = await serveEdge({
       ...metricsListen,
-      routes: observabilityRoutes({ ...observability, metricsAccess: 'open' }),
-      logger,
+      access: { kind: 'open' },
+      routes: observability(),
+      // An auxiliary listener never keeps the process alive by itself: stdio mode still ends with stdin.
+      keepsProcessAlive: false,
+      logger: logger.child({ component: 'metrics-http' }),
     });
-    process.stderr.write(`coremcp: metrics at ${metricsServer.url}/metrics\n`);
+    process.stderr.write(`coremcp: metrics at ${metricsServer.origin}/metrics\n`);
   }
   if (wantStdio) {
     const principal: Principal = Object.freeze({

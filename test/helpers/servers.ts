@@ -11,7 +11,7 @@ import {
   serveHttp,
   silentLogger,
 } from 'coremcp';
-import type { HttpServerOptions } from '../../src/mcp/http.js';
+import type { HttpServerOptions } from '../../src/mcp/serve-http.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 export const MODERN = '2026-07-28';
