@@ -125,5 +125,12 @@ export {
 export { type Core, type CoreOptions, createCore, localPrincipal } from './runtime.js';
 export { ApiKeys, type CreatedApiKey } from './security/apikeys.js';
 export { DEFAULT_ROLES, RoleAuthorizer, type RoleDefinition, type RolesConfig } from './security/rbac.js';
+export {
+  type HttpServe,
+  type RunningServer,
+  type ServerOptions,
+  type StdioServe,
+  startServer,
+} from './server.js';
 export { MemoryStore } from './store/memory.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite.js';
