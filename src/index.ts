@@ -133,4 +133,5 @@ export {
   startServer,
 } from './server.js';
 export { MemoryStore } from './store/memory.js';
+export { openStore, type StoreConfig, StoreConfigError } from './store/open.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite.js';

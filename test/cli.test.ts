@@ -132,6 +132,35 @@ describe('serve', () => {
   });
 });
 
+describe('store URLs', () => {
+  it('refuses a PostgreSQL URL with a one-line usage error, from --store, the environment or the config', async () => {
+    const viaFlag = await runCli([
+      'state',
+      'get',
+      '--store',
+      'postgres://app:secret@db:5432/app',
+      ...dataDir,
+    ]);
+    const viaEnv = await runCli(['keys', 'list', ...dataDir], {
+      env: { COREMCP_STORE_URL: 'postgresql://db/app' },
+    });
+    const config = join(tmp.dir, 'postgres.config.json');
+    writeFileSync(config, JSON.stringify({ store: { url: 'postgres://db/app' } }));
+    const viaConfig = await runCli(['serve', '--config', config, ...dataDir]);
+    for (const result of [viaFlag, viaEnv, viaConfig]) {
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/^coremcp: PostgreSQL is not available yet;[^\n]*\n$/);
+    }
+  });
+
+  it('refuses a URL of an unknown kind without showing its password', async () => {
+    const result = await runCli(['audit', 'verify', '--store', 'mysql://root:hunter2@db/app', ...dataDir]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/unsupported store URL "mysql:\/\/root:\*\*\*@db\/app"/);
+    expect(result.stderr).not.toContain('hunter2');
+  });
+});
+
 describe('state', () => {
   it('prints a document and its history; unknown documents exit 1 with not_found', async () => {
     const got = await runCli(['state', 'get', ...dataDir]);

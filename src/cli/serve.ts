@@ -1,6 +1,6 @@
 import { isLoopback } from '../http/listen.js';
 import { type ServerOptions, startServer } from '../server.js';
-import { type CommonOptions, configOf, createLogger, openSqlite } from './context.js';
+import { type CommonOptions, configOf, createLogger, storeOf } from './context.js';
 import { loadApp } from './load-app.js';
 import { UsageError } from './usage.js';
 
@@ -61,7 +61,7 @@ async function serverOptions(appPath: string | undefined, flags: ServeOptions): 
   }
   return {
     app: await loadApp(appPath),
-    store: openSqlite(flags, config),
+    store: storeOf(flags, config),
     roles: config.roles,
     logger,
     metrics: true,
