@@ -39,7 +39,7 @@ export function printJson(value: unknown): void {
 export async function stateGet(options: StateOptions & { revision?: string }): Promise<void> {
   const revision = integerOption('--revision', options.revision);
   await withState(options, async (state, doc) => {
-    printJson(await state.get(doc, revision === undefined ? {} : { revision }));
+    printJson(await state.get(doc, { revision }));
   });
 }
 

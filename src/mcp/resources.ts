@@ -83,7 +83,7 @@ export async function readStateResource(
   switch (parsed.kind) {
     case 'value': {
       const revision = revisionParam(params, 'revision');
-      const current = await state.get(doc, revision === undefined ? {} : { revision });
+      const current = await state.get(doc, { revision });
       return jsonContents(uri, current.value, { [META.revision]: current.revision, [META.doc]: doc });
     }
     case 'diff': {
@@ -119,7 +119,7 @@ export async function readStateResource(
           commandId: c.commandId,
           paths: touchedPaths(c.patches),
         })),
-        ...(page.next === undefined ? {} : { next: page.next }),
+        next: page.next,
       };
       return jsonContents(uri, body, { [META.revision]: page.head, [META.doc]: doc });
     }

@@ -78,7 +78,7 @@ export class McpSurface {
   readonly app: AppDefinition;
   readonly #deps: SurfaceDeps;
   readonly #logger: Logger;
-  readonly #serverInfo: { name: string; version: string; title?: string };
+  readonly #serverInfo: { name: string; version: string; title?: string | undefined };
   readonly #capabilities: ServerCapabilities;
   readonly #toolsByRoles = new Map<string, Tool[]>();
   readonly #followers = new Set<Follower>();
@@ -101,15 +101,15 @@ export class McpSurface {
     this.#serverInfo = {
       name: options.serverName ?? app.name,
       version: options.serverVersion ?? app.version,
-      ...(app.title === undefined ? {} : { title: app.title }),
+      title: app.title,
     };
     const hasCompletions =
       app.prompts.some((p) => p.complete) || app.resourceTemplates.some((t) => t.complete);
     this.#capabilities = {
       tools: { listChanged: false },
       resources: { subscribe: true, listChanged: false },
-      ...(app.prompts.length > 0 ? { prompts: { listChanged: false } } : {}),
-      ...(hasCompletions ? { completions: {} } : {}),
+      prompts: app.prompts.length > 0 ? { listChanged: false } : undefined,
+      completions: hasCompletions ? {} : undefined,
       logging: {},
     };
     this.#unsubscribe = deps.state.onCommit((event) => this.#onCommit(event));
@@ -165,7 +165,7 @@ export class McpSurface {
   createServer(principal: Principal, channel: Channel): Server {
     const server = new Server(this.#serverInfo, {
       capabilities: this.#capabilities,
-      ...(this.app.instructions === undefined ? {} : { instructions: this.app.instructions }),
+      instructions: this.app.instructions,
     });
     const follower: Follower | undefined =
       channel === 'request'
@@ -294,7 +294,7 @@ export class McpSurface {
       signal: ctx.mcpReq.signal,
       idempotencyKey: meta[META.idempotencyKey] as string | undefined,
       expectedRevision: meta[META.expectedRevision] as number | undefined,
-      ...(traceparent === undefined ? {} : { traceparent }),
+      traceparent,
       client: clientChannel(ctx, meta.progressToken),
     });
   }
@@ -318,9 +318,9 @@ export class McpSurface {
       resources.push({
         uri: r.uri,
         name: r.name,
-        ...(r.title === undefined ? {} : { title: r.title }),
-        ...(r.description === undefined ? {} : { description: r.description }),
-        ...(r.mimeType === undefined ? {} : { mimeType: r.mimeType }),
+        title: r.title,
+        description: r.description,
+        mimeType: r.mimeType,
       });
     }
     return { resources };
@@ -333,9 +333,9 @@ export class McpSurface {
       resourceTemplates.push({
         uriTemplate: t.uriTemplate,
         name: t.name,
-        ...(t.title === undefined ? {} : { title: t.title }),
-        ...(t.description === undefined ? {} : { description: t.description }),
-        ...(t.mimeType === undefined ? {} : { mimeType: t.mimeType }),
+        title: t.title,
+        description: t.description,
+        mimeType: t.mimeType,
       });
     }
     return { resourceTemplates };
@@ -406,9 +406,9 @@ export class McpSurface {
         .filter((p) => this.#permits(principal, p.permission))
         .map((p) => ({
           name: p.name,
-          ...(p.title === undefined ? {} : { title: p.title }),
-          ...(p.description === undefined ? {} : { description: p.description }),
-          ...(p.arguments === undefined ? {} : { arguments: p.arguments }),
+          title: p.title,
+          description: p.description,
+          arguments: p.arguments,
         })),
     };
   }
@@ -529,7 +529,7 @@ function toTool(command: CommandDefinition): Tool {
     description: command.description,
     inputSchema: command.inputJsonSchema as Tool['inputSchema'],
     annotations: {
-      ...(command.title === undefined ? {} : { title: command.title }),
+      title: command.title,
       readOnlyHint: command.readOnly,
       destructiveHint: command.destructive,
       idempotentHint: command.idempotent || command.readOnly,
@@ -578,8 +578,8 @@ function clientChannel(ctx: ServerContext, progressToken: unknown): ClientChanne
         params: {
           progressToken,
           progress,
-          ...(total === undefined ? {} : { total }),
-          ...(message === undefined ? {} : { message }),
+          total,
+          message,
         },
       });
     },
