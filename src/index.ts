@@ -98,6 +98,11 @@ export {
 } from './core/state.js';
 export type * from './core/store.js';
 export { type ReplicaSource, ReplicaState, type SyncOutcome } from './core/sync.js';
+export type { BearerAuthOptions } from './http/auth.js';
+export { type EdgeAccess, type EdgeOptions, type RunningEdge, serveEdge } from './http/edge.js';
+export type { ProtectedResourceOptions } from './http/protected-resource.js';
+export { HttpFailure, type HttpFailureOptions } from './http/respond.js';
+export type { HttpExchange, HttpRoute, RouteAccess } from './http/route.js';
 export {
   type AppCallContext,
   type AppDefinition,
@@ -108,13 +113,6 @@ export {
   defineApp,
   isAppDefinition,
 } from './mcp/app.js';
-export {
-  type HttpRoute,
-  type HttpServerOptions,
-  type RouteContext,
-  type RunningHttpServer,
-  serveHttp,
-} from './mcp/http.js';
 export { META, STATE_URI_PREFIX, stateUri } from './mcp/meta.js';
 export {
   type ReplicaChange,
@@ -122,8 +120,15 @@ export {
   type StateReplicaOptions,
   type WatchOptions,
 } from './mcp/replica.js';
+export { type HttpServerOptions, type RunningHttpServer, serveHttp } from './mcp/serve-http.js';
 export { type StdioServeOptions, serveStdio } from './mcp/stdio.js';
-export { type Channel, McpSurface, type McpSurfaceOptions, toCallToolResult } from './mcp/surface.js';
+export {
+  type Channel,
+  McpSurface,
+  type McpSurfaceOptions,
+  type SurfaceDeps,
+  toCallToolResult,
+} from './mcp/surface.js';
 export {
   type CheckReport,
   type HealthCheck,
@@ -139,13 +144,16 @@ export {
   type ObservabilityRoutesOptions,
   observabilityRoutes,
 } from './observability/routes.js';
-export {
-  type ObservabilityServerOptions,
-  type RunningObservabilityServer,
-  serveObservability,
-} from './observability/server.js';
 export { type Core, type CoreOptions, createCore, localPrincipal } from './runtime.js';
 export { ApiKeys, type CreatedApiKey } from './security/apikeys.js';
 export { DEFAULT_ROLES, RoleAuthorizer, type RoleDefinition, type RolesConfig } from './security/rbac.js';
+export {
+  type HttpServe,
+  type RunningServer,
+  type ServerOptions,
+  type StdioServe,
+  startServer,
+} from './server.js';
 export { MemoryStore } from './store/memory.js';
+export { openStore, type StoreConfig, StoreConfigError } from './store/open.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite.js';

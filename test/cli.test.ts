@@ -116,6 +116,51 @@ describe('keys', () => {
   });
 });
 
+describe('serve', () => {
+  it('answers under the loopback address it was told to bind, e.g. 127.0.0.2', async () => {
+    const other = tempDir();
+    const server = await startServerProcess(['--http', '127.0.0.2:0', '--no-auth', '--data-dir', other.dir]);
+    try {
+      expect(server.url).toMatch(/^http:\/\/127\.0\.0\.2:\d+\/mcp$/);
+      const client = await httpClient(server.url, undefined);
+      expect((await client.listTools()).tools.length).toBeGreaterThan(0);
+      await client.close();
+    } finally {
+      await server.stop();
+      other.remove();
+    }
+  });
+});
+
+describe('store URLs', () => {
+  it('refuses a PostgreSQL URL with a one-line usage error, from --store, the environment or the config', async () => {
+    const viaFlag = await runCli([
+      'state',
+      'get',
+      '--store',
+      'postgres://app:secret@db:5432/app',
+      ...dataDir,
+    ]);
+    const viaEnv = await runCli(['keys', 'list', ...dataDir], {
+      env: { COREMCP_STORE_URL: 'postgresql://db/app' },
+    });
+    const config = join(tmp.dir, 'postgres.config.json');
+    writeFileSync(config, JSON.stringify({ store: { url: 'postgres://db/app' } }));
+    const viaConfig = await runCli(['serve', '--config', config, ...dataDir]);
+    for (const result of [viaFlag, viaEnv, viaConfig]) {
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/^coremcp: PostgreSQL is not available yet;[^\n]*\n$/);
+    }
+  });
+
+  it('refuses a URL of an unknown kind without showing its password', async () => {
+    const result = await runCli(['audit', 'verify', '--store', 'mysql://root:hunter2@db/app', ...dataDir]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/unsupported store URL "mysql:\/\/root:\*\*\*@db\/app"/);
+    expect(result.stderr).not.toContain('hunter2');
+  });
+});
+
 describe('state', () => {
   it('prints a document and its history; unknown documents exit 1 with not_found', async () => {
     const ambiguous = await runCli(['state', 'get', ...dataDir]);

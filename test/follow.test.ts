@@ -163,8 +163,6 @@ describe('commits from other processes', () => {
     const path = join(tmp.dir, 'coremcp.db');
     const server = await startInProcess({ app: taskboard, store: new SqliteStore({ path }) });
     cleanups.push(() => server.close());
-    const stop = server.core.state.followStore();
-    cleanups.push(stop);
     const admin = await httpClient(server.url, await server.key('admin', 'admin'));
     cleanups.push(() => admin.close());
     for (const title of ['a', 'b', 'c']) await admin.callTool({ name: 'task.add', arguments: { title } });

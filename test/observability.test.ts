@@ -12,7 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import taskboard from '../examples/taskboard/app.js';
 import { defineApp } from '../src/mcp/app.js';
 import type { HealthReport } from '../src/observability/health.js';
-import { observabilityRoutes } from '../src/observability/routes.js';
 import {
   CLI,
   type Era,
@@ -76,40 +75,25 @@ describe('metrics', () => {
 
   beforeAll(async () => {
     const { logger, lines } = capturingLogger();
-    const { createCore, McpSurface, serveHttp } = await import('coremcp');
-    const core = await createCore({
+    const { startServer } = await import('coremcp');
+    const running = await startServer({
       app: taskboard,
       store: new SqliteStore({ path: join(tmp.dir, 'coremcp.db') }),
       metrics: true,
       logger,
+      http: { port: 0 },
+      announceFirstKey: false,
     });
-    const surface = new McpSurface(core);
-    core.metrics!.countSubscriptions(() => surface.activeSubscriptions);
-    const http = await serveHttp(surface, {
-      port: 0,
-      authenticator: core.keys!,
-      logger,
-      routes: observabilityRoutes({
-        health: core.health,
-        metrics: core.metrics,
-        authorizer: core.authorizer,
-        metricsAccess: 'authenticated',
-      }),
-      onAuthFailure: (reason) => core.metrics!.recordAuthFailure(reason),
-    });
+    const http = running.http!;
     server = {
-      core,
-      surface,
+      core: running.core,
+      surface: running.surface,
       http,
       url: http.url,
       base: http.url.replace(/\/mcp$/, ''),
       log: lines,
-      key: async (name, role) => (await core.keys!.create(name, role)).key,
-      close: async () => {
-        await http.close();
-        surface.close();
-        await core.close();
-      },
+      key: async (name, role) => (await running.core.keys!.create(name, role)).key,
+      close: () => running.close(),
     };
     adminKey = await server.key('ops', 'admin');
   });
@@ -201,20 +185,9 @@ describe('health', () => {
   afterAll(() => tmp.remove());
 
   it('answers /healthz without credentials', async () => {
-    const { createCore, McpSurface, serveHttp, silentLogger } = await import('coremcp');
-    const core = await createCore({ app: taskboard });
-    const surface = new McpSurface(core);
-    const http = await serveHttp(surface, {
-      port: 0,
-      authenticator: core.keys ?? { authenticate: async () => ({ ok: false, reason: 'none' }) },
-      logger: silentLogger,
-      routes: observabilityRoutes({
-        health: core.health,
-        metrics: undefined,
-        authorizer: core.authorizer,
-        metricsAccess: 'authenticated',
-      }),
-    });
+    const { startServer } = await import('coremcp');
+    const server = await startServer({ app: taskboard, http: { port: 0 }, announceFirstKey: false });
+    const http = server.http!;
     try {
       const response = await fetch(http.url.replace(/\/mcp$/, '/healthz'));
       expect(response.status).toBe(200);
@@ -222,28 +195,25 @@ describe('health', () => {
       expect((await fetch(http.url.replace(/\/mcp$/, '/metrics'))).status).toBe(404);
       expect((await fetch(http.url.replace(/\/mcp$/, '/healthz'), { method: 'POST' })).status).toBe(405);
     } finally {
-      await http.close();
-      surface.close();
-      await core.close();
+      await server.close();
     }
   });
 
   it('turns /readyz to 503 while the store is unreachable, and back to 200 when it returns', async () => {
-    const { createCore, McpSurface, serveHttp, silentLogger } = await import('coremcp');
+    const { startServer } = await import('coremcp');
     const path = join(tmp.dir, 'ready.db');
-    const core = await createCore({ app: taskboard, store: new SqliteStore({ path }), metrics: true });
-    const surface = new McpSurface(core);
-    const http = await serveHttp(surface, {
-      port: 0,
-      authenticator: core.keys!,
-      logger: silentLogger,
-      routes: observabilityRoutes({
-        health: core.health,
-        metrics: core.metrics,
-        authorizer: core.authorizer,
-        metricsAccess: 'authenticated',
-      }),
+    const server = await startServer({
+      app: taskboard,
+      store: new SqliteStore({ path }),
+      metrics: true,
+      http: { port: 0 },
+      announceFirstKey: false,
+      // The store is closed and reopened under the server below; its change watcher would outlive the
+      // connection it was started on.
+      followStore: false,
     });
+    const { core } = server;
+    const http = server.http!;
     const readyz = http.url.replace(/\/mcp$/, '/readyz');
     try {
       const ready = await fetch(readyz);
@@ -274,9 +244,7 @@ describe('health', () => {
       expect(back.status).toBe(200);
       expect(((await back.json()) as HealthReport).status).toBe('healthy');
     } finally {
-      await http.close();
-      surface.close();
-      await core.close();
+      await server.close();
     }
   });
 
@@ -318,14 +286,16 @@ describe('logs and trace context', () => {
   it('writes one line per command with the traceparent from _meta or the HTTP header, also in the audit', async () => {
     const tmp = tempDir();
     const { logger, lines } = capturingLogger();
-    const { createCore, McpSurface, serveHttp } = await import('coremcp');
-    const core = await createCore({
+    const { startServer } = await import('coremcp');
+    const server = await startServer({
       app: taskboard,
       store: new SqliteStore({ path: join(tmp.dir, 'db') }),
       logger,
+      http: { port: 0 },
+      announceFirstKey: false,
     });
-    const surface = new McpSurface(core);
-    const http = await serveHttp(surface, { port: 0, authenticator: core.keys!, logger });
+    const { core } = server;
+    const http = server.http!;
     const key = (await core.keys!.create('tracer', 'member')).key;
     try {
       for (const era of ['modern', 'legacy'] as Era[]) {
@@ -381,9 +351,7 @@ describe('logs and trace context', () => {
       expect(audit.map((r) => r.traceparent)).toEqual([TRACEPARENT, TRACEPARENT, fromHeader, fromHeader]);
       expect(audit.map((r) => r.requestId)).toEqual(commandLines.map((l) => l.requestId));
     } finally {
-      await http.close();
-      surface.close();
-      await core.close();
+      await server.close();
       tmp.remove();
     }
   });

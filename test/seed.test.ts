@@ -2,7 +2,7 @@
  * The two integration tests of the seed specification (core-mcp-integration.md), in TypeScript:
  * command flow, and state sync through a replica on a real MCP transport.
  */
-import { createCore, defineCommand, localPrincipal, StateReplica } from 'coremcp';
+import { createCore, defineCommand, localPrincipal, StateReplica, startServer } from 'coremcp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpClient, startInProcess } from './helpers/servers.js';
 
@@ -37,6 +37,20 @@ describe('seed: command flow', () => {
     expect(() =>
       core.registry.register(defineCommand({ name: 'other', description: 'x', handler: () => null })),
     ).toThrow(/frozen/);
+  });
+
+  it('freezes the registry when serving starts: a command registered afterwards throws registry_frozen', async () => {
+    const server = await startServer({ http: { port: 0 }, announceFirstKey: false });
+    cleanups.push(() => server.close());
+    expect(server.core.registry.frozen).toBe(true);
+    let thrown: unknown;
+    try {
+      server.core.registry.register(defineCommand({ name: 'late', description: 'x', handler: () => null }));
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toMatchObject({ name: 'SetupError', code: 'registry_frozen' });
+    expect(server.core.registry.get('late')).toBeUndefined();
   });
 });
 

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createCore, localPrincipal, SqliteStore } from 'coremcp';
 import taskboard from '../../examples/taskboard/app.js';
-import { DATABASE_FILE } from '../../src/cli/context.js';
+import { DATABASE_FILE } from '../../src/store/open.js';
 
 const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const BARE = fileURLToPath(new URL('./bare-server.mjs', import.meta.url));

@@ -1,8 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GENESIS_HASH, verifyAuditRecords } from '../core/audit.js';
-import type { AuditQuery, AuditRecord } from '../core/store.js';
-import type { SqliteStore } from '../store/sqlite.js';
-import { type CommonOptions, configOf, integerOption, openSqlite } from './context.js';
+import type { AuditQuery, AuditRecord, Store } from '../core/store.js';
+import { type CommonOptions, configOf, integerOption, storeOf } from './context.js';
 import { CheckFailed, UsageError } from './usage.js';
 
 export interface AuditOptions extends CommonOptions {
@@ -16,8 +15,8 @@ export interface AuditOptions extends CommonOptions {
 
 const PAGE = 5000;
 
-async function withStore<T>(options: CommonOptions, work: (store: SqliteStore) => Promise<T>): Promise<T> {
-  const store = openSqlite(options, configOf(options));
+async function withStore<T>(options: CommonOptions, work: (store: Store) => Promise<T>): Promise<T> {
+  const store = storeOf(options, configOf(options));
   await store.open();
   try {
     return await work(store);
@@ -28,7 +27,7 @@ async function withStore<T>(options: CommonOptions, work: (store: SqliteStore) =
 
 /** Reads every record matching `query` after `afterSeq`, page by page, handing each page to `each`. */
 async function forEachPage(
-  store: SqliteStore,
+  store: Store,
   query: AuditQuery,
   each: (records: AuditRecord[]) => void,
 ): Promise<number> {

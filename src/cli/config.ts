@@ -70,6 +70,8 @@ export const configSchema = z.strictObject({
     .optional(),
   store: z
     .strictObject({
+      /** A database URL (`postgres://…`); default SQLite in the data directory. */
+      url: z.string().min(1).max(2048).optional(),
       durability: z.enum(['normal', 'full']).optional(),
       snapshotEvery: z.number().int().min(1).max(1_000_000).optional(),
     })

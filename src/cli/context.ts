@@ -1,16 +1,18 @@
 import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import pino, { type DestinationStream } from 'pino';
 import type { Logger } from '../core/log.js';
-import { SqliteStore } from '../store/sqlite.js';
+import type { CredentialStore, Store } from '../core/store.js';
+import { openStore, StoreConfigError } from '../store/open.js';
 import { type CoreMcpConfig, loadConfig } from './config.js';
 import { UsageError } from './usage.js';
 
 export const DEFAULT_DATA_DIR = '.coremcp';
-export const DATABASE_FILE = 'coremcp.db';
 
 export interface CommonOptions {
   dataDir?: string;
+  /** A database URL (`--store`); default `$COREMCP_STORE_URL`, then the config's `store.url`. */
+  store?: string;
   config?: string;
   logLevel?: string;
 }
@@ -57,11 +59,18 @@ export function dataDirOf(options: CommonOptions): string {
   return resolve(options.dataDir ?? process.env.COREMCP_DATA_DIR ?? DEFAULT_DATA_DIR);
 }
 
-export function openSqlite(options: CommonOptions, config: CoreMcpConfig = {}): SqliteStore {
-  return new SqliteStore({
-    path: join(dataDirOf(options), DATABASE_FILE),
-    durability: config.store?.durability ?? 'normal',
-  });
+/** The store the flags, the environment and the config name; not opened yet. */
+export function storeOf(options: CommonOptions, config: CoreMcpConfig = {}): Store & CredentialStore {
+  try {
+    return openStore({
+      dataDir: dataDirOf(options),
+      durability: config.store?.durability,
+      url: options.store ?? process.env.COREMCP_STORE_URL ?? config.store?.url,
+    });
+  } catch (error) {
+    if (error instanceof StoreConfigError) throw new UsageError(error.message);
+    throw error;
+  }
 }
 
 export function configOf(options: CommonOptions): CoreMcpConfig {

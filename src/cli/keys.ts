@@ -1,15 +1,15 @@
+import type { CredentialStore, Store } from '../core/store.js';
 import { ApiKeys } from '../security/apikeys.js';
 import { DEFAULT_ROLES } from '../security/rbac.js';
-import type { SqliteStore } from '../store/sqlite.js';
-import { type CommonOptions, configOf, openSqlite } from './context.js';
+import { type CommonOptions, configOf, storeOf } from './context.js';
 import { UsageError } from './usage.js';
 
 async function withKeys<T>(
   options: CommonOptions,
-  work: (keys: ApiKeys, store: SqliteStore) => Promise<T>,
+  work: (keys: ApiKeys, store: Store & CredentialStore) => Promise<T>,
 ): Promise<T> {
   const config = configOf(options);
-  const store = openSqlite(options, config);
+  const store = storeOf(options, config);
   await store.open();
   try {
     // Roles an app adds are known only to the app; keys may name them, so only the config's and the

@@ -25,7 +25,8 @@ const { version } = JSON.parse(readFileSync(new URL('../../../package.json', imp
 function withCommon(command: Command): Command {
   return command
     .option('--data-dir <dir>', 'where state is kept (default ./.coremcp, or $COREMCP_DATA_DIR)')
-    .option('--config <file>', 'configuration file (default ./coremcp.config.json if present)');
+    .option('--config <file>', 'configuration file (default ./coremcp.config.json if present)')
+    .option('--store <url>', 'a database URL, or $COREMCP_STORE_URL (default: SQLite in the data directory)');
 }
 
 export function buildProgram(): Command {

@@ -2,8 +2,8 @@ import { userInfo } from 'node:os';
 import type { Principal } from '../core/access.js';
 import type { RollbackResult, UndoResult } from '../core/history.js';
 import { StateManager, type TransactResult } from '../core/state.js';
-import type { SqliteStore } from '../store/sqlite.js';
-import { type CommonOptions, configOf, integerOption, openSqlite } from './context.js';
+import type { Store } from '../core/store.js';
+import { type CommonOptions, configOf, integerOption, storeOf } from './context.js';
 import { UsageError } from './usage.js';
 
 export interface StateOptions extends CommonOptions {
@@ -14,9 +14,9 @@ export interface StateOptions extends CommonOptions {
 /** Opens the data folder's store for a state command; no app is loaded. */
 export async function withState<T>(
   options: StateOptions,
-  work: (state: StateManager, doc: string, store: SqliteStore) => Promise<T>,
+  work: (state: StateManager, doc: string, store: Store) => Promise<T>,
 ): Promise<T> {
-  const store = openSqlite(options, configOf(options));
+  const store = storeOf(options, configOf(options));
   await store.open();
   try {
     const state = new StateManager(store);
@@ -27,7 +27,7 @@ export async function withState<T>(
 }
 
 /** Without --doc: the store's only document (besides an untouched `default`); with several, a usage error naming them. */
-async function defaultDoc(store: SqliteStore): Promise<string> {
+async function defaultDoc(store: Store): Promise<string> {
   const all = await store.listDocuments();
   const docs = all.filter((d) => d.doc !== 'default' || d.revision > 0).map((d) => d.doc);
   if (docs.length === 1) return docs[0]!;
@@ -42,7 +42,7 @@ export function printJson(value: unknown): void {
 export async function stateGet(options: StateOptions & { revision?: string }): Promise<void> {
   const revision = integerOption('--revision', options.revision);
   await withState(options, async (state, doc) => {
-    printJson(await state.get(doc, revision === undefined ? {} : { revision }));
+    printJson(await state.get(doc, { revision }));
   });
 }
 

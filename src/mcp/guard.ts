@@ -1,6 +1,6 @@
 import { type Readable, Transform, type Writable } from 'node:stream';
-import { jsonRpcCode } from '../core/errors.js';
-import { escapePointerToken, FORBIDDEN_KEYS } from '../core/json.js';
+import { CommandError, jsonRpcErrorBody, toPublicError } from '../core/errors.js';
+import { escapePointerToken, FORBIDDEN_KEYS, type JsonObject } from '../core/json.js';
 
 /** Deepest nesting accepted in a JSON-RPC message (arguments are further bounded by the command limits). */
 export const MAX_MESSAGE_DEPTH = 64;
@@ -38,20 +38,19 @@ export function findMessageProblem(message: unknown): MessageProblem | undefined
   return undefined;
 }
 
-/** The JSON-RPC error answering a message refused by `findMessageProblem`. */
-export function messageProblemError(id: unknown, problem: MessageProblem) {
-  return {
-    jsonrpc: '2.0' as const,
-    id: typeof id === 'string' || typeof id === 'number' ? id : null,
-    error: {
-      code: jsonRpcCode('invalid_input'),
-      message: `Invalid input at "${problem.path}": ${problem.problem}`,
-      data: {
-        code: 'invalid_input',
-        details: { issues: [{ path: problem.path, message: problem.problem }] },
-      },
-    },
-  };
+/** The refusal of a message `findMessageProblem` found a problem in: `invalid_input`, naming the path. */
+export function invalidMessage(problem: MessageProblem): CommandError {
+  return new CommandError('invalid_input', `Invalid input at "${problem.path}": ${problem.problem}`, {
+    details: { issues: [{ path: problem.path, message: problem.problem }] },
+  });
+}
+
+/** The JSON-RPC error answering a message refused by `findMessageProblem` (over stdio). */
+export function messageProblemError(id: unknown, problem: MessageProblem): JsonObject {
+  return jsonRpcErrorBody(
+    toPublicError(invalidMessage(problem)),
+    typeof id === 'string' || typeof id === 'number' ? id : null,
+  );
 }
 
 /** Lines this long are scanned in full (depth); shorter ones only when they name a forbidden key. */

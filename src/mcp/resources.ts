@@ -96,7 +96,7 @@ export async function readStateResource(
   switch (parsed.kind) {
     case 'value': {
       const revision = revisionParam(params, 'revision');
-      const read = await state.read(doc, revision === undefined ? {} : { revision });
+      const read = await state.read(doc, { revision });
       const meta: JsonObject = { [META.revision]: read.revision, [META.doc]: doc };
       if (Object.keys(read.more).length > 0) meta[META.more] = read.more;
       return jsonContents(uri, read.value, meta);
@@ -107,9 +107,9 @@ export async function readStateResource(
       const cursor = params.get('cursor') ?? undefined;
       const page = await state.page(doc, {
         collection: parsed.collection!,
-        ...(cursor === undefined ? {} : { cursor }),
-        ...(limit === undefined ? {} : { limit }),
-        ...(revision === undefined ? {} : { revision }),
+        cursor,
+        limit,
+        revision,
       });
       return jsonContents(uri, page, { [META.revision]: page.revision, [META.doc]: doc });
     }
@@ -146,7 +146,7 @@ export async function readStateResource(
           commandId: c.commandId,
           paths: touchedPaths(c.patches),
         })),
-        ...(page.next === undefined ? {} : { next: page.next }),
+        next: page.next,
       };
       return jsonContents(uri, body, { [META.revision]: page.head, [META.doc]: doc });
     }

@@ -10,18 +10,17 @@ import {
   type ServerContext,
   type Tool,
 } from '@modelcontextprotocol/server';
-import type { Principal } from '../core/access.js';
-import type { ClientChannel, CommandDefinition } from '../core/commands.js';
+import type { Authorizer, Principal } from '../core/access.js';
+import type { ClientChannel, CommandDefinition, CommandRegistry } from '../core/commands.js';
 import { isCoreMcpError, jsonRpcCode, toPublicError } from '../core/errors.js';
-import type { CommandResult } from '../core/executor.js';
+import type { CommandExecutor, CommandResult } from '../core/executor.js';
 import { timeOrderedId } from '../core/ids.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import type { Logger } from '../core/log.js';
-import type { CommitEvent } from '../core/state.js';
+import type { CommitEvent, StateManager } from '../core/state.js';
 import { validTraceparent } from '../core/trace.js';
-import type { Core } from '../runtime.js';
 import { type RateLimiter, rateLimited } from '../security/ratelimit.js';
-import type { AppCallContext } from './app.js';
+import type { AppCallContext, AppDefinition } from './app.js';
 import { META, STATE_URI_PREFIX, stateUri } from './meta.js';
 import { parseStateUri, readStateResource, STATE_RESOURCE_TEMPLATES, type StateUri } from './resources.js';
 
@@ -44,6 +43,19 @@ interface Follower {
   subscriptions: Set<string> | undefined;
 }
 
+/**
+ * What the surface needs from the runtime: a `Core` from `createCore` is one. The registry must be
+ * frozen (serving has started): the surface lists tools from it once per set of roles.
+ */
+export interface SurfaceDeps {
+  readonly app: AppDefinition;
+  readonly registry: Pick<CommandRegistry, 'get' | 'frozen'>;
+  readonly executor: Pick<CommandExecutor, 'execute' | 'visibleCommands'>;
+  readonly state: StateManager;
+  readonly authorizer: Authorizer;
+  readonly logger: Logger;
+}
+
 export interface McpSurfaceOptions {
   serverName?: string;
   serverVersion?: string;
@@ -63,9 +75,10 @@ export type ResourceUpdatePublisher = (uri: string, meta: JsonObject) => void;
  * through the core's pipeline; every handler turns failures into sanitized, typed errors.
  */
 export class McpSurface {
-  readonly core: Core;
+  readonly app: AppDefinition;
+  readonly #deps: SurfaceDeps;
   readonly #logger: Logger;
-  readonly #serverInfo: { name: string; version: string; title?: string };
+  readonly #serverInfo: { name: string; version: string; title?: string | undefined };
   readonly #capabilities: ServerCapabilities;
   readonly #toolsByRoles = new Map<string, Tool[]>();
   readonly #followers = new Set<Follower>();
@@ -74,27 +87,32 @@ export class McpSurface {
   #streams = 0;
   readonly #limiter: RateLimiter | undefined;
 
-  constructor(core: Core, options: McpSurfaceOptions = {}) {
-    this.core = core;
-    this.#logger = core.logger.child({ component: 'mcp' });
+  constructor(deps: SurfaceDeps, options: McpSurfaceOptions = {}) {
+    if (!deps.registry.frozen) {
+      throw new TypeError(
+        'an MCP surface serves a fixed set of commands: freeze the registry first (registry.freeze(); startServer does)',
+      );
+    }
+    this.#deps = deps;
+    this.#logger = deps.logger.child({ component: 'mcp' });
     this.#limiter = options.rateLimiter;
-    core.registry.freeze();
-    const app = core.app;
+    const app = deps.app;
+    this.app = app;
     this.#serverInfo = {
       name: options.serverName ?? app.name,
       version: options.serverVersion ?? app.version,
-      ...(app.title === undefined ? {} : { title: app.title }),
+      title: app.title,
     };
     const hasCompletions =
       app.prompts.some((p) => p.complete) || app.resourceTemplates.some((t) => t.complete);
     this.#capabilities = {
       tools: { listChanged: false },
       resources: { subscribe: true, listChanged: false },
-      ...(app.prompts.length > 0 ? { prompts: { listChanged: false } } : {}),
-      ...(hasCompletions ? { completions: {} } : {}),
+      prompts: app.prompts.length > 0 ? { listChanged: false } : undefined,
+      completions: hasCompletions ? {} : undefined,
       logging: {},
     };
-    this.#unsubscribe = core.state.onCommit((event) => this.#onCommit(event));
+    this.#unsubscribe = deps.state.onCommit((event) => this.#onCommit(event));
   }
 
   /** Routes change notifications to 2026-era listen streams through `publish`. Returns the detach function. */
@@ -128,14 +146,14 @@ export class McpSurface {
     if (uri.startsWith(STATE_URI_PREFIX)) {
       const parsed = parseStateUri(uri);
       return (
-        parsed?.kind === 'value' && this.core.authorizer.canAccessDocument(principal, parsed.doc, 'follow')
+        parsed?.kind === 'value' && this.#deps.authorizer.canAccessDocument(principal, parsed.doc, 'follow')
       );
     }
     return this.#appResourcePermitted(principal, uri);
   }
 
   #appResourcePermitted(principal: Principal, uri: string): boolean {
-    const { app } = this.core;
+    const { app } = this;
     const fixed = app.resources.find((r) => r.uri === uri);
     if (fixed) return this.#permits(principal, fixed.permission);
     return app.resourceTemplates.some(
@@ -147,7 +165,7 @@ export class McpSurface {
   createServer(principal: Principal, channel: Channel): Server {
     const server = new Server(this.#serverInfo, {
       capabilities: this.#capabilities,
-      ...(this.core.app.instructions === undefined ? {} : { instructions: this.core.app.instructions }),
+      instructions: this.app.instructions,
     });
     const follower: Follower | undefined =
       channel === 'request'
@@ -179,7 +197,7 @@ export class McpSurface {
             requestId: result.requestId,
           });
         }
-        const command = this.core.registry.get(name);
+        const command = this.#deps.registry.get(name);
         return server.projectCallToolResult(toCallToolResult(result, command), command?.outputJsonSchema);
       }),
     );
@@ -211,7 +229,7 @@ export class McpSurface {
         return {};
       }),
     );
-    if (this.core.app.prompts.length > 0) {
+    if (this.app.prompts.length > 0) {
       server.setRequestHandler(
         'prompts/list',
         guard(() => this.#listPrompts(principal)),
@@ -251,7 +269,7 @@ export class McpSurface {
     const key = [...principal.roles].sort().join('\u0000');
     let tools = this.#toolsByRoles.get(key);
     if (!tools) {
-      tools = this.core.executor.visibleCommands(principal).map(toTool);
+      tools = this.#deps.executor.visibleCommands(principal).map(toTool);
       this.#toolsByRoles.set(key, tools);
     }
     return tools;
@@ -270,12 +288,12 @@ export class McpSurface {
       validTraceparent(envelope['io.modelcontextprotocol/traceparent']) ??
       validTraceparent(meta.traceparent) ??
       validTraceparent(ctx.http?.req?.headers.get('traceparent'));
-    return this.core.executor.execute(name, args, {
+    return this.#deps.executor.execute(name, args, {
       principal,
       requestId: timeOrderedId(),
       signal: ctx.mcpReq.signal,
       meta,
-      ...(traceparent === undefined ? {} : { traceparent }),
+      traceparent,
       client: clientChannel(ctx, meta.progressToken),
     });
   }
@@ -283,8 +301,8 @@ export class McpSurface {
   // --- resources -------------------------------------------------------------------------------
 
   async #listResources(principal: Principal): Promise<ListResourcesResult> {
-    const { authorizer } = this.core;
-    const docs = await this.core.state.listDocuments();
+    const { authorizer } = this.#deps;
+    const docs = await this.#deps.state.listDocuments();
     const resources: ListResourcesResult['resources'] = docs
       .filter((d) => authorizer.canAccessDocument(principal, d.doc, 'read'))
       .map((d) => ({
@@ -294,14 +312,14 @@ export class McpSurface {
         description: `The JSON document "${d.doc}". Its revision is in _meta["${META.revision}"]; subscribe to follow changes.`,
         mimeType: 'application/json',
       }));
-    for (const r of this.core.app.resources) {
+    for (const r of this.app.resources) {
       if (!this.#permits(principal, r.permission)) continue;
       resources.push({
         uri: r.uri,
         name: r.name,
-        ...(r.title === undefined ? {} : { title: r.title }),
-        ...(r.description === undefined ? {} : { description: r.description }),
-        ...(r.mimeType === undefined ? {} : { mimeType: r.mimeType }),
+        title: r.title,
+        description: r.description,
+        mimeType: r.mimeType,
       });
     }
     return { resources };
@@ -309,14 +327,14 @@ export class McpSurface {
 
   #listTemplates(principal: Principal): ListResourceTemplatesResult {
     const resourceTemplates: ListResourceTemplatesResult['resourceTemplates'] = [...STATE_RESOURCE_TEMPLATES];
-    for (const t of this.core.app.resourceTemplates) {
+    for (const t of this.app.resourceTemplates) {
       if (!this.#permits(principal, t.permission)) continue;
       resourceTemplates.push({
         uriTemplate: t.uriTemplate,
         name: t.name,
-        ...(t.title === undefined ? {} : { title: t.title }),
-        ...(t.description === undefined ? {} : { description: t.description }),
-        ...(t.mimeType === undefined ? {} : { mimeType: t.mimeType }),
+        title: t.title,
+        description: t.description,
+        mimeType: t.mimeType,
       });
     }
     return { resourceTemplates };
@@ -327,15 +345,15 @@ export class McpSurface {
       const parsed = parseStateUri(uri);
       if (!parsed) throw resourceNotFound(uri);
       this.#checkRead(principal, parsed);
-      return readStateResource(this.core.state, uri, parsed);
+      return readStateResource(this.#deps.state, uri, parsed);
     }
     const call: AppCallContext = { principal, signal: ctx.mcpReq.signal };
-    const fixed = this.core.app.resources.find((r) => r.uri === uri);
+    const fixed = this.app.resources.find((r) => r.uri === uri);
     if (fixed) {
       if (!this.#permits(principal, fixed.permission)) throw resourceNotFound(uri);
       return { contents: await fixed.read(call) };
     }
-    for (const template of this.core.app.resourceTemplates) {
+    for (const template of this.app.resourceTemplates) {
       const variables = template.matcher.match(uri);
       if (!variables || !this.#permits(principal, template.permission)) continue;
       const flat: Record<string, string> = {};
@@ -346,7 +364,7 @@ export class McpSurface {
   }
 
   #checkRead(principal: Principal, parsed: StateUri): void {
-    if (!this.core.authorizer.canAccessDocument(principal, parsed.doc, 'read')) {
+    if (!this.#deps.authorizer.canAccessDocument(principal, parsed.doc, 'read')) {
       throw new ProtocolError(jsonRpcCode('forbidden'), `Not allowed to read document "${parsed.doc}"`, {
         code: 'forbidden',
       });
@@ -370,26 +388,26 @@ export class McpSurface {
         },
       );
     }
-    if (!this.core.authorizer.canAccessDocument(principal, parsed.doc, 'follow')) {
+    if (!this.#deps.authorizer.canAccessDocument(principal, parsed.doc, 'follow')) {
       throw new ProtocolError(jsonRpcCode('forbidden'), `Not allowed to follow document "${parsed.doc}"`, {
         code: 'forbidden',
         uri,
       });
     }
-    await this.core.state.get(parsed.doc);
+    await this.#deps.state.get(parsed.doc);
   }
 
   // --- prompts and completion ------------------------------------------------------------------
 
   #listPrompts(principal: Principal) {
     return {
-      prompts: this.core.app.prompts
+      prompts: this.app.prompts
         .filter((p) => this.#permits(principal, p.permission))
         .map((p) => ({
           name: p.name,
-          ...(p.title === undefined ? {} : { title: p.title }),
-          ...(p.description === undefined ? {} : { description: p.description }),
-          ...(p.arguments === undefined ? {} : { arguments: p.arguments }),
+          title: p.title,
+          description: p.description,
+          arguments: p.arguments,
         })),
     };
   }
@@ -400,7 +418,7 @@ export class McpSurface {
     args: Record<string, string>,
     ctx: ServerContext,
   ): Promise<GetPromptResult> {
-    const prompt = this.core.app.prompts.find((p) => p.name === name);
+    const prompt = this.app.prompts.find((p) => p.name === name);
     if (!prompt || !this.#permits(principal, prompt.permission)) {
       throw new ProtocolError(jsonRpcCode('unknown_prompt'), `Prompt ${name} not found`, {
         code: 'unknown_prompt',
@@ -428,10 +446,10 @@ export class McpSurface {
       | ((value: string, context: Record<string, string>) => string[] | Promise<string[]>)
       | undefined;
     if (ref.type === 'ref/prompt') {
-      const prompt = this.core.app.prompts.find((p) => p.name === ref.name);
+      const prompt = this.app.prompts.find((p) => p.name === ref.name);
       if (prompt && this.#permits(principal, prompt.permission)) completer = prompt.complete?.[argument.name];
     } else if (ref.type === 'ref/resource') {
-      const template = this.core.app.resourceTemplates.find((t) => t.uriTemplate === ref.uri);
+      const template = this.app.resourceTemplates.find((t) => t.uriTemplate === ref.uri);
       if (template && this.#permits(principal, template.permission))
         completer = template.complete?.[argument.name];
     }
@@ -441,7 +459,8 @@ export class McpSurface {
 
   #permits(principal: Principal, permission: string | undefined): boolean {
     return (
-      permission === undefined || this.core.authorizer.canExecute(principal, { name: permission, permission })
+      permission === undefined ||
+      this.#deps.authorizer.canExecute(principal, { name: permission, permission })
     );
   }
 
@@ -509,7 +528,7 @@ function toTool(command: CommandDefinition): Tool {
     description: command.description,
     inputSchema: command.inputJsonSchema as Tool['inputSchema'],
     annotations: {
-      ...(command.title === undefined ? {} : { title: command.title }),
+      title: command.title,
       readOnlyHint: command.readOnly,
       destructiveHint: command.destructive,
       idempotentHint: command.idempotent || command.readOnly,
@@ -558,8 +577,8 @@ function clientChannel(ctx: ServerContext, progressToken: unknown): ClientChanne
         params: {
           progressToken,
           progress,
-          ...(total === undefined ? {} : { total }),
-          ...(message === undefined ? {} : { message }),
+          total,
+          message,
         },
       });
     },

@@ -1,6 +1,7 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Authorizer, CommandGrant } from '../core/access.js';
-import type { HttpRoute } from '../mcp/http.js';
+import { AccessError } from '../core/errors.js';
+import { sendBody } from '../http/respond.js';
+import type { HttpRoute } from '../http/route.js';
 import type { HealthMonitor } from './health.js';
 import type { CoreMetrics } from './metrics.js';
 
@@ -11,66 +12,51 @@ export interface ObservabilityRoutesOptions {
   health: HealthMonitor;
   /** Without metrics, /metrics is not served. */
   metrics?: CoreMetrics | undefined;
-  /**
-   * `authenticated`: /metrics needs the same credentials as /mcp and the `admin.metrics` permission.
-   * `open`: no credentials (only for a listener bound to loopback).
-   */
-  metricsAccess: 'authenticated' | 'open';
   authorizer: Authorizer;
 }
 
+const READ_ONLY = ['GET', 'HEAD'];
+const NO_STORE = { 'cache-control': 'no-store' };
+const HEALTHY = '{"status":"healthy"}';
+
 /**
  * `/healthz` (the process answers), `/readyz` (the checks pass; 503 when one is unhealthy) and
- * `/metrics`. Health needs no credentials on any address: probes must reach it, and its body holds
- * check names, statuses and public details only.
+ * `/metrics`. Health needs no credentials and no Host check on any address: probes must reach it, and
+ * its body holds check names, statuses and public details only. /metrics authenticates like the MCP
+ * endpoint and needs the `admin.metrics` permission; on an open loopback edge it is served to any
+ * scraper on this machine.
  */
 export function observabilityRoutes(options: ObservabilityRoutesOptions): HttpRoute[] {
-  const { health, metrics } = options;
-  return [
-    async (req, res, url, ctx) => {
-      const path = url.pathname;
-      if (path !== '/healthz' && path !== '/readyz' && (path !== '/metrics' || !metrics)) return false;
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        send(req, res, 405, 'application/json', '{"error":{"code":"method_not_allowed"}}', {
-          allow: 'GET, HEAD',
-        });
-        return true;
-      }
-      if (path === '/healthz') {
-        send(req, res, 200, 'application/json', '{"status":"healthy"}');
-      } else if (path === '/readyz') {
+  const { health, metrics, authorizer } = options;
+  const routes: HttpRoute[] = [
+    {
+      paths: ['/healthz'],
+      access: 'public',
+      methods: READ_ONLY,
+      handle: async ({ res }) => sendBody(res, 200, 'application/json', HEALTHY, NO_STORE),
+    },
+    {
+      paths: ['/readyz'],
+      access: 'public',
+      methods: READ_ONLY,
+      handle: async ({ res }) => {
         const report = await health.check();
-        send(req, res, report.status === 'unhealthy' ? 503 : 200, 'application/json', JSON.stringify(report));
-      } else if (metrics) {
-        if (options.metricsAccess === 'authenticated') {
-          const principal = await ctx.authenticate();
-          if (!options.authorizer.canExecute(principal, METRICS_GRANT)) {
-            const body =
-              '{"error":{"code":"forbidden","message":"Reading metrics needs the admin.metrics permission"}}';
-            send(req, res, 403, 'application/json', body);
-            return true;
-          }
-        }
-        send(req, res, 200, metrics.contentType, await metrics.render());
-      }
-      return true;
+        const status = report.status === 'unhealthy' ? 503 : 200;
+        sendBody(res, status, 'application/json', JSON.stringify(report), NO_STORE);
+      },
     },
   ];
-}
-
-function send(
-  req: IncomingMessage,
-  res: ServerResponse,
-  status: number,
-  type: string,
-  body: string,
-  headers: Record<string, string> = {},
-): void {
-  res.writeHead(status, {
-    ...headers,
-    'content-type': type,
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  });
-  res.end(req.method === 'HEAD' ? undefined : body);
+  if (metrics) {
+    routes.push({
+      paths: ['/metrics'],
+      access: 'authenticated',
+      methods: READ_ONLY,
+      handle: async ({ res, principal }) => {
+        if (principal && !authorizer.canExecute(principal, METRICS_GRANT))
+          throw new AccessError('forbidden', 'Reading metrics needs the admin.metrics permission');
+        sendBody(res, 200, metrics.contentType, await metrics.render(), NO_STORE);
+      },
+    });
+  }
+  return routes;
 }

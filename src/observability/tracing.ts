@@ -1,4 +1,5 @@
 import {
+  type Attributes,
   type Context,
   ROOT_CONTEXT,
   SpanKind,
@@ -33,21 +34,18 @@ export function commandTracer(
 ): (report: ExecutionReport) => void {
   return (report) => {
     const end = performance.timeOrigin + performance.now();
+    const attributes: Attributes = {
+      'coremcp.command': report.command,
+      'coremcp.outcome': report.outcome,
+      'coremcp.request_id': report.requestId,
+      'coremcp.committed': report.committed,
+    };
+    if (report.doc !== undefined) attributes['coremcp.doc'] = report.doc;
+    if (report.revision !== undefined) attributes['coremcp.revision'] = report.revision;
+    if (report.principal) attributes['coremcp.auth_method'] = report.principal.via;
     const span = tracer.startSpan(
       `coremcp ${report.command}`,
-      {
-        kind: SpanKind.SERVER,
-        startTime: end - report.durationMs,
-        attributes: {
-          'coremcp.command': report.command,
-          'coremcp.outcome': report.outcome,
-          'coremcp.request_id': report.requestId,
-          'coremcp.committed': report.committed,
-          ...(report.doc === undefined ? {} : { 'coremcp.doc': report.doc }),
-          ...(report.revision === undefined ? {} : { 'coremcp.revision': report.revision }),
-          ...(report.principal ? { 'coremcp.auth_method': report.principal.via } : {}),
-        },
-      },
+      { kind: SpanKind.SERVER, startTime: end - report.durationMs, attributes },
       parentContext(report.traceparent),
     );
     if (span.isRecording() && report.outcome !== 'ok') {

@@ -2,16 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import {
-  type Core,
-  type CoreOptions,
-  createCore,
-  McpSurface,
-  type RunningHttpServer,
-  serveHttp,
-  silentLogger,
-} from 'coremcp';
-import type { HttpServerOptions } from '../../src/mcp/http.js';
+import { type Core, type McpSurface, type RunningHttpServer, type ServerOptions, startServer } from 'coremcp';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 export const MODERN = '2026-07-28';
@@ -142,30 +133,26 @@ export interface InProcessServer {
   close(): Promise<void>;
 }
 
-/** Wires a core, a surface and an HTTP server in this process, on an ephemeral port. */
-export async function startInProcess(
-  coreOptions: CoreOptions,
-  httpOptions: Partial<HttpServerOptions> = {},
-): Promise<InProcessServer> {
-  const core = await createCore(coreOptions);
-  const surface = new McpSurface(core);
-  const http = await serveHttp(surface, {
-    port: 0,
-    ...(core.keys ? { authenticator: core.keys } : {}),
-    logger: silentLogger,
-    ...httpOptions,
+/**
+ * Starts a server in this process through the composition root (`startServer`), serving HTTP on an
+ * ephemeral loopback port. No first key is announced (tests make their own), and the per-principal
+ * rate limit is raised out of reach: these tests are about behaviour, the attack table tests the limit.
+ */
+export async function startInProcess(options: Omit<ServerOptions, 'http'>): Promise<InProcessServer> {
+  const server = await startServer({
+    announceFirstKey: false,
+    ...options,
+    limits: { rate: { perSecond: 100_000, burst: 1_000_000 }, ...options.limits },
+    http: { port: 0 },
   });
+  const http = server.http!;
   return {
-    core,
-    surface,
+    core: server.core,
+    surface: server.surface,
     http,
     url: http.url,
-    key: async (name, role) => (await core.keys!.create(name, role)).key,
-    close: async () => {
-      await http.close();
-      surface.close();
-      await core.close();
-    },
+    key: async (name, role) => (await server.core.keys!.create(name, role)).key,
+    close: () => server.close(),
   };
 }
 

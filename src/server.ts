@@ -1,0 +1,230 @@
+import { userInfo } from 'node:os';
+import type { Transport } from '@modelcontextprotocol/server';
+import type { StdioServerHandle } from '@modelcontextprotocol/server/stdio';
+import type { Authenticator, Principal } from './core/access.js';
+import type { Logger } from './core/log.js';
+import { startMaintenance } from './core/maintenance.js';
+import type { RetentionPolicy } from './core/state.js';
+import { type RunningEdge, serveEdge } from './http/edge.js';
+import { type HttpServerOptions, type RunningHttpServer, serveHttp } from './mcp/serve-http.js';
+import { serveStdio } from './mcp/stdio.js';
+import { McpSurface } from './mcp/surface.js';
+import { observabilityRoutes } from './observability/routes.js';
+import { type Core, type CoreOptions, createCore } from './runtime.js';
+import { BearerAuthenticator, JwtAuthenticator, type JwtConfig } from './security/jwt.js';
+import {
+  AuthThrottle,
+  type AuthThrottleConfig,
+  type RateLimitConfig,
+  RateLimiter,
+} from './security/ratelimit.js';
+
+/** Streamable HTTP, as `coremcp serve --http` serves it. */
+export interface HttpServe
+  extends Pick<
+    HttpServerOptions,
+    | 'host'
+    | 'port'
+    | 'path'
+    | 'allowedHosts'
+    | 'allowedOrigins'
+    | 'maxBodyBytes'
+    | 'maxSessions'
+    | 'sessionIdleMs'
+  > {
+  /**
+   * `false` serves without authentication, every caller acting as admin (`--no-auth`): loopback only,
+   * for local tooling. Default true: API keys, and bearer JWTs when `auth.jwt` is set.
+   */
+  authenticate?: boolean | undefined;
+}
+
+/** stdio, as `coremcp serve --stdio` serves it: one client, the local OS user. */
+export interface StdioServe {
+  /** Roles of the local user (default admin: the local user owns the data). */
+  roles?: readonly string[] | undefined;
+  /** A transport other than this process's stdin/stdout (tests, sockets). */
+  transport?: Transport | undefined;
+}
+
+/** Everything a server is started from: the core's options, and how it is served. */
+export interface ServerOptions extends CoreOptions {
+  /** Serve MCP over Streamable HTTP. */
+  http?: HttpServe | undefined;
+  /** Serve MCP over stdio. */
+  stdio?: StdioServe | undefined;
+  /** A second, loopback-only listener serving /metrics, /healthz and /readyz without credentials. */
+  metricsListener?: { host: string; port: number } | undefined;
+  /** Bearer JWTs besides API keys, and the RFC 9728 metadata naming where to get them. */
+  auth?:
+    | {
+        jwt?: JwtConfig | undefined;
+        /** This server's public MCP URL, as clients reach it (default: the listen URL). */
+        resource?: string | undefined;
+        /** Where clients get tokens (default: the JWT issuer, if any). */
+        authorizationServers?: readonly string[] | undefined;
+      }
+    | undefined;
+  /** The core's input and state limits, plus the per-principal request rate and failed-auth throttle. */
+  limits?: CoreOptions['limits'] & {
+    rate?: RateLimitConfig | undefined;
+    authFailures?: AuthThrottleConfig | undefined;
+  };
+  /** History kept per document; older commits are compacted hourly. Without it, history is kept forever. */
+  retention?: RetentionPolicy | undefined;
+  /** How long an idempotency key is honoured, in ms (default 24 hours). */
+  idempotencyTtlMs?: number | undefined;
+  /** Follow commits other processes make to the store (the CLI, another server). Default true. */
+  followStore?: boolean | undefined;
+  /**
+   * On the first start over authenticated HTTP (the store has no API key yet), create an admin key
+   * and print it once to stderr with a client configuration. Default true.
+   */
+  announceFirstKey?: boolean | undefined;
+}
+
+/** A started server. */
+export interface RunningServer {
+  readonly core: Core;
+  readonly surface: McpSurface;
+  /** The MCP endpoint over HTTP, when `http` was given. */
+  readonly http: RunningHttpServer | undefined;
+  /** The loopback metrics listener, when `metricsListener` was given. */
+  readonly metricsListener: RunningEdge | undefined;
+  /** Stops background work, closes every transport and listener, then the store. */
+  close(): Promise<void>;
+}
+
+/**
+ * The composition root: builds a core from `options` and serves it. In order: the core (store opened,
+ * documents loaded), the registry frozen (no command may be registered once serving starts), the
+ * MCP surface, following the store and periodic maintenance, HTTP (with the first admin key, on a
+ * first start), the loopback metrics listener, stdio. What `coremcp serve` runs, and what an app
+ * embedding coremcp calls. If a step fails, what was started is closed again.
+ */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const core = await createCore(options);
+  const { logger } = core;
+  core.registry.freeze();
+  const rateLimiter = new RateLimiter(options.limits?.rate);
+  const surface = new McpSurface(core, { rateLimiter });
+  core.metrics?.countSubscriptions(() => surface.activeSubscriptions);
+  const unfollow = options.followStore === false ? undefined : core.state.followStore();
+  const stopMaintenance = startMaintenance(core.state, {
+    retention: options.retention,
+    idempotencyTtlMs: options.idempotencyTtlMs,
+    logger,
+  });
+  let http: RunningHttpServer | undefined;
+  let metricsListener: RunningEdge | undefined;
+  let stdio: StdioServerHandle | undefined;
+
+  const close = async () => {
+    stopMaintenance();
+    unfollow?.();
+    await stdio?.close().catch(() => {});
+    await http?.close().catch(() => {});
+    await metricsListener?.close().catch(() => {});
+    surface.close();
+    await core.close();
+  };
+
+  try {
+    const observability = () =>
+      observabilityRoutes({ health: core.health, metrics: core.metrics, authorizer: core.authorizer });
+    if (options.http) {
+      const anonymous = options.http.authenticate === false ? anonymousAdmin(logger) : undefined;
+      http = await serveHttp(surface, {
+        host: options.http.host,
+        port: options.http.port,
+        path: options.http.path,
+        allowedHosts: options.http.allowedHosts,
+        allowedOrigins: options.http.allowedOrigins,
+        maxBodyBytes: options.http.maxBodyBytes,
+        maxSessions: options.http.maxSessions,
+        sessionIdleMs: options.http.sessionIdleMs,
+        anonymous,
+        authenticator: anonymous ? undefined : await bearerAuthenticator(core, options.auth?.jwt),
+        rateLimiter,
+        authThrottle: new AuthThrottle(options.limits?.authFailures),
+        onAuthFailure: (reason) => core.metrics?.recordAuthFailure(reason),
+        resourceMetadata: {
+          resource: options.auth?.resource ?? options.auth?.jwt?.audience,
+          authorizationServers:
+            options.auth?.authorizationServers ?? (options.auth?.jwt ? [options.auth.jwt.issuer] : []),
+        },
+        routes: observability(),
+        logger,
+      });
+      if (!anonymous && options.announceFirstKey !== false) await announceFirstKey(core, http.url);
+    }
+    if (options.metricsListener) {
+      metricsListener = await serveEdge({
+        ...options.metricsListener,
+        access: { kind: 'open' },
+        routes: observability(),
+        // An auxiliary listener never keeps the process alive by itself: stdio mode still ends with stdin.
+        keepsProcessAlive: false,
+        logger: logger.child({ component: 'metrics-http' }),
+      });
+    }
+    if (options.stdio) {
+      stdio = serveStdio(surface, {
+        principal: localUser(options.stdio.roles ?? ['admin']),
+        logger,
+        transport: options.stdio.transport,
+      });
+    }
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { core, surface, http, metricsListener, close };
+}
+
+/** API keys always; bearer JWTs too when configured. */
+async function bearerAuthenticator(core: Core, jwt: JwtConfig | undefined): Promise<Authenticator> {
+  return new BearerAuthenticator(
+    core.keys,
+    jwt ? await JwtAuthenticator.create(jwt, core.authorizer.roleNames) : undefined,
+  );
+}
+
+function anonymousAdmin(logger: Logger): Principal {
+  logger.warn({}, 'authentication is OFF (--no-auth): anyone who can reach this loopback port acts as admin');
+  return Object.freeze({ id: 'anonymous', name: 'anonymous', roles: Object.freeze(['admin']), via: 'none' });
+}
+
+/** The OS user running the server: who a stdio client acts as. */
+function localUser(roles: readonly string[]): Principal {
+  const name = userInfo().username || 'local';
+  return Object.freeze({ id: name, name, roles: Object.freeze([...roles]), via: 'stdio' });
+}
+
+/**
+ * On the first start (no API key was ever made) creates an admin key and prints it, once, to stderr
+ * with a client configuration ready to paste. Later starts find keys and print nothing.
+ */
+async function announceFirstKey(core: Core, url: string): Promise<void> {
+  if (!core.keys || (await core.keys.list()).length > 0) return;
+  const { key, record } = await core.keys.create('admin', 'admin');
+  core.logger.info({ keyId: record.id, name: record.name }, 'created the first admin API key');
+  const config = {
+    mcpServers: { [core.app.name]: { type: 'http', url, headers: { Authorization: `Bearer ${key}` } } },
+  };
+  process.stderr.write(
+    [
+      '',
+      'coremcp: first start: created an admin API key. It is shown ONCE; store it now:',
+      '',
+      `  ${key}`,
+      '',
+      'Client configuration (paste into your MCP client):',
+      '',
+      JSON.stringify(config, null, 2),
+      '',
+      'More keys: coremcp keys create --name NAME --role member',
+      '',
+    ].join('\n'),
+  );
+}

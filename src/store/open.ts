@@ -1,0 +1,51 @@
+import { join } from 'node:path';
+import type { CredentialStore, Store } from '../core/store.js';
+import { SqliteStore } from './sqlite.js';
+
+/** The SQLite database's file name inside the data directory. */
+export const DATABASE_FILE = 'coremcp.db';
+
+/** Which store to open: the data directory's SQLite database, or the database a URL names. */
+export interface StoreConfig {
+  /** Where the embedded database lives (`<dataDir>/coremcp.db`) when no `url` is given. */
+  dataDir: string;
+  /** SQLite's synchronous mode: `normal` (default) or `full`. */
+  durability?: 'normal' | 'full' | undefined;
+  /** A database URL (`postgres://…`). Without one, SQLite in `dataDir`. */
+  url?: string | undefined;
+}
+
+/** A store configuration this build cannot open; its message is one line, for an operator. */
+export class StoreConfigError extends Error {
+  override readonly name = 'StoreConfigError';
+}
+
+/**
+ * The store a configuration names, not yet opened (the core opens and closes it). One case per kind
+ * of store: a new kind is a file beside `sqlite.ts` and a case here.
+ */
+export function openStore(config: StoreConfig): Store & CredentialStore {
+  if (config.url === undefined) {
+    return new SqliteStore({
+      path: join(config.dataDir, DATABASE_FILE),
+      durability: config.durability ?? 'normal',
+    });
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(config.url)?.[1]?.toLowerCase();
+  switch (scheme) {
+    case 'postgres':
+    case 'postgresql':
+      throw new StoreConfigError(
+        'PostgreSQL is not available yet; leave the store URL unset to keep state in SQLite in the data directory',
+      );
+    default:
+      throw new StoreConfigError(
+        `unsupported store URL "${redact(config.url)}"; leave it unset to keep state in SQLite in the data directory`,
+      );
+  }
+}
+
+/** A URL as it may be shown: without a password. */
+function redact(url: string): string {
+  return url.replace(/\/\/([^/@:]*):[^/@]*@/, '//$1:***@');
+}
