@@ -208,9 +208,6 @@ describe('health', () => {
       metrics: true,
       http: { port: 0 },
       announceFirstKey: false,
-      // The store is closed and reopened under the server below; its change watcher would outlive the
-      // connection it was started on.
-      followStore: false,
     });
     const { core } = server;
     const http = server.http!;

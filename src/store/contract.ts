@@ -423,6 +423,29 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       }
     });
 
+    it('keeps a watcher working across close and open of the store', async () => {
+      if (!store.watchExternalChanges || !subject.second) return;
+      const other = await subject.second();
+      await other.open();
+      let calls = 0;
+      const stop = store.watchExternalChanges(() => {
+        calls++;
+      });
+      try {
+        await store.createDocument('d', {}, AT);
+        await store.close();
+        await store.open();
+        const before = calls;
+        expect((await other.commit(commitRequest('d', 1))).status).toBe('committed');
+        await waitFor(() => calls > before, {
+          message: 'the watcher to hear a commit after the store reopened',
+        });
+      } finally {
+        stop();
+        await other.close();
+      }
+    });
+
     it('reports its schema at the version the code expects once open', async () => {
       expect(typeof store.schemaStatus === 'function').toBe(subject.provides.schemaStatus);
       if (!store.schemaStatus) return;

@@ -630,11 +630,19 @@ export class SqliteStore implements Store, CredentialStore {
    * process alive.
    */
   watchExternalChanges(listener: () => void, intervalMs = 250): () => void {
-    const db = this.#conn();
-    const version = db.prepare('PRAGMA data_version').pluck();
+    let db = this.#conn();
+    let version = db.prepare('PRAGMA data_version').pluck();
     let last = version.get();
     const timer = setInterval(() => {
       if (!this.#db) return;
+      if (this.#db !== db) {
+        // Closed and opened again: data_version is per connection, so anything may have changed.
+        db = this.#db;
+        version = db.prepare('PRAGMA data_version').pluck();
+        last = version.get();
+        listener();
+        return;
+      }
       const now = version.get();
       if (now !== last) {
         last = now;
