@@ -265,6 +265,42 @@ export const ERROR_CATALOG = {
     message: 'Storage is unavailable; try again',
     description: 'The store failed and retries did not help. Nothing was committed.',
   },
+  store_busy: {
+    family: 'recovery',
+    jsonRpc: -32030,
+    http: 503,
+    expose: false,
+    message: 'Storage is busy; try again',
+    description:
+      'Another process held the write lock (a backup, the CLI, a second server) past the wait allowed. Nothing was committed; retry shortly.',
+  },
+  storage_full: {
+    family: 'recovery',
+    jsonRpc: -32031,
+    http: 507,
+    expose: false,
+    message: 'Storage is full',
+    description:
+      'The disk (or the database quota) is full, or the store is read-only. Nothing was committed.',
+  },
+  store_corrupt: {
+    family: 'recovery',
+    jsonRpc: -32032,
+    http: 500,
+    expose: false,
+    message: 'Storage is damaged',
+    description:
+      'The database file is corrupt, truncated, replaced or lost under the server. Writes stop until an operator restores it.',
+  },
+  circuit_open: {
+    family: 'recovery',
+    jsonRpc: -32018,
+    http: 503,
+    expose: true,
+    message: 'Storage is failing; requests are paused',
+    description:
+      'Recent store failures opened the circuit breaker: calls fail fast until a probe succeeds. Details carry `retryAfterSeconds`.',
+  },
   conflict_retries_exhausted: {
     family: 'recovery',
     jsonRpc: -32019,

@@ -24,7 +24,7 @@ import {
   defineDocument,
   type StateDiff,
 } from './document.js';
-import { RecoveryError, RevisionConflictError, StateError } from './errors.js';
+import { isCoreMcpError, RecoveryError, RevisionConflictError, StateError } from './errors.js';
 import { findCommand, type RollbackResult, revertTo, type UndoResult, undoCommand } from './history.js';
 import { type IdempotencySlot, idempotencyRecord } from './idempotency.js';
 import { timeOrderedId } from './ids.js';
@@ -602,23 +602,36 @@ export class StateManager {
         for (const doc of docs) heads.set(doc, await this.#head(doc, true));
         const primaryHead = heads.get(primary)!;
         if (request.expectedRevision !== undefined && request.expectedRevision !== primaryHead.revision) {
+          // The cached head may be behind another process: compare with the store's before refusing.
+          if (await this.#catchUp(heads)) continue;
           throw new RevisionConflictError(primary, request.expectedRevision, primaryHead.revision);
         }
-        const session = new Session(heads, this);
-        let result = request.mutate(session) as R | Promise<R>;
-        if (result instanceof Promise) {
-          const call = request.call ?? new CallSignal(undefined);
-          result = await call.bound(result, request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-        }
-        const value = resolveDrafts(result as R);
-        if (value !== undefined) checkResultIsJson(value, this.limits);
-        const writes = await session.finish();
-        for (const write of writes) {
-          this.#checkWrites(write);
-          request.checkPatches?.(write.head.doc, write.patches);
+        let value: R;
+        let writes: FinishedWrite[];
+        try {
+          const session = new Session(heads, this);
+          let result = request.mutate(session) as R | Promise<R>;
+          if (result instanceof Promise) {
+            const call = request.call ?? new CallSignal(undefined);
+            result = await call.bound(result, request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+          }
+          value = resolveDrafts(result as R);
+          if (value !== undefined) checkResultIsJson(value, this.limits);
+          writes = await session.finish();
+          for (const write of writes) {
+            this.#checkWrites(write);
+            request.checkPatches?.(write.head.doc, write.patches);
+          }
+        } catch (error) {
+          // A refusal never reaches the conditional commit, so nothing else would notice that it was
+          // decided on a head another process has moved past: decide again on the current one.
+          if (attempt < this.#maxRetries && isDecision(error) && (await this.#catchUp(heads))) continue;
+          throw error;
         }
         const changed = writes.filter((w) => w.patches.length > 0);
         if (changed.length === 0) {
+          // Changing nothing is a decision too (a claim of a task already held): only on a current head.
+          if (attempt < this.#maxRetries && (await this.#catchUp(heads))) continue;
           return {
             doc: primary,
             revision: primaryHead.revision,
@@ -937,6 +950,21 @@ export class StateManager {
         },
       );
     }
+  }
+
+  /**
+   * Brings cached heads up to the store's: true when one was behind (and is now reloaded), so the
+   * decision made on it must be made again. One cheap read per document; only refusals and no-op
+   * writes pay it, commits are checked by the store's conditional write.
+   */
+  async #catchUp(heads: Map<string, Head>): Promise<boolean> {
+    let behind = false;
+    for (const [doc, head] of heads) {
+      if ((await this.store.headRevision(doc)) === head.revision) continue;
+      behind = true;
+      heads.set(doc, await this.#reload(doc, head));
+    }
+    return behind;
   }
 
   /** Installs the head a commit made, updates the entry cache and publishes the commit. */
@@ -1576,6 +1604,17 @@ function resolveDrafts<T>(value: T): T {
     out[key] = resolved;
   }
   return (out ?? value) as T;
+}
+
+/** An outcome the handler or the rules decided on the state (not a timeout, a cancel or a bug). */
+function isDecision(error: unknown): boolean {
+  return (
+    isCoreMcpError(error) &&
+    error.spec.expose &&
+    error.code !== 'timeout' &&
+    error.code !== 'cancelled' &&
+    error.spec.family !== 'recovery'
+  );
 }
 
 function sleep(ms: number): Promise<void> {

@@ -95,6 +95,13 @@ export interface Store {
   /** Audit records with `seq > afterSeq`, ascending. */
   readAudit(query: AuditQuery): Promise<AuditRecord[]>;
 
+  /**
+   * A server secret by name (e.g. the key that signs MRTR request states), shared by every instance
+   * on this store: the stored one, or `create()`'s result stored now if there is none. Never exposed
+   * through documents, history or the audit trail.
+   */
+  secret(name: string, create: () => string): Promise<string>;
+
   /** The stored outcome of an idempotent call, or undefined. */
   findIdempotency(principal: string, key: string): Promise<IdempotencyRecord | undefined>;
   /** Deletes idempotency records older than `before`. Returns how many. */

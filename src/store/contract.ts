@@ -423,6 +423,22 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       }
     });
 
+    it('keeps one server secret per name, shared by every handle', async () => {
+      const first = await store.secret('mrtr', () => 'one');
+      expect(first).toBe('one');
+      expect(await store.secret('mrtr', () => 'two')).toBe('one');
+      expect(await store.secret('other', () => 'three')).toBe('three');
+      if (subject.second) {
+        const other = await subject.second();
+        await other.open();
+        try {
+          expect(await other.secret('mrtr', () => 'four')).toBe('one');
+        } finally {
+          await other.close();
+        }
+      }
+    });
+
     it('keeps a watcher working across close and open of the store', async () => {
       if (!store.watchExternalChanges || !subject.second) return;
       const other = await subject.second();

@@ -94,6 +94,7 @@ export class MemoryStore implements Store, CredentialStore {
   readonly #audit: AuditRecord[] = [];
   readonly #idempotency = new Map<string, IdempotencyRecord>();
   readonly #keys = new Map<string, ApiKeyRecord>();
+  readonly #secrets = new Map<string, string>();
   #open = false;
 
   async open(): Promise<void> {
@@ -409,6 +410,16 @@ export class MemoryStore implements Store, CredentialStore {
       if (query.limit !== undefined && out.length >= query.limit) break;
     }
     return copy(out);
+  }
+
+  async secret(name: string, create: () => string): Promise<string> {
+    this.#check();
+    let value = this.#secrets.get(name);
+    if (value === undefined) {
+      value = create();
+      this.#secrets.set(name, value);
+    }
+    return value;
   }
 
   async findIdempotency(principal: string, key: string): Promise<IdempotencyRecord | undefined> {

@@ -166,7 +166,8 @@ export const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (doc, coll)
    ) WITHOUT ROWID;
    DROP INDEX commits_command_id;
-   CREATE UNIQUE INDEX commits_command_doc ON commits (command_id, doc);`,
+   CREATE UNIQUE INDEX commits_command_doc ON commits (command_id, doc);
+   CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`,
 ];
 
 /** Commits removed per transaction when compacting: each batch is short, writers run between them. */
@@ -309,6 +310,8 @@ function prepareStatements(db: Database.Database) {
     insertAudit: db.prepare(
       'INSERT INTO audit (seq, at, principal, command, hash, record) VALUES (?, ?, ?, ?, ?, ?)',
     ),
+    secret: db.prepare('SELECT value FROM secrets WHERE name = ?').pluck(),
+    insertSecret: db.prepare('INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)'),
     idempotency: db.prepare('SELECT record FROM idempotency WHERE principal = ? AND key = ?'),
     insertIdempotency: db.prepare(
       'INSERT OR IGNORE INTO idempotency (principal, key, at, record) VALUES (?, ?, ?, ?)',
@@ -676,6 +679,15 @@ export class SqliteStore implements Store, CredentialStore {
       record: string;
     }>;
     return rows.map((r) => JSON.parse(r.record) as AuditRecord);
+  }
+
+  async secret(name: string, create: () => string): Promise<string> {
+    this.#conn();
+    const found = this.#sql.secret.get(name) as string | undefined;
+    if (found !== undefined) return found;
+    // Another process may store one first: whichever row is there after the insert is the secret.
+    this.#sql.insertSecret.run(name, create());
+    return this.#sql.secret.get(name) as string;
   }
 
   async findIdempotency(principal: string, key: string): Promise<IdempotencyRecord | undefined> {
