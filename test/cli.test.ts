@@ -1,7 +1,9 @@
 /** The CLI as users run it: help, exit codes (0 ok, 1 failure, 2 usage), keys and state commands. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createCore, localPrincipal, SqliteStore } from 'coremcp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import taskboard from '../examples/taskboard/app.js';
 import { httpClient, runCli, type ServerProcess, startServerProcess } from './helpers/servers.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -174,6 +176,53 @@ describe('state', () => {
     const history = await runCli(['state', 'history', '--doc', 'board', '--limit', '5', ...dataDir]);
     expect(history.code).toBe(0);
     expect(history.stdout).toMatch(/task\.add/);
+    // Two more tasks, so the board's tasks need more than one page of one.
+    const core = await createCore({
+      app: taskboard,
+      store: new SqliteStore({ path: join(tmp.dir, 'coremcp.db') }),
+    });
+    for (const title of ['second', 'third'])
+      await core.execute('task.add', { title }, { principal: localPrincipal('seed', ['member']) });
+    await core.close();
+    const firstPage = await runCli(['state', 'get', '--doc', 'board', '--limit', '1', ...dataDir]);
+    const read = JSON.parse(firstPage.stdout) as {
+      value: { tasks: object };
+      more: { tasks?: { cursor: string; size: number } };
+    };
+    expect(Object.keys(read.value.tasks)).toHaveLength(1);
+    expect(read.more.tasks?.size).toBeGreaterThanOrEqual(3);
+    {
+      const next = await runCli([
+        'state',
+        'get',
+        '--doc',
+        'board',
+        '--collection',
+        'tasks',
+        '--cursor',
+        read.more.tasks!.cursor,
+        '--limit',
+        '1',
+        ...dataDir,
+      ]);
+      expect(next.code).toBe(0);
+      const page = JSON.parse(next.stdout) as { entries: Array<[string, unknown]>; revision: number };
+      expect(page.entries).toHaveLength(1);
+      expect(page.entries[0]![0]).not.toBe(Object.keys(read.value.tasks)[0]);
+    }
+    const badCursor = await runCli([
+      'state',
+      'get',
+      '--doc',
+      'board',
+      '--collection',
+      'tasks',
+      '--cursor',
+      'x!',
+      ...dataDir,
+    ]);
+    expect(badCursor.code).toBe(1);
+    expect(badCursor.stderr).toMatch(/invalid_cursor/);
     const missing = await runCli(['state', 'get', '--doc', 'nope', ...dataDir]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/not_found/);

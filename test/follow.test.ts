@@ -131,6 +131,82 @@ describe.each<Era>(['modern', 'legacy'])('a replica following over HTTP (%s era)
   });
 });
 
+describe('a replica of a large collection', () => {
+  it('loads 100,000 entries page by page, follows 8 writers by diff, and ends deep-equal', async () => {
+    const { server, keys } = await serverWithWriters(8);
+    await server.core.state.update(
+      'board',
+      (draft: { nextId: number; tasks: { set(id: string, task: object): void } }) => {
+        draft.nextId = 100_001;
+        for (let i = 1; i <= 100_000; i++) {
+          const at = new Date(1_700_000_000_000 + i).toISOString();
+          draft.tasks.set(`T-${i}`, {
+            id: `T-${i}`,
+            title: `seeded ${i}`,
+            description: '',
+            status: 'open',
+            assignee: null,
+            createdBy: 'seed',
+            createdAt: at,
+            updatedAt: at,
+            note: null,
+          });
+        }
+      },
+    );
+    await server.core.execute(
+      'board.settings',
+      { wipLimit: 100 },
+      {
+        principal: { id: 'root', roles: ['admin'], via: 'internal' },
+      },
+    );
+    const viewer = await httpClient(server.url, await server.key('follower', 'viewer'));
+    cleanups.push(() => viewer.close());
+    const replica = new StateReplica(viewer, { doc: 'board' });
+    const methods: string[] = [];
+    replica.on('change', (change) => methods.push(change.method));
+    await replica.watch({ resyncMs: 0 });
+    cleanups.push(() => replica.unwatch());
+    expect(Object.keys(replica.get<{ tasks: object }>()!.tasks)).toHaveLength(100_000);
+
+    const clients = await Promise.all(keys.map((k) => httpClient(server.url, k)));
+    cleanups.push(() => Promise.all(clients.map((c) => c.close())));
+    await Promise.all(
+      clients.map(async (client, w) => {
+        for (let i = 0; i < 25; i++) {
+          const id = `T-${1 + ((w * 7919 + i * 104_729) % 100_000)}`;
+          const claimed = await client.callTool({ name: 'task.claim', arguments: { id } });
+          if (!claimed.isError && i % 2 === 0)
+            await client.callTool({ name: 'task.complete', arguments: { id, note: `w${w}` } });
+          else if (!claimed.isError) await client.callTool({ name: 'task.release', arguments: { id } });
+          const added = await client.callTool({ name: 'task.add', arguments: { title: `w${w}-${i}` } });
+          if (added.isError) throw new Error(JSON.stringify(added.structuredContent));
+        }
+      }),
+    );
+    const head = await server.core.state.read('board', { limit: 1 });
+    await until(() => replica.revision === head.revision);
+    // The server's value, assembled page by page at the head revision.
+    const expected = { ...(head.value as Record<string, unknown>), tasks: {} as Record<string, unknown> };
+    let cursor: string | undefined;
+    do {
+      const page = await server.core.state.page('board', {
+        collection: 'tasks',
+        revision: head.revision,
+        cursor,
+        limit: 1000,
+      });
+      for (const [key, value] of page.entries) expected.tasks[key] = value;
+      cursor = page.cursor;
+    } while (cursor);
+    expect(Object.keys(expected.tasks)).toHaveLength(100_200);
+    expect(replica.get()).toEqual(expected);
+    expect(methods[0]).toBe('full');
+    expect(methods.slice(1).every((m) => m === 'diff')).toBe(true);
+  }, 120_000);
+});
+
 describe('who may follow', () => {
   it('refuses to let a principal without the follow action subscribe, in both eras', async () => {
     const tmp = tempDir();

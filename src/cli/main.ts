@@ -93,9 +93,14 @@ export function buildProgram(): Command {
   withCommon(
     state
       .command('get')
-      .description('print a document (at head, or at --revision)')
+      .description(
+        'print a document (at head, or at --revision); collections hold their first page, `more` says how to go on',
+      )
       .option('--doc <doc>', "document id (default: the store's only document, else `default`)")
-      .option('--revision <n>', 'revision to read'),
+      .option('--revision <n>', 'revision to read')
+      .option('--collection <name>', 'print one page of this collection instead')
+      .option('--cursor <cursor>', 'with --collection: the `cursor` of the previous page')
+      .option('--limit <n>', 'entries per page (1-1000, default 1000 for the document, 100 for a page)'),
   ).action((options) => stateGet(options));
   withCommon(
     state

@@ -39,10 +39,21 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-export async function stateGet(options: StateOptions & { revision?: string }): Promise<void> {
+export async function stateGet(
+  options: StateOptions & { revision?: string; collection?: string; cursor?: string; limit?: string },
+): Promise<void> {
   const revision = integerOption('--revision', options.revision);
+  const limit = integerOption('--limit', options.limit, 1);
+  if (options.cursor !== undefined && options.collection === undefined)
+    throw new UsageError('--cursor goes with --collection');
   await withState(options, async (state, doc) => {
-    printJson(await state.get(doc, { revision }));
+    if (options.collection !== undefined) {
+      printJson(
+        await state.page(doc, { collection: options.collection, cursor: options.cursor, limit, revision }),
+      );
+      return;
+    }
+    printJson(await state.read(doc, { revision, limit }));
   });
 }
 
