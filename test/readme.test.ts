@@ -19,7 +19,7 @@ afterAll(() => {
 
 it('serves the README example app with `coremcp serve ./stock.ts`, as the README says it behaves', async () => {
   expect(example).toBeDefined();
-  expect(example!.split('\n').length).toBeLessThanOrEqual(25);
+  expect(example!.split('\n').length).toBeLessThanOrEqual(30);
   mkdirSync(scratch, { recursive: true });
   writeFileSync(`${scratch}stock.ts`, example!);
   const { client } = await stdioClient([`${scratch}stock.ts`, '--data-dir', tmp.dir]);
@@ -28,11 +28,20 @@ it('serves the README example app with `coremcp serve ./stock.ts`, as the README
     expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual([
       'state.rollback',
       'state.undo',
+      'stock.put',
       'stock.take',
     ]);
     expect(
+      structured(await client.callTool({ name: 'stock.put', arguments: { item: 'bolt', count: 4 } })),
+    ).toEqual({ count: 4 });
+    expect(
+      structured(await client.callTool({ name: 'stock.put', arguments: { item: 'bolt', count: 6 } })),
+    ).toEqual({ count: 10 });
+    expect(
       structured(await client.callTool({ name: 'stock.take', arguments: { item: 'bolt', count: 8 } })),
     ).toEqual({ left: 2 });
+    const none = await client.callTool({ name: 'stock.take', arguments: { item: 'nut', count: 1 } });
+    expect(structured(none).error).toMatchObject({ code: 'out_of_stock', details: { left: 0 } });
     const refused = await client.callTool({ name: 'stock.take', arguments: { item: 'bolt', count: 3 } });
     expect(errorCodeOf(refused)).toBe('out_of_stock');
     expect(structured(refused).error).toMatchObject({ details: { left: 2 } });
