@@ -18,8 +18,8 @@ import {
 
 describe('error catalog', () => {
   it('uses stable lower-snake codes and JSON-RPC codes the SDK does not claim', () => {
-    // -32600 (Invalid Request) is standard JSON-RPC and names a request that could not be read (bad_request).
-    const sdkCodes = new Set([-32020, -32021, -32022, -32042, -32700, -32601]);
+    // -32700 (Parse error) and -32600 (Invalid Request) are standard JSON-RPC: messages that could not be read.
+    const sdkCodes = new Set([-32020, -32021, -32022, -32042, -32601]);
     for (const [code, spec] of Object.entries(ERROR_CATALOG)) {
       expect(code).toMatch(ERROR_CODE_PATTERN);
       expect(sdkCodes.has(spec.jsonRpc), code).toBe(false);

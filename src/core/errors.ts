@@ -57,6 +57,23 @@ export const ERROR_CATALOG = {
     message: 'Request body too large',
     description: 'The HTTP request body exceeded the configured limit.',
   },
+  parse_error: {
+    family: 'transport',
+    jsonRpc: -32700,
+    http: 400,
+    expose: true,
+    message: 'Parse error',
+    description: 'A message was not valid JSON (over stdio: one line). Nothing ran.',
+  },
+  batch_not_supported: {
+    family: 'transport',
+    jsonRpc: -32600,
+    http: 400,
+    expose: true,
+    message: 'JSON-RPC batches are not supported',
+    description:
+      'A message was a JSON array. MCP removed batching in 2025-06-18: send one request per message (a JSON object). Nothing in the batch ran.',
+  },
   bad_request: {
     family: 'transport',
     jsonRpc: -32600,

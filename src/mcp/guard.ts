@@ -1,5 +1,5 @@
 import { type Readable, Transform, type Writable } from 'node:stream';
-import { CommandError, jsonRpcErrorBody, toPublicError } from '../core/errors.js';
+import { CommandError, jsonRpcErrorBody, TransportError, toPublicError } from '../core/errors.js';
 import { escapePointerToken, FORBIDDEN_KEYS, type JsonObject } from '../core/json.js';
 
 /** Deepest nesting accepted in a JSON-RPC message (arguments are further bounded by the command limits). */
@@ -53,49 +53,106 @@ export function messageProblemError(id: unknown, problem: MessageProblem): JsonO
   );
 }
 
-/** Lines this long are scanned in full (depth); shorter ones only when they name a forbidden key. */
-const FULL_SCAN_BYTES = 64 * 1024;
-const FORBIDDEN_TEXT = /"(__proto__|constructor|prototype)"\s*:/;
+/** The longest line stdio accepts by default (the SDK itself gives up at 10 MiB and closes). */
+export const DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024;
+const NEWLINE = Buffer.from('\n');
+
+export interface StdinGuardOptions {
+  /** Longest line accepted, in bytes; a longer one is answered with `payload_too_large` and skipped. */
+  maxLineBytes?: number;
+}
 
 /**
- * A filter in front of a stdio transport's input. The SDK parses each line through schemas that drop
- * `__proto__` members before any hook could see them, so lines are checked raw: a refused request is
- * answered on `output` with `invalid_input` and never reaches the SDK. The SDK still does all framing
- * and parsing; this only looks.
+ * The framing in front of a stdio transport's input, on bytes: lines end at `\n` (which never occurs
+ * inside a multi-byte UTF-8 character, so one split across reads arrives whole), each line is checked
+ * before the SDK sees it, and what the SDK would drop in silence is answered on `output`:
+ * - a line that is not JSON: `parse_error` (the SDK skips it without a word);
+ * - a JSON array: `batch_not_supported` (batches left MCP in 2025-06-18), and nothing in it runs;
+ * - a line longer than `maxLineBytes`: `payload_too_large`, the rest of the line skipped, the server
+ *   serving on (the SDK would close the connection at its own limit);
+ * - `__proto__`, `constructor` or `prototype` members, or hostile nesting: `invalid_input` (the SDK's
+ *   schemas drop such members before any hook could refuse them).
+ * Admitted lines go to the SDK byte for byte.
  */
-export function guardStdin(input: Readable, output: Writable): Readable {
-  let pending = '';
+export function guardStdin(input: Readable, output: Writable, options: StdinGuardOptions = {}): Readable {
+  const max = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  let pending: Buffer[] = [];
+  let size = 0;
+  let skipping = false;
+  const tooLong = () => {
+    pending = [];
+    size = 0;
+    reply(output, new TransportError('payload_too_large', `A message is at most ${max} bytes`), null);
+  };
   const filter = new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      pending += chunk.toString('utf8');
-      let out = '';
-      for (let nl = pending.indexOf('\n'); nl !== -1; nl = pending.indexOf('\n')) {
-        const line = pending.slice(0, nl + 1);
-        pending = pending.slice(nl + 1);
-        out += admit(line, output);
+      const out: Buffer[] = [];
+      let start = 0;
+      for (;;) {
+        const nl = chunk.indexOf(0x0a, start);
+        const piece = chunk.subarray(start, nl === -1 ? chunk.length : nl);
+        if (skipping) {
+          if (nl !== -1) skipping = false;
+        } else if (size + piece.length > max) {
+          tooLong();
+          skipping = nl === -1;
+        } else if (nl === -1) {
+          if (piece.length > 0) {
+            pending.push(piece);
+            size += piece.length;
+          }
+        } else {
+          const line = size === 0 ? piece : Buffer.concat([...pending, piece]);
+          pending = [];
+          size = 0;
+          if (admit(line, output)) out.push(line, NEWLINE);
+        }
+        if (nl === -1) break;
+        start = nl + 1;
       }
-      done(null, out.length > 0 ? out : undefined);
+      done(null, out.length > 0 ? Buffer.concat(out) : undefined);
     },
     flush(done) {
-      done(null, pending.length > 0 ? admit(pending, output) : undefined);
+      const line = Buffer.concat(pending);
+      pending = [];
+      done(null, !skipping && line.length > 0 && admit(line, output) ? line : undefined);
     },
   });
   input.pipe(filter);
   return filter;
 }
 
-function admit(line: string, output: Writable): string {
-  if (line.length < FULL_SCAN_BYTES && !FORBIDDEN_TEXT.test(line)) return line;
+/** Whether a line goes on to the SDK; if not, it was answered (or was blank). */
+function admit(line: Buffer, output: Writable): boolean {
+  const text = line.toString('utf8');
+  if (text.trim() === '') return false;
   let message: unknown;
   try {
-    message = JSON.parse(line);
+    message = JSON.parse(text);
   } catch {
-    return line; // not ours to judge: the SDK answers with its own parse error
+    reply(output, new TransportError('parse_error', 'The line is not valid JSON'), null);
+    return false;
+  }
+  if (Array.isArray(message)) {
+    reply(output, batchRefusal(), null);
+    return false;
   }
   const problem = findMessageProblem(message);
-  if (!problem) return line;
-  const { id, method } = (message ?? {}) as { id?: unknown; method?: unknown };
-  if (id !== undefined && typeof method === 'string')
-    output.write(`${JSON.stringify(messageProblemError(id, problem))}\n`);
-  return '';
+  if (!problem) return true;
+  const { id } = (message ?? {}) as { id?: unknown };
+  // A notification (no id) gets no answer, as JSON-RPC says; it does not run either.
+  if (id !== undefined) output.write(`${JSON.stringify(messageProblemError(id, problem))}\n`);
+  return false;
+}
+
+/** The refusal of a JSON-RPC batch: one error for the whole array; nothing in it runs. */
+export function batchRefusal(): TransportError {
+  return new TransportError(
+    'batch_not_supported',
+    'JSON-RPC batches are not supported (MCP removed them in 2025-06-18); send one message at a time',
+  );
+}
+
+function reply(output: Writable, error: TransportError, id: string | number | null): void {
+  output.write(`${JSON.stringify(jsonRpcErrorBody(toPublicError(error), id))}\n`);
 }

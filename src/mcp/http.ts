@@ -18,7 +18,7 @@ import type { Logger } from '../core/log.js';
 import { toWebRequest, writeWebResponse } from '../http/bridge.js';
 import { HttpFailure } from '../http/respond.js';
 import type { HttpExchange, HttpRoute } from '../http/route.js';
-import { findMessageProblem, invalidMessage } from './guard.js';
+import { batchRefusal, findMessageProblem, invalidMessage } from './guard.js';
 import type { McpSurface } from './surface.js';
 
 export interface McpRouteOptions {
@@ -111,6 +111,8 @@ export class McpHttpRoute implements HttpRoute {
         parsed = undefined;
       }
     }
+    // Batches left MCP in 2025-06-18: an array (even an empty one) is refused whole, and nothing runs.
+    if (Array.isArray(parsed)) throw new HttpFailure(batchRefusal());
     const problem = parsed === undefined ? undefined : findMessageProblem(parsed);
     if (problem) {
       const id = isRecord(parsed) ? parsed.id : null;
@@ -289,5 +291,5 @@ function isListen(parsed: unknown): parsed is Record<string, unknown> {
 }
 
 function isInitialize(parsed: unknown): boolean {
-  return Array.isArray(parsed) ? parsed.some((m) => isInitializeRequest(m)) : isInitializeRequest(parsed);
+  return isInitializeRequest(parsed);
 }
