@@ -47,4 +47,23 @@ describe('createRedactor', () => {
     }
     expect(redact(command, { host: 'ordinary words', pin: 'x' })).toMatchObject({ host: 'ordinary words' });
   });
+
+  it('redacts credentials inside free text, keeping the words around them', () => {
+    const redact = createRedactor();
+    const key = 'cmcp_0123456789ab_0123456789012345678901234567890123456789012';
+    const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl';
+    const cases: Array<[string, string]> = [
+      [`use key ${key} for the deploy`, 'use key [REDACTED] for the deploy'],
+      [`token=${jwt}; then retry`, 'token=[REDACTED]; then retry'],
+      ['curl -H "Authorization: Bearer abcdefgh12345678" x', 'curl -H "Authorization: [REDACTED]" x'],
+      ['aws AKIAABCDEFGHIJKLMNOP and ghp_abcdefghijklmnopqrstuvwxyz012345', 'aws [REDACTED] and [REDACTED]'],
+      // A private key anywhere makes the whole value secret.
+      ['-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- done', '[REDACTED]'],
+    ];
+    for (const [text, expected] of cases) {
+      expect(redact(command, { host: 'h', pin: 'p', note: text })).toMatchObject({ note: expected });
+    }
+    const plain = 'a bearer of good news, sk-short, AKIA';
+    expect(redact(command, { host: 'h', pin: 'p', note: plain })).toMatchObject({ note: plain });
+  });
 });

@@ -20,8 +20,36 @@ const CREDENTIAL_VALUE = [
   /-----BEGIN [A-Z ]*PRIVATE KEY-----/,
 ];
 
+/**
+ * The same shapes anywhere inside a longer text (`use key cmcp_… for the deploy`): each occurrence is
+ * replaced, the words around it kept. One pass over the string for all of them.
+ */
+const CREDENTIAL_IN_TEXT = new RegExp(
+  [
+    /cmcp_[a-z0-9]{12}_[A-Za-z0-9_-]{43}/,
+    /\bbearer\s+[A-Za-z0-9._~+/=-]{8,}/,
+    /\bbasic\s+[A-Za-z0-9+/=]{8,}/,
+    /\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/,
+    /\b(?:sk|pk|rk)[-_](?:live|test|proj)?[-_]?[A-Za-z0-9]{16,}/,
+    /\b(?:ghp|gho|ghu|ghs|ghr|github_pat)_[A-Za-z0-9_]{20,}/,
+    /\bxox[abprs]-[A-Za-z0-9-]{10,}/,
+    /\bAKIA[0-9A-Z]{16}\b/,
+    /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/,
+  ]
+    .map((pattern) => pattern.source)
+    .join('|'),
+  'gi',
+);
+
 export function looksLikeCredential(value: string): boolean {
   return looksLikeApiKey(value) || CREDENTIAL_VALUE.some((pattern) => pattern.test(value));
+}
+
+/** A string with every credential-shaped part replaced; a string that is one credential as a whole, replaced whole. */
+export function redactText(value: string): string {
+  if (looksLikeCredential(value)) return REDACTED;
+  CREDENTIAL_IN_TEXT.lastIndex = 0;
+  return CREDENTIAL_IN_TEXT.test(value) ? value.replace(CREDENTIAL_IN_TEXT, REDACTED) : value;
 }
 
 type SecretTree = { [key: string]: SecretTree | true };
@@ -65,7 +93,7 @@ function secretTree(schema: JsonValue | undefined, depth = 0): SecretTree | true
 }
 
 function redactValue(value: JsonValue, secrets: SecretTree | undefined): JsonValue {
-  if (typeof value === 'string') return looksLikeCredential(value) ? REDACTED : value;
+  if (typeof value === 'string') return redactText(value);
   if (value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) {
     const sub = secrets?.['*'];
