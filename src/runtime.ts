@@ -26,7 +26,12 @@ export interface CoreOptions {
   roles?: RolesConfig;
   logger?: Logger;
   clock?: () => Date;
-  limits?: { input?: Partial<JsonLimits>; state?: Partial<StateLimits> };
+  limits?: {
+    input?: Partial<JsonLimits> | undefined;
+    state?: Partial<StateLimits> | undefined;
+    /** Stored idempotency records kept per principal (default 10,000); the oldest go first. */
+    idempotencyKeysPerPrincipal?: number | undefined;
+  };
   /** Snapshot every this many commits per document (default 1,000). */
   snapshotEvery?: number;
   /** Register the `state.rollback` and `state.undo` tools (admin-only by default). Default true. */
@@ -106,6 +111,7 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
       authorizer,
       redactInput: createRedactor(),
       inputLimits: options.limits?.input,
+      idempotencyKeysPerPrincipal: options.limits?.idempotencyKeysPerPrincipal,
       logger,
       clock: options.clock,
     });

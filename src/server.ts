@@ -30,7 +30,9 @@ export interface HttpServe
     | 'allowedOrigins'
     | 'maxBodyBytes'
     | 'maxSessions'
+    | 'maxSessionsPerPrincipal'
     | 'sessionIdleMs'
+    | 'maxListenStreamsPerPrincipal'
   > {
   /**
    * `false` serves without authentication, every caller acting as admin (`--no-auth`): loopback only,
@@ -142,7 +144,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         allowedOrigins: options.http.allowedOrigins,
         maxBodyBytes: options.http.maxBodyBytes,
         maxSessions: options.http.maxSessions,
+        maxSessionsPerPrincipal: options.http.maxSessionsPerPrincipal,
         sessionIdleMs: options.http.sessionIdleMs,
+        maxListenStreamsPerPrincipal: options.http.maxListenStreamsPerPrincipal,
         anonymous,
         authenticator: anonymous ? undefined : await bearerAuthenticator(core, options.auth?.jwt),
         rateLimiter,

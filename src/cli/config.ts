@@ -23,6 +23,10 @@ export const configSchema = z.strictObject({
         .max(64 * 1024 * 1024)
         .optional(),
       maxSessions: z.number().int().min(1).max(100_000).optional(),
+      /** Most 2025-era sessions one principal holds; its least recently used makes room (default 32). */
+      maxSessionsPerPrincipal: z.number().int().min(1).max(100_000).optional(),
+      /** Most open `subscriptions/listen` streams per principal (default 16). */
+      maxListenStreamsPerPrincipal: z.number().int().min(1).max(100_000).optional(),
     })
     .optional(),
   stdio: z
@@ -49,6 +53,8 @@ export const configSchema = z.strictObject({
     .strictObject({
       rate: rateLimitSchema.optional(),
       authFailures: authThrottleSchema.optional(),
+      /** Stored idempotency records kept per principal (default 10,000); the oldest go first. */
+      idempotencyKeysPerPrincipal: z.number().int().min(1).max(10_000_000).optional(),
     })
     .optional(),
   /** History kept per document; older commits are compacted hourly by the server. */

@@ -49,6 +49,15 @@ export const ERROR_CATALOG = {
     description:
       'Every 2025-11-25 session slot is taken by recently active sessions. Retry later, or use the 2026-07-28 protocol, which needs no session.',
   },
+  too_many_streams: {
+    family: 'access',
+    jsonRpc: -32033,
+    http: 429,
+    expose: true,
+    message: 'Too many open subscription streams',
+    description:
+      'The principal already holds as many `subscriptions/listen` streams as one principal may (a fair share, so one cannot lock others out). Close one first.',
+  },
   payload_too_large: {
     family: 'transport',
     jsonRpc: -32013,

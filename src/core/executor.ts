@@ -131,6 +131,8 @@ export interface ExecutorOptions {
   logger?: Logger;
   clock?: () => Date;
   observers?: Array<(report: ExecutionReport) => void>;
+  /** Stored idempotency records kept per principal (default 10,000); the oldest go first. */
+  idempotencyKeysPerPrincipal?: number;
 }
 
 const callOptionsSchema = z.object({
@@ -222,7 +224,7 @@ export class CommandExecutor {
     this.#logger = options.logger ?? silentLogger;
     this.#clock = options.clock ?? (() => new Date());
     this.#observers = options.observers ?? [];
-    this.#idempotency = new IdempotencyGuard(options.state.store);
+    this.#idempotency = new IdempotencyGuard(options.state.store, options.idempotencyKeysPerPrincipal);
   }
 
   /** Adds an observer (metrics, logs). Must happen before serving; observers must not throw. */

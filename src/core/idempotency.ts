@@ -5,6 +5,11 @@ import type { IdempotencyRecord, Store } from './store.js';
 
 export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
+/** Stored idempotency records kept per principal by default: a fair share of the store. */
+export const DEFAULT_KEYS_PER_PRINCIPAL = 10_000;
+/** Keyed calls per principal between two trims of its records. */
+const TRIM_EVERY = 100;
+
 /** A call that carries an idempotency key: who, which key, and what it asked for. */
 export interface IdempotencySlot {
   principal: string;
@@ -62,11 +67,19 @@ export function reusedKey(key: string): CommandError {
  * outcome; a repeat arriving later finds the stored record. Refuses a key reused for other input.
  */
 export class IdempotencyGuard<T> {
-  readonly #store: Pick<Store, 'findIdempotency'>;
+  readonly #store: Pick<Store, 'findIdempotency' | 'trimIdempotency'>;
   readonly #inflight = new Map<string, { fingerprint: string; done: Promise<T> }>();
+  readonly #maxPerPrincipal: number;
+  /** Keyed calls per principal since its records were last trimmed. */
+  readonly #sinceTrim = new Map<string, number>();
 
-  constructor(store: Pick<Store, 'findIdempotency'>) {
+  /** `maxPerPrincipal`: the most records kept per principal (default 10,000); the oldest go first. */
+  constructor(
+    store: Pick<Store, 'findIdempotency' | 'trimIdempotency'>,
+    maxPerPrincipal = DEFAULT_KEYS_PER_PRINCIPAL,
+  ) {
     this.#store = store;
+    this.#maxPerPrincipal = maxPerPrincipal;
   }
 
   /**
@@ -97,6 +110,24 @@ export class IdempotencyGuard<T> {
       return await done;
     } finally {
       this.#inflight.delete(id);
+      this.#counted(slot.principal);
     }
+  }
+
+  /**
+   * Trims a principal's records to its share every so many keyed calls (a count per principal would
+   * cost a scan per call); at most `TRIM_EVERY` records over the share in between.
+   */
+  #counted(principal: string): void {
+    const seen = (this.#sinceTrim.get(principal) ?? 0) + 1;
+    if (seen < TRIM_EVERY) {
+      this.#sinceTrim.set(principal, seen);
+      if (this.#sinceTrim.size > 10_000) this.#sinceTrim.clear();
+      return;
+    }
+    this.#sinceTrim.delete(principal);
+    this.#store.trimIdempotency(principal, this.#maxPerPrincipal).catch(() => {
+      // Housekeeping: the next trim tries again; the call itself has its answer already.
+    });
   }
 }

@@ -106,6 +106,11 @@ export interface Store {
   findIdempotency(principal: string, key: string): Promise<IdempotencyRecord | undefined>;
   /** Deletes idempotency records older than `before`. Returns how many. */
   expireIdempotency(before: string): Promise<number>;
+  /**
+   * Keeps a principal's newest `keep` idempotency records and deletes the rest (a fair share: one
+   * principal's flood of keys cannot grow the store without bound). Returns how many were deleted.
+   */
+  trimIdempotency(principal: string, keep: number): Promise<number>;
 }
 
 export interface SchemaStatus {

@@ -28,8 +28,12 @@ export interface McpRouteOptions {
   maxBodyBytes: number;
   /** Most concurrent 2025-era sessions (default 1,000). */
   maxSessions?: number | undefined;
+  /** Most 2025-era sessions one principal holds; its least recently used makes room (default 32). */
+  maxSessionsPerPrincipal?: number | undefined;
   /** A 2025-era session idle this long is closed (default 30 minutes). */
   sessionIdleMs?: number | undefined;
+  /** Most open 2026-era `subscriptions/listen` streams per principal (default 16). */
+  maxListenStreamsPerPrincipal?: number | undefined;
   logger: Logger;
 }
 
@@ -67,6 +71,9 @@ export class McpHttpRoute implements HttpRoute {
   readonly #legacyStateless: LegacyHttpHandler;
   readonly #sessions: LegacySessionPool;
   readonly #detachPublisher: () => void;
+  /** Open listen streams per principal, for the fair share. */
+  readonly #streams = new Map<string, number>();
+  readonly #maxStreams: number;
 
   constructor(surface: McpSurface, options: McpRouteOptions) {
     this.paths = [options.path ?? '/mcp'];
@@ -84,8 +91,10 @@ export class McpHttpRoute implements HttpRoute {
     this.#sessions = new LegacySessionPool({
       createServer: (principal) => surface.createServer(principal, 'session'),
       maxSessions: options.maxSessions,
+      maxPerPrincipal: options.maxSessionsPerPrincipal,
       idleMs: options.sessionIdleMs,
     });
+    this.#maxStreams = options.maxListenStreamsPerPrincipal ?? 16;
     this.#detachPublisher = surface.addPublisher((uri, meta) => {
       this.#modern.bus.publish({ kind: 'resource_updated', uri, params: { _meta: meta } });
     });
@@ -133,9 +142,16 @@ export class McpHttpRoute implements HttpRoute {
         parsed !== undefined &&
         (await isLegacyRequest(request, parsed, { maxRequestBodySize: this.#maxBody })));
     let response: Response;
+    let releaseStream: (() => void) | undefined;
     if (!legacy) {
       this.#refuseUnfollowable(parsed, principal);
-      response = await this.#modern.fetch(request, options);
+      if (isListen(parsed)) releaseStream = this.#takeStream(principal);
+      try {
+        response = await this.#modern.fetch(request, options);
+      } catch (error) {
+        releaseStream?.();
+        throw error;
+      }
     } else if (typeof sessionId === 'string') {
       response = await this.#sessions.handle(sessionId, principal, request, options);
     } else if (isInitialize(parsed)) {
@@ -143,14 +159,38 @@ export class McpHttpRoute implements HttpRoute {
     } else {
       response = await this.#legacyStateless(request, options);
     }
-    if (legacy || !isListen(parsed)) return writeWebResponse(exchange.res, response, exchange.signal);
+    if (!releaseStream) return writeWebResponse(exchange.res, response, exchange.signal);
     // A 2026-era `subscriptions/listen` stream stays open while the client follows: count it as a subscription.
     const release = this.#surface.openSubscriptionStream();
     try {
       await writeWebResponse(exchange.res, response, exchange.signal);
     } finally {
       release();
+      releaseStream();
     }
+  }
+
+  /** Takes one of the principal's listen-stream slots, or refuses with `too_many_streams`. */
+  #takeStream(principal: Principal): () => void {
+    const held = this.#streams.get(principal.id) ?? 0;
+    if (held >= this.#maxStreams) {
+      throw new AccessError(
+        'too_many_streams',
+        `At most ${this.#maxStreams} open listen streams per principal`,
+        {
+          details: { limit: this.#maxStreams },
+        },
+      );
+    }
+    this.#streams.set(principal.id, held + 1);
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      const now = (this.#streams.get(principal.id) ?? 1) - 1;
+      if (now === 0) this.#streams.delete(principal.id);
+      else this.#streams.set(principal.id, now);
+    };
   }
 
   /** Stops publishing to listen streams and closes the SDK handler and every session. */
@@ -189,6 +229,11 @@ export interface LegacySessionPoolOptions {
   createServer: (principal: Principal) => Server;
   /** Most concurrent sessions (default 1,000). */
   maxSessions?: number | undefined;
+  /**
+   * Most sessions one principal holds (default 32): opening one more closes that principal's least
+   * recently used, so a flood from one principal only ever displaces its own sessions.
+   */
+  maxPerPrincipal?: number | undefined;
   /** A session idle this long is closed (default 30 minutes). */
   idleMs?: number | undefined;
 }
@@ -205,11 +250,13 @@ export class LegacySessionPool {
   readonly #sessions = new Map<string, LegacySession>();
   readonly #createServer: (principal: Principal) => Server;
   readonly #maxSessions: number;
+  readonly #maxPerPrincipal: number;
   readonly #sweep: NodeJS.Timeout;
 
   constructor(options: LegacySessionPoolOptions) {
     this.#createServer = options.createServer;
     this.#maxSessions = options.maxSessions ?? 1000;
+    this.#maxPerPrincipal = options.maxPerPrincipal ?? 32;
     const idleMs = options.idleMs ?? 30 * 60 * 1000;
     this.#sweep = setInterval(
       () => {
@@ -241,6 +288,7 @@ export class LegacySessionPool {
 
   /** Opens a session for `principal` with its `initialize` request, making room or refusing when full. */
   async open(principal: Principal, request: Request, options: McpHandlerRequestOptions): Promise<Response> {
+    await this.#makeRoomFor(principal);
     if (this.#sessions.size >= this.#maxSessions) await this.#evictIdle();
     const server = this.#createServer(principal);
     const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
@@ -265,6 +313,18 @@ export class LegacySessionPool {
   async close(): Promise<void> {
     clearInterval(this.#sweep);
     await Promise.all([...this.#sessions].map(([id, session]) => this.#close(id, session)));
+  }
+
+  /** At the principal's share, its own least recently used session goes. */
+  async #makeRoomFor(principal: Principal): Promise<void> {
+    let held = 0;
+    let oldest: [string, LegacySession] | undefined;
+    for (const entry of this.#sessions) {
+      if (entry[1].principal.id !== principal.id) continue;
+      held++;
+      if (!oldest || entry[1].lastSeen < oldest[1].lastSeen) oldest = entry;
+    }
+    if (held >= this.#maxPerPrincipal && oldest) await this.#close(oldest[0], oldest[1]);
   }
 
   async #evictIdle(): Promise<void> {

@@ -29,8 +29,12 @@ export interface HttpServerOptions extends Omit<BearerAuthOptions, 'authenticato
   maxBodyBytes?: number | undefined;
   /** Most concurrent 2025-era sessions (default 1,000). */
   maxSessions?: number | undefined;
+  /** Most 2025-era sessions one principal holds (default 32); its least recently used makes room. */
+  maxSessionsPerPrincipal?: number | undefined;
   /** A 2025-era session idle this long is closed (default 30 minutes). */
   sessionIdleMs?: number | undefined;
+  /** Most open 2026-era `subscriptions/listen` streams per principal (default 16). */
+  maxListenStreamsPerPrincipal?: number | undefined;
   /**
    * RFC 9728 protected-resource metadata, served at `/.well-known/oauth-protected-resource` and named in
    * every 401's `WWW-Authenticate`. `resource` defaults to this server's MCP URL.
@@ -81,7 +85,9 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
     path,
     maxBodyBytes,
     maxSessions: options.maxSessions,
+    maxSessionsPerPrincipal: options.maxSessionsPerPrincipal,
     sessionIdleMs: options.sessionIdleMs,
+    maxListenStreamsPerPrincipal: options.maxListenStreamsPerPrincipal,
     logger,
   });
   const edge = await serveEdge({

@@ -423,6 +423,23 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       }
     });
 
+    it("trims a principal's idempotency records to its newest, leaving others' alone", async () => {
+      await store.createDocument('d', {}, AT);
+      for (let i = 0; i < 5; i++) {
+        await store.recordAttempt({
+          audit: entry(),
+          idempotency: { ...idem(`a-${i}`, 0), at: `2026-01-01T00:00:0${i}.000Z` },
+        });
+      }
+      await store.recordAttempt({ audit: entry(), idempotency: { ...idem('b-0', 0), principal: 'bob' } });
+      expect(await store.trimIdempotency('alice', 2)).toBe(3);
+      expect(await store.findIdempotency('alice', 'a-4')).toBeDefined();
+      expect(await store.findIdempotency('alice', 'a-3')).toBeDefined();
+      expect(await store.findIdempotency('alice', 'a-2')).toBeUndefined();
+      expect(await store.findIdempotency('bob', 'b-0')).toBeDefined();
+      expect(await store.trimIdempotency('alice', 2)).toBe(0);
+    });
+
     it('keeps one server secret per name, shared by every handle', async () => {
       const first = await store.secret('mrtr', () => 'one');
       expect(first).toBe('one');

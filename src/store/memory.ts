@@ -440,6 +440,15 @@ export class MemoryStore implements Store, CredentialStore {
     return removed;
   }
 
+  async trimIdempotency(principal: string, keep: number): Promise<number> {
+    this.#check();
+    const mine = [...this.#idempotency].filter(([, r]) => r.principal === principal);
+    if (mine.length <= keep) return 0;
+    mine.sort((a, b) => (a[1].at < b[1].at ? 1 : a[1].at > b[1].at ? -1 : 0));
+    for (const [slot] of mine.slice(keep)) this.#idempotency.delete(slot);
+    return mine.length - keep;
+  }
+
   async insertApiKey(key: ApiKeyRecord): Promise<void> {
     this.#check();
     for (const existing of this.#keys.values()) {

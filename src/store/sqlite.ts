@@ -167,7 +167,8 @@ export const MIGRATIONS: readonly string[] = [
    ) WITHOUT ROWID;
    DROP INDEX commits_command_id;
    CREATE UNIQUE INDEX commits_command_doc ON commits (command_id, doc);
-   CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`,
+   CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+   CREATE INDEX idempotency_principal_at ON idempotency (principal, at);`,
 ];
 
 /** Commits removed per transaction when compacting: each batch is short, writers run between them. */
@@ -317,6 +318,10 @@ function prepareStatements(db: Database.Database) {
       'INSERT OR IGNORE INTO idempotency (principal, key, at, record) VALUES (?, ?, ?, ?)',
     ),
     expireIdempotency: db.prepare('DELETE FROM idempotency WHERE at < ?'),
+    trimIdempotency: db.prepare(
+      `DELETE FROM idempotency WHERE principal = @principal AND key IN (
+         SELECT key FROM idempotency WHERE principal = @principal ORDER BY at DESC LIMIT -1 OFFSET @keep)`,
+    ),
     insertKey: db.prepare(
       'INSERT INTO api_keys (id, name, role, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)',
     ),
@@ -699,6 +704,11 @@ export class SqliteStore implements Store, CredentialStore {
   async expireIdempotency(before: string): Promise<number> {
     this.#conn();
     return this.#sql.expireIdempotency.run(before).changes;
+  }
+
+  async trimIdempotency(principal: string, keep: number): Promise<number> {
+    this.#conn();
+    return this.#sql.trimIdempotency.run({ principal, keep }).changes;
   }
 
   async insertApiKey(key: ApiKeyRecord): Promise<void> {

@@ -138,12 +138,15 @@ export interface InProcessServer {
  * ephemeral loopback port. No first key is announced (tests make their own), and the per-principal
  * rate limit is raised out of reach: these tests are about behaviour, the attack table tests the limit.
  */
-export async function startInProcess(options: Omit<ServerOptions, 'http'>): Promise<InProcessServer> {
+export async function startInProcess(
+  options: Omit<ServerOptions, 'http'>,
+  httpOptions: Omit<NonNullable<ServerOptions['http']>, 'port'> = {},
+): Promise<InProcessServer> {
   const server = await startServer({
     announceFirstKey: false,
     ...options,
     limits: { rate: { perSecond: 100_000, burst: 1_000_000 }, ...options.limits },
-    http: { port: 0 },
+    http: { ...httpOptions, port: 0 },
   });
   const http = server.http!;
   return {
