@@ -19,6 +19,8 @@ import {
   RateLimiter,
 } from './security/ratelimit.js';
 
+export const DEFAULT_SHUTDOWN_DEADLINE_MS = 10_000;
+
 /** Streamable HTTP, as `coremcp serve --http` serves it. */
 export interface HttpServe
   extends Pick<
@@ -76,6 +78,8 @@ export interface ServerOptions extends CoreOptions {
   retention?: RetentionPolicy | undefined;
   /** How long an idempotency key is honoured, in ms (default 24 hours). */
   idempotencyTtlMs?: number | undefined;
+  /** How long a graceful shutdown waits for calls in flight, in ms (default 10,000). */
+  shutdownDeadlineMs?: number | undefined;
   /** Follow commits other processes make to the store (the CLI, another server). Default true. */
   followStore?: boolean | undefined;
   /**
@@ -93,8 +97,13 @@ export interface RunningServer {
   readonly http: RunningHttpServer | undefined;
   /** The loopback metrics listener, when `metricsListener` was given. */
   readonly metricsListener: RunningEdge | undefined;
-  /** Stops background work, closes every transport and listener, then the store. */
-  close(): Promise<void>;
+  /**
+   * A graceful stop: no new calls (HTTP answers 503 `shutting_down` with `Retry-After`, stdio and
+   * in-process callers get `shutting_down`), event streams end, calls in flight may finish — at most
+   * `deadlineMs` (default `shutdownDeadlineMs`, 10 s), after which they are cancelled and commit
+   * nothing — then every transport and listener closes, and the store (SQLite checkpoints its log).
+   */
+  close(options?: { deadlineMs?: number }): Promise<void>;
 }
 
 /**
@@ -121,14 +130,31 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let metricsListener: RunningEdge | undefined;
   let stdio: StdioServerHandle | undefined;
 
-  const close = async () => {
-    stopMaintenance();
-    unfollow?.();
-    await stdio?.close().catch(() => {});
-    await http?.close().catch(() => {});
-    await metricsListener?.close().catch(() => {});
-    surface.close();
-    await core.close();
+  let closing: Promise<void> | undefined;
+  const close = (request: { deadlineMs?: number } = {}) => {
+    closing ??= (async () => {
+      const deadlineMs = request.deadlineMs ?? options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS;
+      const started = Date.now();
+      stopMaintenance();
+      unfollow?.();
+      // Stop taking calls everywhere at once, then wait for those in flight (HTTP's and the rest).
+      const drained = await Promise.all([http?.drain(deadlineMs) ?? true, core.executor.drain(deadlineMs)]);
+      if (drained.includes(false))
+        logger.warn(
+          { deadlineMs, running: core.executor.running },
+          'calls still running at the shutdown deadline were cancelled',
+        );
+      else logger.info({ ms: Date.now() - started }, 'calls in flight finished');
+      // Answers computed but not yet written (a stdio response, a resource read) go out first.
+      await surface.idle(Math.max(0, deadlineMs - (Date.now() - started)));
+      await new Promise((resolve) => setImmediate(resolve));
+      await stdio?.close().catch(() => {});
+      await http?.close().catch(() => {});
+      await metricsListener?.close().catch(() => {});
+      surface.close();
+      await core.close();
+    })();
+    return closing;
   };
 
   try {
@@ -177,6 +203,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         principal: localUser(options.stdio.roles ?? ['admin']),
         logger,
         transport: options.stdio.transport,
+        // At end of input, answers still in progress are written before the connection closes.
+        beforeEnd: () => surface.idle(options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS),
       });
     }
   } catch (error) {

@@ -67,6 +67,8 @@ export const configSchema = z.strictObject({
       message: 'retention needs keepCommits or keepDays (or both)',
     })
     .optional(),
+  /** How long a graceful shutdown (SIGTERM, SIGINT, stdin closed) waits for calls in flight, in seconds (default 10). */
+  shutdownSeconds: z.number().int().min(0).max(3600).optional(),
   /** How long idempotency keys are honoured, in hours (default 24). */
   idempotencyHours: z
     .number()

@@ -31,13 +31,22 @@ export function parseListen(value: string, flag = '--http'): { host: string; por
 export async function serve(appPath: string | undefined, flags: ServeOptions): Promise<void> {
   const options = await serverOptions(appPath, flags);
   const server = await startServer(options);
-  const shutdown = async (signal: string) => {
-    server.core.logger.info({ signal }, 'shutting down');
+  let stopping = false;
+  const shutdown = async (why: string) => {
+    if (stopping) {
+      // A second signal: the operator does not want to wait.
+      server.core.logger.warn({ why }, 'stopping at once');
+      process.exit(1);
+    }
+    stopping = true;
+    server.core.logger.info({ why }, 'shutting down');
     await server.close();
     process.exit(0);
   };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  // stdio alone: the client closing stdin ends the server, gracefully, once its answers are out.
+  if (options.stdio && !options.http) process.stdin.once('end', () => void shutdown('stdin closed'));
   if (server.http) process.stderr.write(`coremcp: serving "${server.core.app.name}" at ${server.http.url}\n`);
   if (server.metricsListener)
     process.stderr.write(`coremcp: metrics at ${server.metricsListener.origin}/metrics\n`);
@@ -73,5 +82,6 @@ async function serverOptions(appPath: string | undefined, flags: ServeOptions): 
     limits: config.limits,
     retention: config.retention,
     idempotencyTtlMs: config.idempotencyHours === undefined ? undefined : config.idempotencyHours * HOUR_MS,
+    shutdownDeadlineMs: config.shutdownSeconds === undefined ? undefined : config.shutdownSeconds * 1000,
   };
 }

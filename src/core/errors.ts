@@ -58,6 +58,15 @@ export const ERROR_CATALOG = {
     description:
       'The principal already holds as many `subscriptions/listen` streams as one principal may (a fair share, so one cannot lock others out). Close one first.',
   },
+  shutting_down: {
+    family: 'transport',
+    jsonRpc: -32034,
+    http: 503,
+    expose: true,
+    message: 'The server is shutting down; retry on another instance or after it restarts',
+    description:
+      'The server stopped taking new calls to finish the ones in flight before it exits (HTTP: 503 with `Retry-After`). Nothing ran.',
+  },
   payload_too_large: {
     family: 'transport',
     jsonRpc: -32013,

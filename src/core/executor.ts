@@ -18,6 +18,7 @@ import {
   isCoreMcpError,
   type PublicError,
   StateError,
+  TransportError,
   toPublicError,
 } from './errors.js';
 import {
@@ -214,6 +215,9 @@ export class CommandExecutor {
   readonly #clock: () => Date;
   readonly #observers: Array<(report: ExecutionReport) => void>;
   readonly #idempotency: IdempotencyGuard<CommandSuccess>;
+  #running = 0;
+  #idle: Array<() => void> = [];
+  #draining = false;
 
   constructor(options: ExecutorOptions) {
     this.registry = options.registry;
@@ -241,13 +245,40 @@ export class CommandExecutor {
     const started = performance.now();
     const trace = new CallTrace(name, options);
     let result: CommandResult;
+    this.#running++;
     try {
+      if (this.#draining) throw new TransportError('shutting_down');
       result = await this.#run(trace, input ?? {}, options);
     } catch (error) {
       result = await this.#fail(trace, error);
+    } finally {
+      if (--this.#running === 0) for (const wake of this.#idle.splice(0)) wake();
     }
     this.#report(trace, result, performance.now() - started);
     return result;
+  }
+
+  /** Calls running now. */
+  get running(): number {
+    return this.#running;
+  }
+
+  /**
+   * For a graceful shutdown: refuses new calls with `shutting_down` and waits for the running ones,
+   * at most `timeoutMs`. True when every call finished in time.
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.#draining = true;
+    if (this.#running === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      new Promise<boolean>((resolve) => this.#idle.push(() => resolve(true))),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    return finished;
   }
 
   async #run(trace: CallTrace, rawInput: unknown, options: ExecuteOptions): Promise<CommandResult> {

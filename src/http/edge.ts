@@ -38,6 +38,12 @@ export interface RunningEdge {
   readonly origin: string;
   readonly port: number;
   readonly server: Server;
+  /**
+   * A graceful stop: no new connections; new requests on open ones get 503 `shutting_down` with
+   * `Retry-After`; event streams end now; requests in flight may finish, at most `deadlineMs`, after
+   * which they are aborted. True when every request finished in time.
+   */
+  drain(deadlineMs: number): Promise<boolean>;
   /** Drops open connections and stops listening. Routes with state of their own close separately. */
   close(): Promise<void>;
 }
@@ -67,7 +73,19 @@ export async function serveEdge(options: EdgeOptions): Promise<RunningEdge> {
   }
   listening.server.on('request', edge.listener);
   if (options.keepsProcessAlive === false) listening.server.unref();
-  return { origin: listening.origin, port: listening.port, server: listening.server, close: listening.close };
+  return {
+    origin: listening.origin,
+    port: listening.port,
+    server: listening.server,
+    drain: (deadlineMs) => edge.drain(listening.server, deadlineMs),
+    close: listening.close,
+  };
+}
+
+/** One request being answered. */
+interface Flight {
+  controller: AbortController;
+  longLived: boolean;
 }
 
 class HttpEdge {
@@ -77,6 +95,9 @@ class HttpEdge {
   readonly #open: boolean;
   readonly #maxBody: number;
   readonly #log: Logger;
+  readonly #flights = new Set<Flight>();
+  #draining = false;
+  #settled: (() => void) | undefined;
 
   constructor(options: EdgeOptions, host: string, listening: Listening) {
     this.#log = options.logger;
@@ -107,18 +128,58 @@ class HttpEdge {
   }
 
   readonly listener = (req: IncomingMessage, res: ServerResponse): void => {
-    const controller = new AbortController();
+    const flight: Flight = { controller: new AbortController(), longLived: false };
     let finished = false;
     res.on('close', () => {
-      if (!finished) controller.abort();
+      if (!finished) flight.controller.abort();
     });
-    void this.#serve(req, res, controller.signal).finally(() => {
+    this.#flights.add(flight);
+    void this.#serve(req, res, flight).finally(() => {
       finished = true;
+      this.#flights.delete(flight);
+      if (this.#settled && this.#pending() === 0) this.#settled();
     });
   };
 
-  async #serve(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
+  /** Requests in flight that a drain waits for (event streams are ended, not waited for). */
+  #pending(): number {
+    let count = 0;
+    for (const flight of this.#flights) if (!flight.longLived) count++;
+    return count;
+  }
+
+  async drain(server: Server, deadlineMs: number): Promise<boolean> {
+    this.#draining = true;
+    server.close();
+    for (const flight of this.#flights) if (flight.longLived) flight.controller.abort();
+    let finished = this.#pending() === 0;
+    if (!finished) {
+      let timer: NodeJS.Timeout | undefined;
+      finished = await Promise.race([
+        new Promise<boolean>((resolve) => {
+          this.#settled = () => resolve(true);
+        }),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), deadlineMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      this.#settled = undefined;
+    }
+    // Past the deadline, what still runs is cancelled (a handler's signal aborts; nothing commits).
+    for (const flight of this.#flights) flight.controller.abort();
+    server.closeIdleConnections();
+    return finished;
+  }
+
+  async #serve(req: IncomingMessage, res: ServerResponse, flight: Flight): Promise<void> {
+    const { signal } = flight.controller;
     try {
+      if (this.#draining) {
+        throw new HttpFailure(new TransportError('shutting_down'), {
+          headers: { 'retry-after': '1', connection: 'close' },
+        });
+      }
       const url = requestUrl(req);
       if (this.#open) this.#hostOrigin.check(req);
       const route = this.#routes.get(url.pathname);
@@ -133,7 +194,11 @@ class HttpEdge {
       if (!this.#open && route.access !== 'public') this.#hostOrigin.check(req);
       const principal =
         route.access === 'authenticated' && this.#authenticate ? await this.#authenticate(req) : undefined;
-      await route.handle(new HttpExchange(req, res, url, principal, signal, this.#maxBody));
+      const exchange = new HttpExchange(req, res, url, principal, signal, this.#maxBody, () => {
+        flight.longLived = true;
+        if (this.#draining) flight.controller.abort();
+      });
+      await route.handle(exchange);
     } catch (error) {
       const requestId = timeOrderedId();
       const cause = error instanceof HttpFailure ? error.error : error;

@@ -42,6 +42,8 @@ export class HttpExchange {
     readonly signal: AbortSignal,
     /** The edge's body limit, in bytes. */
     readonly maxBodyBytes: number,
+    /** Tells the edge this exchange stays open (an event stream): a graceful shutdown ends it at once. */
+    readonly markLongLived: () => void = () => {},
   ) {}
 
   /** The body as text, within the edge's limit (over it: 413, read and discarded up to 16 MiB). */

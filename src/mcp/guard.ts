@@ -60,6 +60,11 @@ const NEWLINE = Buffer.from('\n');
 export interface StdinGuardOptions {
   /** Longest line accepted, in bytes; a longer one is answered with `payload_too_large` and skipped. */
   maxLineBytes?: number;
+  /**
+   * Runs when the input ends, before the SDK hears of it: the calls already read can finish and be
+   * answered (the SDK closes the connection at end of input, dropping answers still to come).
+   */
+  beforeEnd?: () => Promise<unknown>;
 }
 
 /**
@@ -115,7 +120,13 @@ export function guardStdin(input: Readable, output: Writable, options: StdinGuar
     flush(done) {
       const line = Buffer.concat(pending);
       pending = [];
-      done(null, !skipping && line.length > 0 && admit(line, output) ? line : undefined);
+      const last = !skipping && line.length > 0 && admit(line, output) ? line : undefined;
+      if (!options.beforeEnd) return done(null, last);
+      if (last) this.push(last);
+      options.beforeEnd().then(
+        () => done(),
+        () => done(),
+      );
     },
   });
   input.pipe(filter);

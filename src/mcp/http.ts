@@ -159,7 +159,10 @@ export class McpHttpRoute implements HttpRoute {
     } else {
       response = await this.#legacyStateless(request, options);
     }
+    // A 2025 session's GET is its standing event stream: it stays open, like a listen stream.
+    if (legacy && method === 'GET') exchange.markLongLived();
     if (!releaseStream) return writeWebResponse(exchange.res, response, exchange.signal);
+    exchange.markLongLived();
     // A 2026-era `subscriptions/listen` stream stays open while the client follows: count it as a subscription.
     const release = this.#surface.openSubscriptionStream();
     try {

@@ -52,6 +52,8 @@ export interface RunningHttpServer {
   readonly server: NodeHttpServer;
   /** Open 2025-era sessions. */
   readonly sessions: number;
+  /** Stops taking requests and lets those in flight finish, at most `deadlineMs` (see `RunningEdge.drain`). */
+  drain(deadlineMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -112,6 +114,7 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
     get sessions() {
       return mcp.sessions;
     },
+    drain: (deadlineMs) => edge.drain(deadlineMs),
     async close() {
       await mcp.close();
       await edge.close();

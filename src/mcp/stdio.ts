@@ -15,6 +15,8 @@ export interface StdioServeOptions {
   logger: Logger;
   /** A transport other than this process's stdin/stdout (tests, sockets). */
   transport?: Transport;
+  /** When stdin ends: runs before the connection closes, so calls in flight are still answered. */
+  beforeEnd?: () => Promise<unknown>;
 }
 
 /**
@@ -30,7 +32,10 @@ export function serveStdio(surface: McpSurface, options: StdioServeOptions): Std
       onerror: (error) => log.debug({ err: error }, 'stdio transport reported an error'),
       transport:
         options.transport ??
-        new StdioServerTransport(guardStdin(process.stdin, process.stdout), process.stdout),
+        new StdioServerTransport(
+          guardStdin(process.stdin, process.stdout, { beforeEnd: options.beforeEnd }),
+          process.stdout,
+        ),
     },
   );
 }

@@ -86,6 +86,8 @@ export class McpSurface {
   readonly #unsubscribe: () => void;
   #streams = 0;
   readonly #limiter: RateLimiter | undefined;
+  #answering = 0;
+  #idle: Array<() => void> = [];
 
   constructor(deps: SurfaceDeps, options: McpSurfaceOptions = {}) {
     if (!deps.registry.frozen) {
@@ -491,6 +493,7 @@ export class McpSurface {
    */
   #guard<Req, Res>(principal: Principal, handler: (request: Req, ctx: ServerContext) => Res | Promise<Res>) {
     return async (request: Req, ctx: ServerContext): Promise<Res> => {
+      this.#answering++;
       try {
         // HTTP requests were counted at the edge (and refused with 429 there); stdio is counted here.
         if (this.#limiter && ctx.http === undefined) {
@@ -510,8 +513,28 @@ export class McpSurface {
           publicError.message,
           publicError as unknown as JsonObject,
         );
+      } finally {
+        if (--this.#answering === 0) for (const wake of this.#idle.splice(0)) wake();
       }
     };
+  }
+
+  /**
+   * Resolves once no request is being answered (or after `timeoutMs`): what a transport waits for
+   * before it closes, so answers in progress are not lost. Requests read but not yet dispatched get
+   * one turn of the event loop to start.
+   */
+  async idle(timeoutMs: number): Promise<void> {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.#answering === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.#idle.push(resolve)),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 }
 
