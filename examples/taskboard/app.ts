@@ -74,9 +74,12 @@ const add = defineCommand({
     title: z.string().trim().min(1).max(200).describe('Short title'),
     description: z.string().max(4000).optional().describe('Details, acceptance criteria'),
   }),
-  handler: ({ input, draft, principal, now }) => {
-    const id = `T-${draft.nextId}`;
-    draft.nextId += 1;
+  handler: async ({ input, draft, principal, now, sequence }) => {
+    // Ids come from a counter no rollback rewinds: a task id is never handed out twice. The board
+    // keeps `nextId` too, for readers (and as the floor for boards made before the counter).
+    const number = await sequence('taskboard.tasks', { atLeast: draft.nextId });
+    const id = `T-${number}`;
+    draft.nextId = number + 1;
     const at = now.toISOString();
     const task: Task = {
       id,

@@ -77,6 +77,12 @@ export interface WriteContext<I, S> extends ContextBase<I> {
    */
   applyPatches(patches: JsonPatch, doc?: DocumentRef): Promise<void>;
   /**
+   * The next value of the counter `name`, kept outside every document: a rollback never rewinds it,
+   * so ids made from it are never handed out twice. At least `atLeast`. A re-run of the call after a
+   * conflict gets the same values.
+   */
+  sequence(name: string, options?: { atLeast?: number }): Promise<number>;
+  /**
    * Runs `effect` once the commit is durable; never on failure, never twice on re-runs. Use it for
    * side effects outside the state (sending mail, calling another service).
    */

@@ -25,8 +25,15 @@ export interface HandlerContextOptions {
     state(doc: string): unknown;
   };
   /** Present for writes: drafts, patching, and the effects to run after the commit. */
-  write?: { session: WriteSession; effects: Effect[] };
+  write?: {
+    session: WriteSession;
+    effects: Effect[];
+    /** The next value of a named counter that no rollback rewinds (the same on a re-run of this call). */
+    sequence: (name: string, floor: number) => Promise<number>;
+  };
 }
+
+const SEQUENCE_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,127}$/;
 
 function idOf(ref: DocumentRef): string {
   return typeof ref === 'string' ? ref : ref.id;
@@ -90,6 +97,21 @@ export class HandlerContext {
 
   readonly applyPatches = (patches: JsonPatch, doc: DocumentRef = this.doc): Promise<void> =>
     this.#session('applyPatches').apply(idOf(doc), patches);
+
+  /**
+   * The next value of the counter `name`: kept outside every document, so a rollback never rewinds it
+   * and an id handed out is never handed out again. At least `options.atLeast` (e.g. the document's own
+   * next id, when moving to this). A re-run of the call after a conflict gets the same values again.
+   */
+  readonly sequence = (name: string, options: { atLeast?: number } = {}): Promise<number> => {
+    if (typeof name !== 'string' || !SEQUENCE_NAME.test(name))
+      throw new TypeError(`sequence name "${String(name)}" must match ${SEQUENCE_NAME}`);
+    const floor = options.atLeast ?? 1;
+    if (!Number.isSafeInteger(floor)) throw new TypeError('sequence(): atLeast must be an integer');
+    const write = this.#options.write;
+    if (!write) throw new TypeError('sequence() is only available to write commands');
+    return write.sequence(name, floor);
+  };
 
   /** An own property, so handlers may destructure it: `({ draft, afterCommit }) => ...`. */
   readonly afterCommit = (effect: Effect): void => {

@@ -164,6 +164,8 @@ class CallTrace {
   replayed = false;
   /** A refusal to store for repeats of an idempotent call. */
   storedRefusal: IdempotencyRecord | undefined;
+  /** Sequence values this call took, by name, in order: a re-run takes the same ones again. */
+  readonly sequences = new Map<string, number[]>();
   #now: Date | undefined;
 
   constructor(command: string, options: ExecuteOptions) {
@@ -433,12 +435,23 @@ export class CommandExecutor {
       idempotency: slot,
       timeoutMs: command.timeoutMs,
       call: signal,
+      // History-rewinding commands (rollback, undo) must not lose to writers in other processes.
+      exclusive: command.documentAction === 'rollback',
       mutate: (session) => {
         effects = [];
         const views = new Map(docs.map((d) => [d, session.base(d)]));
         trace.revision = views.get(doc)!.revision;
         trace.handlerRan = true;
-        const ctx = this.#context(call, trace, signal, views, { session, effects });
+        const used = new Map<string, number>();
+        const sequence = async (name: string, floor: number) => {
+          const index = used.get(name) ?? 0;
+          used.set(name, index + 1);
+          const taken = trace.sequences.get(name) ?? [];
+          trace.sequences.set(name, taken);
+          taken[index] ??= await this.state.store.nextSequence(name, floor);
+          return taken[index]!;
+        };
+        const ctx = this.#context(call, trace, signal, views, { session, effects, sequence });
         checkPrecondition(command, ctx);
         return command.run(ctx as unknown as WriteContext<unknown, unknown>);
       },

@@ -180,6 +180,11 @@ export interface TransactRequest<R> {
   mutate: Mutation<R>;
   /** Inspects each document's patches before commit (path rules); throw to refuse. */
   checkPatches?: (doc: string, patches: JsonPatch) => void;
+  /**
+   * Holds a fence on the documents while it runs (rollback, undo): writers in other processes wait
+   * instead of racing it, so it cannot lose to sustained writes.
+   */
+  exclusive?: boolean;
 }
 
 export interface TransactResult<R> {
@@ -227,6 +232,10 @@ const DEFAULT_TIMEOUT_MS = 10_000;
  * write of 50,000 entries must not make every restart parse it again.
  */
 const SNAPSHOT_AFTER_OPS = 20_000;
+/** How long an operator action's fence holds at most (it is released as soon as the action ends). */
+const FENCE_TTL_MS = 10_000;
+/** How long a writer waits behind a fence (or for one) before answering `store_busy`. */
+const FENCE_WAIT_MS = 15_000;
 
 // Freezing is done by freezeChanged() on what the commit created, not by walking the whole tree.
 const MUTATIVE_OPTIONS = {
@@ -596,152 +605,199 @@ export class StateManager {
     for (const doc of docs)
       if (!DOCUMENT_ID_PATTERN.test(doc)) throw new StateError('not_found', `No document "${doc}"`);
     return this.#locks.runAll(docs, async () => {
-      const commandId = request.commandId ?? timeOrderedId();
-      for (let attempt = 0; ; attempt++) {
-        const heads = new Map<string, Head>();
-        for (const doc of docs) heads.set(doc, await this.#head(doc, true));
-        const primaryHead = heads.get(primary)!;
-        if (request.expectedRevision !== undefined && request.expectedRevision !== primaryHead.revision) {
-          // The cached head may be behind another process: compare with the store's before refusing.
-          if (await this.#catchUp(heads)) continue;
-          throw new RevisionConflictError(primary, request.expectedRevision, primaryHead.revision);
-        }
-        let value: R;
-        let writes: FinishedWrite[];
-        try {
-          const session = new Session(heads, this);
-          let result = request.mutate(session) as R | Promise<R>;
-          if (result instanceof Promise) {
-            const call = request.call ?? new CallSignal(undefined);
-            result = await call.bound(result, request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-          }
-          value = resolveDrafts(result as R);
-          if (value !== undefined) checkResultIsJson(value, this.limits);
-          writes = await session.finish();
-          for (const write of writes) {
-            this.#checkWrites(write);
-            request.checkPatches?.(write.head.doc, write.patches);
-          }
-        } catch (error) {
-          // A refusal never reaches the conditional commit, so nothing else would notice that it was
-          // decided on a head another process has moved past: decide again on the current one.
-          if (attempt < this.#maxRetries && isDecision(error) && (await this.#catchUp(heads))) continue;
-          throw error;
-        }
-        const changed = writes.filter((w) => w.patches.length > 0);
-        if (changed.length === 0) {
-          // Changing nothing is a decision too (a claim of a task already held): only on a current head.
-          if (attempt < this.#maxRetries && (await this.#catchUp(heads))) continue;
-          return {
-            doc: primary,
-            revision: primaryHead.revision,
-            committed: false,
-            result: value,
-            commandId,
-            patches: [],
-            changed: [],
-            audit: undefined,
-            duplicate: undefined,
-          };
-        }
-        const at = this.#clock();
-        const changes: DocumentChange[] = changed.map((write) => {
-          const commit: CommitRecord = {
-            doc: write.head.doc,
-            revision: write.head.revision + 1,
-            commandId,
-            command: request.command,
-            principal: request.principal.id,
-            at: at.toISOString(),
-            patches: write.patches,
-            inverse: write.inverse,
-          };
-          if (request.requestId !== undefined) commit.requestId = request.requestId;
-          if (request.idempotency) commit.idempotencyKey = request.idempotency.key;
-          const change: DocumentChange = { commit, expectedRevision: write.head.revision };
-          if (write.entries.length > 0) change.entries = write.entries;
-          return change;
+      if (!request.exclusive) return this.#attempts(request, docs, primary, undefined);
+      // An operator's history action takes a fence, so writers in other processes wait for it
+      // instead of winning every race: it succeeds under sustained load.
+      const fence = await this.#takeFence(docs);
+      try {
+        return await this.#attempts(request, docs, primary, fence);
+      } finally {
+        await this.store
+          .releaseFence(docs, fence)
+          .catch((error: unknown) => this.#onBackgroundError(error, 'releasing a fence'));
+      }
+    });
+  }
+
+  async #takeFence(docs: readonly string[]): Promise<string> {
+    const token = timeOrderedId();
+    const deadline = Date.now() + FENCE_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      if (await this.store.fence(docs, token, FENCE_TTL_MS)) return token;
+      if (Date.now() > deadline) {
+        throw new RecoveryError('store_busy', 'Another operator action holds these documents; try again', {
+          details: { docs: [...docs] },
         });
-        const [first, ...others] = changes;
-        const primaryRevision =
-          changes.find((c) => c.commit.doc === primary)?.commit.revision ?? primaryHead.revision;
-        const outcome = await this.store.commit({
-          changes,
-          audit: buildAuditEntry({
-            at,
-            requestId: request.requestId ?? commandId,
-            principal: request.principal,
-            command: request.command,
-            input: request.auditInput ?? null,
-            outcome: 'ok',
-            commandId,
-            doc: first!.commit.doc,
-            revision: first!.commit.revision,
-            patchHash: hashPatch(first!.commit.patches),
-            alsoChanged: others.map((c) => ({
-              doc: c.commit.doc,
-              revision: c.commit.revision,
-              patchHash: hashPatch(c.commit.patches),
-            })),
-            traceparent: request.traceparent,
-          }),
-          idempotency:
-            request.idempotency &&
-            idempotencyRecord(request.idempotency, {
-              command: request.command,
-              doc: primary,
-              revision: primaryRevision,
-              commandId,
-              outcome: 'ok',
-              response: (value ?? null) as JsonValue,
-              at: at.toISOString(),
-            }),
-        });
-        if (outcome.status === 'duplicate') {
-          return {
-            doc: primary,
-            revision: outcome.record.revision,
-            committed: false,
-            result: value,
-            commandId,
-            patches: [],
-            changed: [],
-            audit: undefined,
-            duplicate: outcome.record,
-          };
+      }
+      await sleep(Math.min(100, 5 * 2 ** attempt));
+    }
+  }
+
+  async #attempts<R>(
+    request: TransactRequest<R>,
+    docs: readonly string[],
+    primary: string,
+    fence: string | undefined,
+  ): Promise<TransactResult<R>> {
+    const commandId = request.commandId ?? timeOrderedId();
+    let fencedUntil: number | undefined;
+    for (let attempt = 0; ; attempt++) {
+      const heads = new Map<string, Head>();
+      for (const doc of docs) heads.set(doc, await this.#head(doc, true));
+      const primaryHead = heads.get(primary)!;
+      if (request.expectedRevision !== undefined && request.expectedRevision !== primaryHead.revision) {
+        // The cached head may be behind another process: compare with the store's before refusing.
+        if (await this.#catchUp(heads)) continue;
+        throw new RevisionConflictError(primary, request.expectedRevision, primaryHead.revision);
+      }
+      let value: R;
+      let writes: FinishedWrite[];
+      try {
+        const session = new Session(heads, this);
+        let result = request.mutate(session) as R | Promise<R>;
+        if (result instanceof Promise) {
+          const call = request.call ?? new CallSignal(undefined);
+          result = await call.bound(result, request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
         }
-        if (outcome.status === 'conflict') {
-          this.#conflicts++;
-          const stale = heads.get(outcome.doc);
-          if (stale) await this.#reload(outcome.doc, stale);
-          if (request.expectedRevision !== undefined && outcome.doc === primary) {
-            throw new RevisionConflictError(primary, request.expectedRevision, outcome.currentRevision);
-          }
-          if (attempt >= this.#maxRetries) {
-            throw new RecoveryError('conflict_retries_exhausted', undefined, {
-              details: { attempts: attempt + 1 },
-            });
-          }
-          // Another process keeps winning: back off with jitter (exponential, at most ~50 ms) so the
-          // writers interleave instead of colliding again at once.
-          if (attempt > 0) await sleep(Math.random() * Math.min(50, 2 ** attempt));
-          continue;
+        value = resolveDrafts(result as R);
+        if (value !== undefined) checkResultIsJson(value, this.limits);
+        writes = await session.finish();
+        for (const write of writes) {
+          this.#checkWrites(write);
+          request.checkPatches?.(write.head.doc, write.patches);
         }
-        for (const write of changed)
-          this.#advance(write, changes.find((c) => c.commit.doc === write.head.doc)!.commit);
+      } catch (error) {
+        // A refusal never reaches the conditional commit, so nothing else would notice that it was
+        // decided on a head another process has moved past: decide again on the current one.
+        if (attempt < this.#maxRetries && isDecision(error) && (await this.#catchUp(heads))) continue;
+        throw error;
+      }
+      const changed = writes.filter((w) => w.patches.length > 0);
+      if (changed.length === 0) {
+        // Changing nothing is a decision too (a claim of a task already held): only on a current head.
+        if (attempt < this.#maxRetries && (await this.#catchUp(heads))) continue;
         return {
           doc: primary,
-          revision: primaryRevision,
-          committed: true,
+          revision: primaryHead.revision,
+          committed: false,
           result: value,
           commandId,
-          patches: changed.find((w) => w.head.doc === primary)?.patches ?? [],
-          changed: changes.map((c) => ({ doc: c.commit.doc, revision: c.commit.revision })),
-          audit: outcome.audit,
+          patches: [],
+          changed: [],
+          audit: undefined,
           duplicate: undefined,
         };
       }
-    });
+      const at = this.#clock();
+      const changes: DocumentChange[] = changed.map((write) => {
+        const commit: CommitRecord = {
+          doc: write.head.doc,
+          revision: write.head.revision + 1,
+          commandId,
+          command: request.command,
+          principal: request.principal.id,
+          at: at.toISOString(),
+          patches: write.patches,
+          inverse: write.inverse,
+        };
+        if (request.requestId !== undefined) commit.requestId = request.requestId;
+        if (request.idempotency) commit.idempotencyKey = request.idempotency.key;
+        const change: DocumentChange = { commit, expectedRevision: write.head.revision };
+        if (write.entries.length > 0) change.entries = write.entries;
+        return change;
+      });
+      const [first, ...others] = changes;
+      const primaryRevision =
+        changes.find((c) => c.commit.doc === primary)?.commit.revision ?? primaryHead.revision;
+      const outcome = await this.store.commit({
+        changes,
+        audit: buildAuditEntry({
+          at,
+          requestId: request.requestId ?? commandId,
+          principal: request.principal,
+          command: request.command,
+          input: request.auditInput ?? null,
+          outcome: 'ok',
+          commandId,
+          doc: first!.commit.doc,
+          revision: first!.commit.revision,
+          patchHash: hashPatch(first!.commit.patches),
+          alsoChanged: others.map((c) => ({
+            doc: c.commit.doc,
+            revision: c.commit.revision,
+            patchHash: hashPatch(c.commit.patches),
+          })),
+          traceparent: request.traceparent,
+        }),
+        fence,
+        idempotency:
+          request.idempotency &&
+          idempotencyRecord(request.idempotency, {
+            command: request.command,
+            doc: primary,
+            revision: primaryRevision,
+            commandId,
+            outcome: 'ok',
+            response: (value ?? null) as JsonValue,
+            at: at.toISOString(),
+          }),
+      });
+      if (outcome.status === 'duplicate') {
+        return {
+          doc: primary,
+          revision: outcome.record.revision,
+          committed: false,
+          result: value,
+          commandId,
+          patches: [],
+          changed: [],
+          audit: undefined,
+          duplicate: outcome.record,
+        };
+      }
+      if (outcome.status === 'conflict' && outcome.fenced) {
+        // An operator action holds the document: wait for it (bounded), it does not count as a lost race.
+        fencedUntil ??= Date.now() + FENCE_WAIT_MS;
+        if (Date.now() > fencedUntil) {
+          throw new RecoveryError('store_busy', 'An operator action holds this document; try again', {
+            details: { doc: outcome.doc },
+          });
+        }
+        attempt--;
+        await sleep(5 + Math.random() * 20);
+        continue;
+      }
+      if (outcome.status === 'conflict') {
+        this.#conflicts++;
+        const stale = heads.get(outcome.doc);
+        if (stale) await this.#reload(outcome.doc, stale);
+        if (request.expectedRevision !== undefined && outcome.doc === primary) {
+          throw new RevisionConflictError(primary, request.expectedRevision, outcome.currentRevision);
+        }
+        if (attempt >= this.#maxRetries) {
+          throw new RecoveryError('conflict_retries_exhausted', undefined, {
+            details: { attempts: attempt + 1 },
+          });
+        }
+        // Another process keeps winning: back off with jitter (exponential, at most ~50 ms) so the
+        // writers interleave instead of colliding again at once.
+        if (attempt > 0) await sleep(Math.random() * Math.min(50, 2 ** attempt));
+        continue;
+      }
+      for (const write of changed)
+        this.#advance(write, changes.find((c) => c.commit.doc === write.head.doc)!.commit);
+      return {
+        doc: primary,
+        revision: primaryRevision,
+        committed: true,
+        result: value,
+        commandId,
+        patches: changed.find((w) => w.head.doc === primary)?.patches ?? [],
+        changed: changes.map((c) => ({ doc: c.commit.doc, revision: c.commit.revision })),
+        audit: outcome.audit,
+        duplicate: undefined,
+      };
+    }
   }
 
   /**
@@ -760,6 +816,7 @@ export class StateManager {
       command: 'state.rollback',
       auditInput: { doc, toRevision },
       requestId: options.requestId,
+      exclusive: true,
       mutate: (session) =>
         revertTo(this.store, doc, toRevision, session.base(doc).revision, (patches) =>
           session.apply(doc, patches),
@@ -779,6 +836,7 @@ export class StateManager {
       command: 'state.undo',
       auditInput: { commandId },
       requestId: options.requestId,
+      exclusive: true,
       mutate: (session) => undoCommand(this.store, targets, session),
     });
   }

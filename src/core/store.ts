@@ -56,6 +56,20 @@ export interface Store {
   readCommand(commandId: string): Promise<CommitRecord[]>;
   /** Writes the commits if every document is at its `expectedRevision`. See the invariants above. */
   commit(request: CommitRequest): Promise<CommitOutcome>;
+  /**
+   * Takes an exclusive write fence on documents, for `ttlMs` or until released: commits to them from
+   * anyone but `token` are refused (`conflict` with `fenced`). What an operator's rollback takes so it
+   * wins under sustained writes from other processes. False, taking nothing, while another holder's
+   * fence on one of them is in force.
+   */
+  fence(docs: readonly string[], token: string, ttlMs: number): Promise<boolean>;
+  /** Releases the fences `token` holds on `docs` (others' fences stay). */
+  releaseFence(docs: readonly string[], token: string): Promise<void>;
+  /**
+   * The next value of a named counter kept outside every document, so no rollback rewinds it: at
+   * least `floor`, and greater than any value it returned before. For ids an app hands out.
+   */
+  nextSequence(name: string, floor: number): Promise<number>;
 
   /** Head values of entries, by key; missing keys are absent from the map. */
   readEntries(doc: string, collection: string, keys: readonly string[]): Promise<Map<string, JsonValue>>;
@@ -284,12 +298,16 @@ export interface CommitRequest {
   changes: DocumentChange[];
   audit: AuditEntry;
   idempotency?: IdempotencyRecord;
+  /** The token of the fence this write holds, if any (see `Store.fence`). */
+  fence?: string;
 }
 
 export type CommitOutcome =
   | { status: 'committed'; audit: AuditRecord }
-  /** A document had moved on: nothing was written. */
-  | { status: 'conflict'; doc: string; currentRevision: number }
+  /**
+   * A document had moved on, or (`fenced`) another writer holds a fence on it: nothing was written.
+   */
+  | { status: 'conflict'; doc: string; currentRevision: number; fenced?: true }
   /** Another call with the same idempotency key committed first. */
   | { status: 'duplicate'; record: IdempotencyRecord };
 

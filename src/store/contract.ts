@@ -440,6 +440,46 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       expect(await store.trimIdempotency('alice', 2)).toBe(0);
     });
 
+    it("refuses others' commits while a fence is held, lets the holder commit, and frees it on release or expiry", async () => {
+      await store.createDocument('d', {}, AT);
+      expect(await store.fence(['d'], 'op-1', 60_000)).toBe(true);
+      expect(await store.fence(['d'], 'op-2', 60_000)).toBe(false);
+      const other = commitRequest('d', 1);
+      expect(await store.commit(other)).toEqual({
+        status: 'conflict',
+        doc: 'd',
+        currentRevision: 0,
+        fenced: true,
+      });
+      const mine = { ...commitRequest('d', 1), fence: 'op-1' };
+      expect((await store.commit(mine)).status).toBe('committed');
+      await store.releaseFence(['d'], 'op-2'); // not the holder: nothing happens
+      expect(await store.fence(['d'], 'op-2', 60_000)).toBe(false);
+      await store.releaseFence(['d'], 'op-1');
+      expect((await store.commit(commitRequest('d', 2))).status).toBe('committed');
+      expect(await store.fence(['d'], 'op-3', 1)).toBe(true);
+      await waitFor(async () => (await store.commit(commitRequest('d', 3))).status === 'committed', {
+        message: 'the expired fence to stop refusing commits',
+      });
+    });
+
+    it('hands out sequence values that only grow, from a floor, shared by every handle', async () => {
+      expect(await store.nextSequence('ids', 1)).toBe(1);
+      expect(await store.nextSequence('ids', 1)).toBe(2);
+      expect(await store.nextSequence('ids', 10)).toBe(10);
+      expect(await store.nextSequence('ids', 3)).toBe(11);
+      expect(await store.nextSequence('other', 1)).toBe(1);
+      if (subject.second) {
+        const handle = await subject.second();
+        await handle.open();
+        try {
+          expect(await handle.nextSequence('ids', 1)).toBe(12);
+        } finally {
+          await handle.close();
+        }
+      }
+    });
+
     it('keeps one server secret per name, shared by every handle', async () => {
       const first = await store.secret('mrtr', () => 'one');
       expect(first).toBe('one');

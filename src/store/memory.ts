@@ -95,6 +95,8 @@ export class MemoryStore implements Store, CredentialStore {
   readonly #idempotency = new Map<string, IdempotencyRecord>();
   readonly #keys = new Map<string, ApiKeyRecord>();
   readonly #secrets = new Map<string, string>();
+  readonly #fences = new Map<string, { token: string; until: number }>();
+  readonly #sequences = new Map<string, number>();
   #open = false;
 
   async open(): Promise<void> {
@@ -307,6 +309,10 @@ export class MemoryStore implements Store, CredentialStore {
     for (const { commit, expectedRevision } of request.changes) {
       const d = this.#docs.get(commit.doc);
       if (!d) throw new StateError('not_found', `No document "${commit.doc}"`);
+      const fence = this.#fences.get(commit.doc);
+      if (fence && fence.until > Date.now() && fence.token !== request.fence) {
+        return { status: 'conflict', doc: commit.doc, currentRevision: d.revision, fenced: true };
+      }
       if (d.revision !== expectedRevision || commit.revision !== expectedRevision + 1) {
         return { status: 'conflict', doc: commit.doc, currentRevision: d.revision };
       }
@@ -410,6 +416,29 @@ export class MemoryStore implements Store, CredentialStore {
       if (query.limit !== undefined && out.length >= query.limit) break;
     }
     return copy(out);
+  }
+
+  async fence(docs: readonly string[], token: string, ttlMs: number): Promise<boolean> {
+    this.#check();
+    const now = Date.now();
+    for (const doc of docs) {
+      const held = this.#fences.get(doc);
+      if (held && held.until > now && held.token !== token) return false;
+    }
+    for (const doc of docs) this.#fences.set(doc, { token, until: now + ttlMs });
+    return true;
+  }
+
+  async releaseFence(docs: readonly string[], token: string): Promise<void> {
+    this.#check();
+    for (const doc of docs) if (this.#fences.get(doc)?.token === token) this.#fences.delete(doc);
+  }
+
+  async nextSequence(name: string, floor: number): Promise<number> {
+    this.#check();
+    const next = Math.max((this.#sequences.get(name) ?? 0) + 1, floor);
+    this.#sequences.set(name, next);
+    return next;
   }
 
   async secret(name: string, create: () => string): Promise<string> {

@@ -168,7 +168,9 @@ export const MIGRATIONS: readonly string[] = [
    DROP INDEX commits_command_id;
    CREATE UNIQUE INDEX commits_command_doc ON commits (command_id, doc);
    CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-   CREATE INDEX idempotency_principal_at ON idempotency (principal, at);`,
+   CREATE INDEX idempotency_principal_at ON idempotency (principal, at);
+   CREATE TABLE fences (doc TEXT PRIMARY KEY, token TEXT NOT NULL, until INTEGER NOT NULL) WITHOUT ROWID;
+   CREATE TABLE sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;`,
 ];
 
 /** Commits removed per transaction when compacting: each batch is short, writers run between them. */
@@ -311,6 +313,15 @@ function prepareStatements(db: Database.Database) {
     insertAudit: db.prepare(
       'INSERT INTO audit (seq, at, principal, command, hash, record) VALUES (?, ?, ?, ?, ?, ?)',
     ),
+    fenceOf: db.prepare('SELECT token, until FROM fences WHERE doc = ?'),
+    putFence: db.prepare(
+      'INSERT INTO fences (doc, token, until) VALUES (?, ?, ?) ON CONFLICT (doc) DO UPDATE SET token = excluded.token, until = excluded.until',
+    ),
+    deleteFence: db.prepare('DELETE FROM fences WHERE doc = ? AND token = ?'),
+    sequence: db.prepare('SELECT value FROM sequences WHERE name = ?').pluck(),
+    putSequence: db.prepare(
+      'INSERT INTO sequences (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
+    ),
     secret: db.prepare('SELECT value FROM secrets WHERE name = ?').pluck(),
     insertSecret: db.prepare('INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)'),
     idempotency: db.prepare('SELECT record FROM idempotency WHERE principal = ? AND key = ?'),
@@ -353,6 +364,8 @@ export class SqliteStore implements Store, CredentialStore {
   #compactBatchTx!: (doc: string, through: number) => number;
   #createTx!: (doc: string, initial: string, at: string, layout: CollectionLayout) => boolean;
   #restructureTx!: (request: RestructureRequest) => void;
+  #fenceTx!: (docs: readonly string[], token: string, ttlMs: number) => boolean;
+  #sequenceTx!: (name: string, floor: number) => number;
 
   constructor(options: SqliteStoreOptions) {
     this.#options = options;
@@ -406,6 +419,20 @@ export class SqliteStore implements Store, CredentialStore {
     this.#restructureTx = db.transaction((request: RestructureRequest) =>
       this.#restructureInTx(request),
     ).immediate;
+    this.#fenceTx = db.transaction((docs: readonly string[], token: string, ttlMs: number) => {
+      const now = Date.now();
+      for (const doc of docs) {
+        const held = this.#sql.fenceOf.get(doc) as { token: string; until: number } | undefined;
+        if (held && held.until > now && held.token !== token) return false;
+      }
+      for (const doc of docs) this.#sql.putFence.run(doc, token, now + ttlMs);
+      return true;
+    }).immediate;
+    this.#sequenceTx = db.transaction((name: string, floor: number) => {
+      const next = Math.max(((this.#sql.sequence.get(name) as number | undefined) ?? 0) + 1, floor);
+      this.#sql.putSequence.run(name, next);
+      return next;
+    }).immediate;
   }
 
   async close(): Promise<void> {
@@ -686,6 +713,21 @@ export class SqliteStore implements Store, CredentialStore {
     return rows.map((r) => JSON.parse(r.record) as AuditRecord);
   }
 
+  async fence(docs: readonly string[], token: string, ttlMs: number): Promise<boolean> {
+    this.#conn();
+    return this.#fenceTx(docs, token, ttlMs);
+  }
+
+  async releaseFence(docs: readonly string[], token: string): Promise<void> {
+    this.#conn();
+    for (const doc of docs) this.#sql.deleteFence.run(doc, token);
+  }
+
+  async nextSequence(name: string, floor: number): Promise<number> {
+    this.#conn();
+    return this.#sequenceTx(name, floor);
+  }
+
   async secret(name: string, create: () => string): Promise<string> {
     this.#conn();
     const found = this.#sql.secret.get(name) as string | undefined;
@@ -744,10 +786,15 @@ export class SqliteStore implements Store, CredentialStore {
   // --- internals -------------------------------------------------------------------------------
 
   #commitInTx(request: CommitRequest): CommitOutcome {
+    const now = Date.now();
     for (const { commit, expectedRevision } of request.changes) {
       const revision = this.#sql.headRevision.get({ doc: commit.doc }) as number | null | undefined;
       if (revision === undefined || revision === null)
         throw new StateError('not_found', `No document "${commit.doc}"`);
+      const fence = this.#sql.fenceOf.get(commit.doc) as { token: string; until: number } | undefined;
+      if (fence && fence.until > now && fence.token !== request.fence) {
+        return { status: 'conflict', doc: commit.doc, currentRevision: revision, fenced: true };
+      }
       if (revision !== expectedRevision || commit.revision !== expectedRevision + 1) {
         return { status: 'conflict', doc: commit.doc, currentRevision: revision };
       }
