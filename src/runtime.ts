@@ -34,6 +34,11 @@ export interface CoreOptions {
   };
   /** Snapshot every this many commits per document (default 1,000). */
   snapshotEvery?: number;
+  /**
+   * Run the document migrations that are due when the store opens (default true). `coremcp migrate
+   * --dry-run` opens without them, to show what they would change.
+   */
+  migrate?: boolean;
   /** Register the `state.rollback` and `state.undo` tools (admin-only by default). Default true. */
   historyTools?: boolean;
   /**
@@ -98,8 +103,9 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
       snapshotEvery: options.snapshotEvery,
       clock: options.clock,
       onBackgroundError: (error, what) => logger.error({ err: error }, `background work failed: ${what}`),
+      onWarning: (message, details) => logger.warn(details, message),
     });
-    await state.open();
+    await state.open({ migrate: options.migrate !== false });
     // Loading the declared documents now makes the start pay the replay, not the first call.
     for (const doc of state.declaredDocuments) await state.view(doc);
     const recoveryMs = performance.now() - started;

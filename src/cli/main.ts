@@ -5,6 +5,7 @@ import { isCoreMcpError } from '../core/errors.js';
 import { auditExport, auditTail, auditVerify } from './audit.js';
 import { health } from './health.js';
 import { createKey, listKeys, revokeKey } from './keys.js';
+import { migrate } from './migrate.js';
 import { serve } from './serve.js';
 import {
   stateCompact,
@@ -65,6 +66,17 @@ export function buildProgram(): Command {
         ]),
       ),
   ).action((app: string | undefined, options) => serve(app, options));
+
+  withCommon(
+    program
+      .command('migrate')
+      .description(
+        "run the app's document migrations that are due, each an audited commit (serve does it at start)",
+      )
+      .argument('[app]', 'module whose default export is defineApp({...}); default: the task board')
+      .option('--dry-run', 'show what the next step of each migration would change; commit nothing')
+      .option('--json', 'print JSON'),
+  ).action((app: string | undefined, options) => migrate(app, options));
 
   program
     .command('health')

@@ -130,6 +130,25 @@ interface CommandSpecBase<Schema extends z.ZodType, S> {
   idempotent?: boolean;
   /** How long the handler may run, in milliseconds (default 10,000). */
   timeoutMs?: number;
+  /**
+   * The version of the command's input (default 1). When the input changes shape, raise it and keep
+   * older clients working with `upcast`.
+   */
+  version?: number;
+  /**
+   * Inputs of earlier versions, still accepted: an input the current schema refuses but an older
+   * one accepts is upgraded step by step (`from` 1 to 2, 2 to 3, …) and then checked again. One step
+   * per version from the oldest kept; a client may also name its version in
+   * `_meta["coremcp/command-version"]`.
+   */
+  upcast?: ReadonlyArray<Upcaster>;
+}
+
+/** One step of input upgrading: an input of version `from`, and how it reads in version `from + 1`. */
+export interface Upcaster {
+  readonly from: number;
+  readonly input: z.ZodType;
+  readonly upgrade: (input: never) => unknown;
 }
 
 /**
@@ -181,6 +200,10 @@ export interface CommandDefinition {
   readonly documentAction: 'write' | 'rollback';
   readonly run: (ctx: WriteContext<unknown, unknown> | QueryContext<unknown, unknown>) => unknown;
   readonly content: ContentRenderer<JsonValue> | undefined;
+  /** The input version (1 unless raised). */
+  readonly version: number;
+  /** Steps that upgrade older inputs, by the version they start from. */
+  readonly upcasters: ReadonlyMap<number, Upcaster>;
 }
 
 const EMPTY_INPUT = z.object({});
@@ -241,6 +264,26 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
       throw new TypeError(`command "${name}": document id "${doc}" is not valid`);
     resolveDoc = () => doc;
   }
+  const version = spec.version ?? 1;
+  if (!Number.isSafeInteger(version) || version < 1)
+    throw new TypeError(`command "${name}": version must be a positive integer`);
+  const upcasters = new Map<number, Upcaster>();
+  for (const step of spec.upcast ?? []) {
+    if (!Number.isSafeInteger(step?.from) || step.from < 1 || step.from >= version)
+      throw new TypeError(`command "${name}": an upcaster starts from a version 1 to ${version - 1}`);
+    if (!(step.input instanceof z.ZodType) || typeof step.upgrade !== 'function')
+      throw new TypeError(`command "${name}": an upcaster has an input schema and an upgrade function`);
+    if (upcasters.has(step.from))
+      throw new TypeError(`command "${name}": two upcasters from version ${step.from}`);
+    upcasters.set(step.from, step);
+  }
+  for (const from of upcasters.keys()) {
+    for (let v = from; v < version; v++)
+      if (!upcasters.has(v))
+        throw new TypeError(
+          `command "${name}": inputs of version ${from} need an upcaster from version ${v} too`,
+        );
+  }
   let resolveAlso: CommandDefinition['resolveAlso'];
   const also = spec.also;
   if (typeof also === 'function') {
@@ -272,6 +315,8 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
     documentAction: spec.documentAction ?? 'write',
     run: spec.handler as CommandDefinition['run'],
     content: spec.content as ContentRenderer<JsonValue> | undefined,
+    version,
+    upcasters,
   });
 }
 

@@ -84,6 +84,23 @@ export function isCollectionDefinition(value: unknown): value is CollectionDefin
   );
 }
 
+/** A migration: changes a stored document from the version before to the one it is keyed by. */
+export type DocumentMigration<S> = (draft: DocumentDraft<S>) => void | Promise<void>;
+
+export interface DocumentOptions<S> {
+  /**
+   * The document's schema version (default 1). A stored document at an older version is brought up
+   * to it by `migrations` at start (or by `coremcp migrate`); one at a newer version refuses to start.
+   */
+  version?: number;
+  /**
+   * By the version each brings the document to: `{ 2: (draft) => { draft.settings.maxTitle = 200 } }`.
+   * Every step from 2 to `version` is needed. Each runs once per stored document, as its own audited
+   * commit (`state.migrate`, by `system`). A document created now starts at `version` from `initial`.
+   */
+  migrations?: Record<number, DocumentMigration<S>>;
+}
+
 /** A named document with its initial value; `S` types the drafts and views of commands bound to it. */
 export interface DocumentDefinition<S = JsonObject> {
   readonly id: string;
@@ -91,17 +108,42 @@ export interface DocumentDefinition<S = JsonObject> {
   readonly initial: JsonValue;
   /** The document's collections, by member name. Empty for a plain document. */
   readonly collections: Readonly<Record<string, CollectionDefinition<unknown>>>;
+  /** The schema version the app declares (1 unless raised with migrations). */
+  readonly version: number;
+  readonly migrations: Readonly<Record<number, DocumentMigration<unknown>>>;
   /** Phantom member carrying the document type; never set. */
   readonly shape?: S;
 }
 
 /**
  * Declares a document. The initial value is what it holds at revision 0; members made with
- * `collection()` are collections, which start empty.
+ * `collection()` are collections, which start empty. `options.version` and `options.migrations`
+ * change documents already stored.
  */
-export function defineDocument<S>(id: string, initial: S): DocumentDefinition<S> {
+export function defineDocument<S>(
+  id: string,
+  initial: S,
+  options: DocumentOptions<S> = {},
+): DocumentDefinition<S> {
   if (!DOCUMENT_ID_PATTERN.test(id)) {
     throw new TypeError(`document id "${id}" must match ${DOCUMENT_ID_PATTERN}`);
+  }
+  const version = options.version ?? 1;
+  if (!Number.isSafeInteger(version) || version < 1)
+    throw new TypeError(`document "${id}": version must be a positive integer`);
+  const migrations = options.migrations ?? {};
+  for (const key of Object.keys(migrations)) {
+    const to = Number(key);
+    if (!Number.isSafeInteger(to) || to < 2 || to > version)
+      throw new TypeError(
+        `document "${id}": a migration is keyed by the version it brings to, 2 to ${version}, not ${key}`,
+      );
+    if (typeof migrations[to] !== 'function')
+      throw new TypeError(`document "${id}": migration ${to} must be a function`);
+  }
+  for (let to = 2; to <= version; to++) {
+    if (!migrations[to])
+      throw new TypeError(`document "${id}" is at version ${version} but has no migration to version ${to}`);
   }
   const collections: Record<string, CollectionDefinition<unknown>> = {};
   let plain: unknown = initial;
@@ -125,6 +167,8 @@ export function defineDocument<S>(id: string, initial: S): DocumentDefinition<S>
     id,
     initial: deepFreeze(structuredClone(plain)) as JsonValue,
     collections: Object.freeze(collections),
+    version,
+    migrations: Object.freeze({ ...migrations }) as Readonly<Record<number, DocumentMigration<unknown>>>,
   });
 }
 

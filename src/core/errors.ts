@@ -361,6 +361,24 @@ export const ERROR_CATALOG = {
     message: 'Internal error',
     description: 'Two commands were registered under one name. Command names are unique.',
   },
+  document_too_new: {
+    family: 'setup',
+    jsonRpc: -32603,
+    http: 500,
+    expose: true,
+    message: 'A document is at a newer schema version than this app declares',
+    description:
+      'The store holds a document written by a newer version of the app (its schema version is above the one declared). The server refuses to start: upgrade the app.',
+  },
+  store_too_new: {
+    family: 'setup',
+    jsonRpc: -32603,
+    http: 500,
+    expose: true,
+    message: 'The store was written by a newer coremcp',
+    description:
+      "The database's schema version is newer than this coremcp knows. The server refuses to start: upgrade coremcp.",
+  },
   internal_error: {
     family: 'internal',
     jsonRpc: -32603,

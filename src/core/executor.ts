@@ -52,6 +52,7 @@ export { IDEMPOTENCY_KEY_PATTERN } from './idempotency.js';
 export const CALL_META_KEYS = {
   idempotencyKey: 'coremcp/idempotency-key',
   expectedRevision: 'coremcp/expected-revision',
+  commandVersion: 'coremcp/command-version',
 } as const;
 
 /** Per-call options: who is calling and how. */
@@ -287,7 +288,7 @@ export class CommandExecutor {
     const principal = authenticated(options.principal);
     const command = this.#lookUp(trace.command);
     this.#authorize(principal, command);
-    const input = this.#validate(command, rawInput, trace);
+    const input = this.#validate(command, rawInput, trace, options.meta);
     const callOptions = readCallOptions(options);
     const docs = await this.#resolveDocuments(command, input, principal, trace);
     const call: ResolvedCall = {
@@ -326,7 +327,12 @@ export class CommandExecutor {
     }
   }
 
-  #validate(command: CommandDefinition, rawInput: unknown, trace: CallTrace): unknown {
+  #validate(
+    command: CommandDefinition,
+    rawInput: unknown,
+    trace: CallTrace,
+    meta: Readonly<Record<string, unknown>> | undefined,
+  ): unknown {
     const problem = findJsonProblem(rawInput, this.#inputLimits);
     if (problem) {
       throw new CommandError(
@@ -338,7 +344,21 @@ export class CommandExecutor {
       );
     }
     trace.auditInput = this.#redact(command, rawInput as JsonValue);
-    const parsed = command.input.safeParse(rawInput);
+    const claimed = meta?.[CALL_META_KEYS.commandVersion];
+    let parsed = command.input.safeParse(
+      typeof claimed === 'number' && claimed < command.version
+        ? upcast(command, rawInput, claimed)
+        : rawInput,
+    );
+    if (!parsed.success && command.upcasters.size > 0) {
+      // An older client: the newest earlier version whose schema takes the input, upgraded step by step.
+      for (let from = command.version - 1; from >= 1; from--) {
+        if (!command.upcasters.get(from)?.input.safeParse(rawInput).success) continue;
+        const upgraded = command.input.safeParse(upcast(command, rawInput, from));
+        if (upgraded.success) parsed = upgraded;
+        break;
+      }
+    }
     if (!parsed.success) {
       const issues = parsed.error.issues.slice(0, 20).map((issue) => ({
         path: issue.path.map((p) => `/${escapePointerToken(String(p))}`).join(''),
@@ -665,6 +685,19 @@ function readCallOptions(options: ExecuteOptions): CallOptions {
       ],
     },
   });
+}
+
+/** An input of version `from` upgraded to the command's current version (unknown steps leave it as it is). */
+function upcast(command: CommandDefinition, input: unknown, from: number): unknown {
+  let value = input;
+  for (let v = Math.max(1, from); v < command.version; v++) {
+    const step = command.upcasters.get(v);
+    if (!step) return input;
+    const parsed = step.input.safeParse(value);
+    if (!parsed.success) return input;
+    value = step.upgrade(parsed.data as never);
+  }
+  return value;
 }
 
 function succeed(

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { apply, create, current, isDraft } from 'mutative';
 import { type Principal, SYSTEM_PRINCIPAL } from './access.js';
 import { buildAuditEntry } from './audit.js';
@@ -24,7 +25,7 @@ import {
   defineDocument,
   type StateDiff,
 } from './document.js';
-import { isCoreMcpError, RecoveryError, RevisionConflictError, StateError } from './errors.js';
+import { isCoreMcpError, RecoveryError, RevisionConflictError, SetupError, StateError } from './errors.js';
 import { findCommand, type RollbackResult, revertTo, type UndoResult, undoCommand } from './history.js';
 import { type IdempotencySlot, idempotencyRecord } from './idempotency.js';
 import { timeOrderedId } from './ids.js';
@@ -93,6 +94,17 @@ export interface StateManagerOptions {
   clock?: () => Date;
   /** Reports failures that happen off the request path (snapshot writes). */
   onBackgroundError?: (error: unknown, what: string) => void;
+  /** Things an operator should know at start (a declaration that no longer matches the store). */
+  onWarning?: (message: string, details: JsonObject) => void;
+}
+
+/** A document migration that is due: from the stored version to the declared one, step by step. */
+export interface PlannedMigration {
+  doc: string;
+  from: number;
+  to: number;
+  /** Each step's patches (from a dry run on a draft of the head): what running it would change. */
+  steps: Array<{ to: number; patches: JsonPatch }>;
 }
 
 /** Who a history operation runs as, for the audit trail. */
@@ -185,6 +197,10 @@ export interface TransactRequest<R> {
    * instead of racing it, so it cannot lose to sustained writes.
    */
   exclusive?: boolean;
+  /** Commit the primary document at this schema version (a migration step); commits even without patches. */
+  setVersion?: number;
+  /** Run and check everything, commit nothing: the result reports what would change. */
+  dryRun?: boolean;
 }
 
 export interface TransactResult<R> {
@@ -345,6 +361,9 @@ export class StateManager {
   readonly #onBackgroundError: (error: unknown, what: string) => void;
   /** Per-key inverse changes since a revision, for paging a collection at that revision. */
   readonly #rewinds = new Map<string, Rewind>();
+  /** The schema version of each declared document as stored. */
+  readonly #versions = new Map<string, number>();
+  readonly #onWarning: (message: string, details: JsonObject) => void;
   #conflicts = 0;
 
   constructor(store: Store, options: StateManagerOptions = {}) {
@@ -360,21 +379,83 @@ export class StateManager {
     this.#maxRetries = options.maxConflictRetries ?? 8;
     this.#clock = options.clock ?? (() => new Date());
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
+    this.#onWarning = options.onWarning ?? (() => {});
   }
 
-  /** Creates declared documents that do not exist yet, and brings stored ones to their declared collections. */
-  async open(): Promise<void> {
+  /**
+   * Creates declared documents that do not exist yet, brings stored ones to their declared
+   * collections, and (unless `migrate` is false) runs the migrations that are due. A document stored
+   * at a newer schema version than declared refuses to open (`document_too_new`).
+   */
+  async open(options: { migrate?: boolean } = {}): Promise<void> {
     const at = this.#clock().toISOString();
     for (const [doc, definition] of this.#declared) {
-      await this.store.createDocument(doc, definition.initial, at, layoutOf(definition.collections));
+      const initialHash = hashValue(definition.initial);
+      await this.store.createDocument(doc, definition.initial, at, {
+        collections: layoutOf(definition.collections),
+        version: definition.version,
+        initialHash,
+      });
       const loaded = await this.store.loadDocument(doc);
       if (!loaded) continue;
+      if (loaded.version > definition.version) {
+        throw new SetupError(
+          'document_too_new',
+          `document "${doc}" is at schema version ${loaded.version}, but this app declares version ${definition.version}: it was written by a newer version of the app; upgrade the app`,
+        );
+      }
+      if (
+        loaded.version === definition.version &&
+        loaded.initialHash !== undefined &&
+        loaded.initialHash !== initialHash
+      ) {
+        this.#onWarning(
+          `document "${doc}" was created from another initial value than the app declares now; a stored document keeps its state (the initial value applies only to new ones): to change stored state, raise its version and add a migration`,
+          { doc, version: definition.version },
+        );
+      }
       // The head comes from the same load when the store already keeps the declared collections.
-      if (await this.#reconcile(doc, definition, loaded)) continue;
-      const head = this.#headFrom(doc, loaded);
-      this.#heads.set(doc, head);
-      this.#snapshotIfDue(doc, head);
+      if (!(await this.#reconcile(doc, definition, loaded))) {
+        const head = this.#headFrom(doc, loaded);
+        this.#heads.set(doc, head);
+        this.#snapshotIfDue(doc, head);
+      }
+      this.#versions.set(doc, loaded.version);
     }
+    if (options.migrate !== false) await this.migrate();
+  }
+
+  /**
+   * The document migrations that are due, run (each step its own audited commit, by `system`) or,
+   * with `dryRun`, only planned: the first step run on a draft, its patches reported, nothing committed.
+   */
+  async migrate(options: { dryRun?: boolean } = {}): Promise<PlannedMigration[]> {
+    const planned: PlannedMigration[] = [];
+    for (const [doc, definition] of this.#declared) {
+      const from = this.#versions.get(doc) ?? definition.version;
+      if (from >= definition.version) continue;
+      const plan: PlannedMigration = { doc, from, to: definition.version, steps: [] };
+      for (let to = from + 1; to <= definition.version; to++) {
+        const step = definition.migrations[to]!;
+        const result = await this.transact({
+          docs: [doc],
+          principal: SYSTEM_PRINCIPAL,
+          command: 'state.migrate',
+          auditInput: { doc, from: to - 1, to },
+          setVersion: to,
+          dryRun: options.dryRun === true,
+          mutate: async (session) => {
+            await step(session.draft(doc) as never);
+          },
+        });
+        plan.steps.push({ to, patches: result.patches });
+        // A dry run leaves the document as it is: later steps would run on the wrong version.
+        if (options.dryRun) break;
+        this.#versions.set(doc, to);
+      }
+      planned.push(plan);
+    }
+    return planned;
   }
 
   /** The documents declared at construction (the app's, or `default`): a bounded set, for metrics. */
@@ -673,6 +754,25 @@ export class StateManager {
         throw error;
       }
       const changed = writes.filter((w) => w.patches.length > 0);
+      if (request.dryRun) {
+        return {
+          doc: primary,
+          revision: primaryHead.revision,
+          committed: false,
+          result: value,
+          commandId,
+          patches: changed.find((w) => w.head.doc === primary)?.patches ?? [],
+          changed: [],
+          audit: undefined,
+          duplicate: undefined,
+        };
+      }
+      // A migration step commits (to record its version) even when it changes nothing.
+      if (request.setVersion !== undefined && !changed.some((w) => w.head.doc === primary)) {
+        changed.push(
+          writes.find((w) => w.head.doc === primary) ?? (await new Session(heads, this).finishOne(primary)),
+        );
+      }
       if (changed.length === 0) {
         // Changing nothing is a decision too (a claim of a task already held): only on a current head.
         if (attempt < this.#maxRetries && (await this.#catchUp(heads))) continue;
@@ -704,6 +804,8 @@ export class StateManager {
         if (request.idempotency) commit.idempotencyKey = request.idempotency.key;
         const change: DocumentChange = { commit, expectedRevision: write.head.revision };
         if (write.entries.length > 0) change.entries = write.entries;
+        if (request.setVersion !== undefined && write.head.doc === primary)
+          change.version = request.setVersion;
         return change;
       });
       const [first, ...others] = changes;
@@ -1143,12 +1245,11 @@ export class StateManager {
       const definition = this.#declared.get(doc);
       if (definition === undefined && !createIfMissing)
         throw new StateError('not_found', `No document "${doc}"`, { details: { doc } });
-      await this.store.createDocument(
-        doc,
-        definition?.initial ?? {},
-        this.#clock().toISOString(),
-        definition ? layoutOf(definition.collections) : {},
-      );
+      await this.store.createDocument(doc, definition?.initial ?? {}, this.#clock().toISOString(), {
+        collections: definition ? layoutOf(definition.collections) : {},
+        version: definition?.version ?? 1,
+        initialHash: hashValue(definition?.initial ?? {}),
+      });
       loaded = await this.store.loadDocument(doc);
       if (!loaded) throw new RecoveryError('store_unavailable', `Document "${doc}" vanished after creation`);
     }
@@ -1462,6 +1563,11 @@ class Session implements WriteSession {
     for (const write of this.#docs.values()) out.push(await write.finish());
     return out;
   }
+
+  /** One document's (possibly empty) write, for a commit that must happen without changes. */
+  finishOne(doc: string): Promise<FinishedWrite> {
+    return this.#write(doc).finish();
+  }
 }
 
 class DocumentWrite {
@@ -1673,6 +1779,10 @@ function isDecision(error: unknown): boolean {
     error.code !== 'cancelled' &&
     error.spec.family !== 'recovery'
   );
+}
+
+function hashValue(value: JsonValue): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex');
 }
 
 function sleep(ms: number): Promise<void> {

@@ -29,15 +29,11 @@ export interface Store {
 
   listDocuments(): Promise<DocumentInfo[]>;
   /**
-   * Creates a document at revision 0 holding `initial` (as its first snapshot) and the empty
-   * collections named. False if it exists.
+   * Creates a document at revision 0 holding `initial` (as its first snapshot), with the empty
+   * collections named, at the app's schema `version` (default 1), remembering `initialHash` (what it
+   * was created from, so a changed declaration can be noticed). False if it exists.
    */
-  createDocument(
-    doc: string,
-    initial: JsonValue,
-    at: string,
-    collections?: CollectionLayout,
-  ): Promise<boolean>;
+  createDocument(doc: string, initial: JsonValue, at: string, options?: CreateOptions): Promise<boolean>;
   /** The newest snapshot of a document and every commit after it, or undefined if it does not exist. */
   loadDocument(doc: string): Promise<LoadedDocument | undefined>;
   /** The revision a document is at now (0 for one that does not exist): cheap, for freshness checks. */
@@ -141,6 +137,14 @@ export interface CredentialStore {
   revokeApiKey(idOrName: string, at: string): Promise<ApiKeyRecord | undefined>;
 }
 
+export interface CreateOptions {
+  collections?: CollectionLayout | undefined;
+  /** The app's schema version of the document (default 1). */
+  version?: number | undefined;
+  /** SHA-256 of the canonical initial value the document was created from. */
+  initialHash?: string | undefined;
+}
+
 /** Collections of a document and the index fields each is built for, by collection name. */
 export type CollectionLayout = Record<string, { indexes: Record<string, readonly string[]> }>;
 
@@ -167,6 +171,10 @@ export interface LoadedDocument {
   commits: CommitRecord[];
   /** The collections the store keeps for this document, with their sizes at head. */
   collections: Record<string, { size: number; indexes: Record<string, readonly string[]> }>;
+  /** The app's schema version the document is at (1 unless migrations moved it). */
+  version: number;
+  /** What it was created from (absent for documents created before this was kept). */
+  initialHash?: string;
 }
 
 export interface StoredEntry {
@@ -291,6 +299,8 @@ export interface DocumentChange {
   expectedRevision: number;
   /** Collection entries the commit writes. */
   entries?: EntryWrite[];
+  /** The schema version the document is at after this commit (a migration's), if it changes. */
+  version?: number;
 }
 
 export interface CommitRequest {

@@ -11,6 +11,8 @@ export const META = {
   idempotencyKey: 'coremcp/idempotency-key',
   /** Request: commit only if the document is at this revision. */
   expectedRevision: 'coremcp/expected-revision',
+  /** Request: the command input version the client speaks (older ones are upgraded). Tool: the current one. */
+  commandVersion: 'coremcp/command-version',
   /** Result of a diff read: the range predates the retention point; patches are one whole-value replace. */
   compacted: 'coremcp/compacted',
   /**

@@ -560,6 +560,8 @@ function toTool(command: CommandDefinition): Tool {
   };
   if (command.title !== undefined) tool.title = command.title;
   if (command.outputJsonSchema) tool.outputSchema = command.outputJsonSchema as Tool['outputSchema'];
+  // A command whose input changed says which version it speaks (older inputs are upgraded).
+  if (command.version > 1) tool._meta = { [META.commandVersion]: command.version };
   return tool;
 }
 

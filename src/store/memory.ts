@@ -7,11 +7,11 @@ import type {
   AttemptRequest,
   AuditQuery,
   AuditRecord,
-  CollectionLayout,
   CommitOutcome,
   CommitRange,
   CommitRecord,
   CommitRequest,
+  CreateOptions,
   CredentialStore,
   DocumentInfo,
   IdempotencyRecord,
@@ -30,6 +30,8 @@ interface MemoryDocument {
   commits: CommitRecord[];
   snapshots: Snapshot[];
   collections: Map<string, MemoryCollection>;
+  version: number;
+  initialHash: string | undefined;
 }
 
 /** Rows kept sorted, found by binary search: keys in code point order, index rows by (ikey, key). */
@@ -127,8 +129,9 @@ export class MemoryStore implements Store, CredentialStore {
     doc: string,
     initial: JsonValue,
     at: string,
-    layout: CollectionLayout = {},
+    options: CreateOptions = {},
   ): Promise<boolean> {
+    const layout = options.collections ?? {};
     this.#check();
     if (this.#docs.has(doc)) return false;
     const collections = new Map<string, MemoryCollection>();
@@ -140,6 +143,8 @@ export class MemoryStore implements Store, CredentialStore {
       commits: [],
       snapshots: [{ revision: 0, value: copy(initial) }],
       collections,
+      version: options.version ?? 1,
+      initialHash: options.initialHash,
     });
     return true;
   }
@@ -279,6 +284,8 @@ export class MemoryStore implements Store, CredentialStore {
       snapshot: copy(snapshot),
       commits: copy(d.commits.filter((c) => c.revision > snapshot.revision)),
       collections,
+      version: d.version,
+      ...(d.initialHash === undefined ? {} : { initialHash: d.initialHash }),
     };
   }
 
@@ -323,8 +330,9 @@ export class MemoryStore implements Store, CredentialStore {
       if (existing) return { status: 'duplicate', record: copy(existing) };
     }
     const audit = this.#seal(request.audit);
-    request.changes.forEach(({ commit, entries }, i) => {
+    request.changes.forEach(({ commit, entries, version }, i) => {
       const d = docs[i]!;
+      if (version !== undefined) d.version = version;
       const stored = copy({ ...commit, auditSeq: audit.seq });
       d.commits.push(stored);
       d.revision = commit.revision;

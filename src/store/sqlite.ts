@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { GENESIS_HASH, sealAuditRecord } from '../core/audit.js';
 import type { IndexRange } from '../core/collections.js';
-import { StateError } from '../core/errors.js';
+import { SetupError, StateError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import type {
   ApiKeyRecord,
@@ -16,6 +16,7 @@ import type {
   CommitRange,
   CommitRecord,
   CommitRequest,
+  CreateOptions,
   CredentialStore,
   DocumentInfo,
   EntryWrite,
@@ -143,6 +144,8 @@ export const MIGRATIONS: readonly string[] = [
   // size, all updated in the commit's transaction. One command may commit to several documents, so a
   // command id is unique per document only.
   `ALTER TABLE documents ADD COLUMN collections TEXT NOT NULL DEFAULT '{}';
+   ALTER TABLE documents ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+   ALTER TABLE documents ADD COLUMN initial_hash TEXT;
    CREATE TABLE entries (
      id INTEGER PRIMARY KEY,
      doc TEXT NOT NULL,
@@ -246,8 +249,10 @@ function prepareStatements(db: Database.Database) {
     documentLayout: db.prepare('SELECT collections FROM documents WHERE doc = ?').pluck(),
     setLayout: db.prepare('UPDATE documents SET collections = ? WHERE doc = ?'),
     insertDocument: db.prepare(
-      'INSERT INTO documents (doc, oldest_revision, created_at, collections) VALUES (?, 0, ?, ?)',
+      'INSERT INTO documents (doc, oldest_revision, created_at, collections, version, initial_hash) VALUES (?, 0, ?, ?, ?, ?)',
     ),
+    documentMeta: db.prepare('SELECT collections, version, initial_hash FROM documents WHERE doc = ?'),
+    setVersion: db.prepare('UPDATE documents SET version = ? WHERE doc = ?'),
     sizes: db.prepare('SELECT coll, size FROM collection_sizes WHERE doc = ?'),
     setSize: db.prepare(
       'INSERT INTO collection_sizes (doc, coll, size) VALUES (?, ?, ?) ON CONFLICT (doc, coll) DO UPDATE SET size = excluded.size',
@@ -362,7 +367,7 @@ export class SqliteStore implements Store, CredentialStore {
   #attemptTx!: (request: AttemptRequest) => AuditRecord;
   #compactTx!: (doc: string, through: number) => number | undefined;
   #compactBatchTx!: (doc: string, through: number) => number;
-  #createTx!: (doc: string, initial: string, at: string, layout: CollectionLayout) => boolean;
+  #createTx!: (doc: string, initial: string, at: string, options: CreateOptions) => boolean;
   #restructureTx!: (request: RestructureRequest) => void;
   #fenceTx!: (docs: readonly string[], token: string, ttlMs: number) => boolean;
   #sequenceTx!: (name: string, floor: number) => number;
@@ -409,9 +414,16 @@ export class SqliteStore implements Store, CredentialStore {
     this.#compactBatchTx = db.transaction(
       (doc: string, through: number) => this.#sql.deleteCommitsThrough.run(doc, through).changes,
     ).immediate;
-    this.#createTx = db.transaction((doc: string, initial: string, at: string, layout: CollectionLayout) => {
+    this.#createTx = db.transaction((doc: string, initial: string, at: string, options: CreateOptions) => {
       if (this.#sql.head.get({ doc: doc })) return false;
-      this.#sql.insertDocument.run(doc, at, JSON.stringify(layout));
+      const layout = options.collections ?? {};
+      this.#sql.insertDocument.run(
+        doc,
+        at,
+        JSON.stringify(layout),
+        options.version ?? 1,
+        options.initialHash ?? null,
+      );
       this.#sql.insertSnapshot.run(doc, 0, initial);
       for (const name of Object.keys(layout)) this.#sql.setSize.run(doc, name, 0);
       return true;
@@ -475,10 +487,10 @@ export class SqliteStore implements Store, CredentialStore {
     doc: string,
     initial: JsonValue,
     at: string,
-    layout: CollectionLayout = {},
+    options: CreateOptions = {},
   ): Promise<boolean> {
     this.#conn();
-    return this.#createTx(doc, JSON.stringify(initial), at, layout);
+    return this.#createTx(doc, JSON.stringify(initial), at, options);
   }
 
   async headRevision(doc: string): Promise<number> {
@@ -563,7 +575,12 @@ export class SqliteStore implements Store, CredentialStore {
     const commits = (this.#sql.commitsAfter.all(doc, snap.revision, head.revision, -1) as CommitRow[]).map(
       toCommit,
     );
-    const layout = JSON.parse(this.#sql.documentLayout.get(doc) as string) as CollectionLayout;
+    const meta = this.#sql.documentMeta.get(doc) as {
+      collections: string;
+      version: number;
+      initial_hash: string | null;
+    };
+    const layout = JSON.parse(meta.collections) as CollectionLayout;
     const sizes = new Map(
       (this.#sql.sizes.all(doc) as Array<{ coll: string; size: number }>).map((row) => [row.coll, row.size]),
     );
@@ -577,6 +594,8 @@ export class SqliteStore implements Store, CredentialStore {
       snapshot: { revision: snap.revision, value: JSON.parse(snap.value) },
       commits,
       collections,
+      version: meta.version,
+      ...(meta.initial_hash === null ? {} : { initialHash: meta.initial_hash }),
     };
   }
 
@@ -805,7 +824,8 @@ export class SqliteStore implements Store, CredentialStore {
       if (existing) return { status: 'duplicate', record: JSON.parse(existing.record) };
     }
     const audit = this.#appendAudit(request.audit);
-    for (const { commit, entries } of request.changes) {
+    for (const { commit, entries, version } of request.changes) {
+      if (version !== undefined) this.#sql.setVersion.run(version, commit.doc);
       this.#sql.insertCommit.run(
         commit.doc,
         commit.revision,
@@ -923,8 +943,9 @@ export class SqliteStore implements Store, CredentialStore {
     db.transaction(() => {
       const version = this.#version(db);
       if (version > MIGRATIONS.length) {
-        throw new Error(
-          `database schema version ${version} is newer than this coremcp (${MIGRATIONS.length}); upgrade coremcp`,
+        throw new SetupError(
+          'store_too_new',
+          `database schema version ${version} is newer than this coremcp knows (${MIGRATIONS.length}); upgrade coremcp`,
         );
       }
       for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
