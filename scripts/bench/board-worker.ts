@@ -5,7 +5,6 @@
  *   node --import tsx board-worker.ts <database path> [<clock ISO time>]
  * Out: `{ ready }` once the core is open, then `{ id, result }` or `{ id, error }` per request.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type CommandResult,
   createCore,
@@ -78,20 +77,15 @@ function memory(): { rssMb: number; heapMb: number } {
 /** Lets the event loop turn, so a timer (the stall monitor's, a snapshot's) can run. */
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/**
- * Starts a stall measurement before some work. The monitor records the interval between two of its
- * timer runs and forgets the last run on reset, so it must run once before the work starts.
- */
-async function watchStalls(): Promise<void> {
-  monitor.reset();
-  await sleep(3);
-}
-
-/** Reads the stall monitor once the loop has turned (a stall is recorded by the timer after it). */
+/** The stalls since the monitor was last reset. */
 async function stallSince(): Promise<Measurement> {
-  await sleep(5);
-  const stall = monitor.read();
-  return { stallMaxMs: stall.maxMs, stallP99Ms: stall.p99Ms, gcMaxMs: stall.gcMaxMs ?? Number.NaN };
+  const stall = await monitor.read();
+  return {
+    stallMaxMs: stall.maxMs,
+    stallOwnMs: stall.ownMaxMs,
+    gcMaxMs: stall.gcMaxMs ?? Number.NaN,
+    gcMajor: stall.gcMajor ?? Number.NaN,
+  };
 }
 
 interface LoadArgs {
@@ -121,6 +115,9 @@ async function measureLoad(
   const result = await runLoad(call, options);
   return {
     ...measurementOf(result, label),
+    // CPU time is what a busy neighbour on a shared machine cannot inflate (all threads: the WAL
+    // checkpointer included; for `adds`, the untimed removal too).
+    cpuMsPerCall: (result.generatorCpu * 1000) / result.callsPerSec,
     ...(await stallSince()),
     snapshots: store.snapshots,
     snapshotMaxMs: store.snapshotMaxMs,
@@ -203,7 +200,7 @@ async function bulk(args: { count: number }): Promise<Measurement> {
   const at = new Date().toISOString();
   const before = await readBoard();
   const first = before.value.nextId;
-  await watchStalls();
+  monitor.reset();
   let started = performance.now();
   const added = await core.state.update<BoardDraft>(
     'board',
@@ -217,7 +214,7 @@ async function bulk(args: { count: number }): Promise<Measurement> {
   const addMs = performance.now() - started;
   const addStall = await stallSince();
   if (!added.committed) throw new Error('the bulk add committed nothing');
-  await watchStalls();
+  monitor.reset();
   started = performance.now();
   await core.state.update<BoardDraft>(
     'board',
@@ -231,9 +228,11 @@ async function bulk(args: { count: number }): Promise<Measurement> {
   return {
     entriesBefore: await before.value.tasks.count(),
     addMs,
-    addStallMs: addStall.stallMaxMs!,
+    addStallMaxMs: addStall.stallMaxMs!,
+    addStallOwnMs: addStall.stallOwnMs!,
     removeMs,
-    removeStallMs: removeStall.stallMaxMs!,
+    removeStallMaxMs: removeStall.stallMaxMs!,
+    removeStallOwnMs: removeStall.stallOwnMs!,
     ...memory(),
   };
 }
@@ -257,7 +256,7 @@ async function compact(args: { through: number }): Promise<Measurement> {
     }
   })();
   store.resetSnapshotStats();
-  await watchStalls();
+  monitor.reset();
   const started = performance.now();
   const result = await core.state.compact('board', { keepCommits: revision - args.through });
   const ms = performance.now() - started;
@@ -286,7 +285,7 @@ async function rollback(args: { commits: number; claimFirst: number }): Promise<
   for (let i = 0; i < args.claimFirst; i++)
     await core.execute('task.claim', { id: choose(0) }, { principal: member });
   const { revision } = await readBoard();
-  await watchStalls();
+  monitor.reset();
   const started = performance.now();
   const result = await core.state.rollback('board', revision - args.commits);
   const ms = performance.now() - started;

@@ -8,7 +8,7 @@
  * Every child process is killed at the end, on failure and on Ctrl-C; temporary data is removed.
  */
 import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { seedBoards } from './boards.js';
@@ -61,6 +61,7 @@ async function closeAll(scenarios: Scenario[]): Promise<void> {
 async function runBench(config: BenchConfig, dir: string, out: string, json?: string): Promise<void> {
   const startedAt = new Date();
   const started = performance.now();
+  const loadAtStart = loadavg()[0]!;
   const scenarios: Scenario[] = [];
   try {
     const boards = await seedBoards(join(dir, 'boards'), config.scaleSizes, config.seedBatch, log);
@@ -95,6 +96,7 @@ async function runBench(config: BenchConfig, dir: string, out: string, json?: st
       config,
       startedAt,
       durationS: (performance.now() - started) / 1000,
+      loadAverage: { start: loadAtStart, end: loadavg()[0]! },
       medians,
       runs,
       facts,

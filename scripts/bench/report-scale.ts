@@ -26,17 +26,23 @@ function reader(results: BenchResults) {
   return { at, runs, scale, sizes, base, ratio, history: facts.history ?? {} };
 }
 
-/** The per-call cost ratios at `size` against the smallest board: claim p50, add p50, server CPU/call. */
+/**
+ * The per-call cost ratios at `size` against the smallest board. Judged on CPU time per call (in
+ * process: claim/release, and add with its removal; over HTTP: the server's), which a busy neighbour
+ * cannot inflate; the latency ratios are shown beside them.
+ */
 function costRatios(results: BenchResults, size: number): { text: string; worst: number } {
   const { ratio, sizes } = reader(results);
   if (!sizes.includes(size))
     return { text: `not measured (sizes ${sizes.map(count).join(', ')})`, worst: Number.NaN };
-  const claim = ratio(size, 'claims', 'p50Ms');
-  const add = ratio(size, 'adds', 'p50Ms');
-  const cpu = ratio(size, 'http', 'coremcp.serverCpuMsPerCall');
+  const claimCpu = ratio(size, 'claims', 'cpuMsPerCall');
+  const addCpu = ratio(size, 'adds', 'cpuMsPerCall');
+  const serverCpu = ratio(size, 'http', 'coremcp.serverCpuMsPerCall');
   return {
-    text: `claim/release p50 ${num(claim)}×, add p50 ${num(add)}×, HTTP server CPU/call ${num(cpu)}×`,
-    worst: Math.max(claim, add, cpu),
+    text:
+      `CPU/call: claim/release ${num(claimCpu)}×, add ${num(addCpu)}×, HTTP server ${num(serverCpu)}× ` +
+      `(latency p50: claim/release ${num(ratio(size, 'claims', 'p50Ms'))}×, add ${num(ratio(size, 'adds', 'p50Ms'))}×)`,
+    worst: Math.max(claimCpu, addCpu, serverCpu),
   };
 }
 
@@ -55,7 +61,7 @@ export function scaleBudget(results: BenchResults): string[][] {
       ['claims', 'adds'].map((k) => at(`scale.${n}.${k}`, 'snapshotMaxMs') ?? Number.NaN),
     ),
   );
-  const compactStall = at('compact', 'stallMaxMs');
+  const compactStall = at('compact', 'stallOwnMs');
   return [
     [
       'command at 50,000 / 1,000,000 entries in a collection',
@@ -71,7 +77,7 @@ export function scaleBudget(results: BenchResults): string[][] {
     ],
     [
       'event-loop stall from snapshots / compaction',
-      `longest snapshot write ${num(snapshotMax)} ms; longest stall while compacting ${num(compactStall)} ms`,
+      `longest snapshot write ${num(snapshotMax)} ms; longest stall while compacting ${num(compactStall)} ms (its own)`,
       '—',
       'n/a',
       '≤ 10 ms',
@@ -173,7 +179,7 @@ export function renderScale(results: BenchResults): string[] {
         ],
         [
           'longest event-loop stall ≤ 10 ms, every activity below',
-          `worst ${num(worstStall.ms)} ms (${worstStall.what})`,
+          `worst ${num(worstStall.ms)} ms of its own (${worstStall.what})`,
           verdict(stalls.length === 0 ? undefined : worstStall.ms <= STALL_LIMIT_MS),
         ],
         [
@@ -210,10 +216,10 @@ export function renderScale(results: BenchResults): string[] {
         'claim/release calls/s',
         'p50 ms',
         'p99 ms',
+        'CPU ms/call',
         'add p50 ms',
         'add p99 ms',
-        'ratio to 100: claim p50 / add p50',
-        'longest stall ms: claim / add',
+        'ratio to 100: claim CPU / p50, add CPU / p50',
         'RSS MB: open → peak',
       ],
       sizes.map((n) => {
@@ -225,14 +231,19 @@ export function renderScale(results: BenchResults): string[] {
           num(at(claims, 'callsPerSec'), 0),
           num(at(claims, 'p50Ms'), 3) + spread(runs[claims], 'p50Ms', 3),
           num(at(claims, 'p99Ms'), 3) + spread(runs[claims], 'p99Ms', 3),
+          num(at(claims, 'cpuMsPerCall'), 3) + spread(runs[claims], 'cpuMsPerCall', 3),
           num(at(adds, 'p50Ms'), 3) + spread(runs[adds], 'p50Ms', 3),
           num(at(adds, 'p99Ms'), 3) + spread(runs[adds], 'p99Ms', 3),
-          `${num(ratio(n, 'claims', 'p50Ms'))}× / ${num(ratio(n, 'adds', 'p50Ms'))}×`,
-          `${num(at(claims, 'stallMaxMs'), 1)} / ${num(at(adds, 'stallMaxMs'), 1)}`,
+          `${num(ratio(n, 'claims', 'cpuMsPerCall'))}× / ${num(ratio(n, 'claims', 'p50Ms'))}×, ${num(ratio(n, 'adds', 'cpuMsPerCall'))}× / ${num(ratio(n, 'adds', 'p50Ms'))}×`,
           `${num(scale[`${n}.worker.idleRssMb`], 0)} → ${num(scale[`${n}.worker.peakRssMb`], 0)}`,
         ];
       }),
     ),
+    '',
+  );
+  out.push(
+    '*CPU ms/call* is the worker process’s CPU time (all its threads, the WAL checkpointer’s included) over the calls (for add, the untimed removal included): ' +
+      'unlike latency, a busy neighbour cannot inflate it, so the scaling goals are judged on it.',
     '',
   );
   out.push(`### Over HTTP, ${config.scaleClients} clients, with the bare SDK server in the same rounds`, '');
@@ -275,11 +286,13 @@ export function renderScale(results: BenchResults): string[] {
   // --- stalls -------------------------------------------------------------------------------------
   out.push('### Longest event-loop stall, by activity', '');
   out.push(
-    'Read with `perf_hooks.monitorEventLoopDelay` at 1 ms resolution: the longest interval between two runs of a 1 ms timer, less the 1 ms — ' +
-      'the longest the process could not answer anything. In the board workers directly; in the HTTP servers through `scripts/bench/stall-probe.mjs`, ' +
-      'preloaded with `--import` (it reports on SIGUSR2, so nothing in `src/` changes), in the coremcp and the bare SDK server alike. ' +
-      'The longest garbage-collection pause in the same window is beside it where the process could observe it. ' +
-      'With one HTTP client the server is idle between calls, so a stall there is one long task; ' +
+    'A 1 ms interval timer in the process records each gap between its runs, less the 1 ms: *by the clock* is the longest gap, whatever filled it; ' +
+      '*own* is the longest gap less the time the thread waited, runnable, for a CPU (Linux `/proc/thread-self/schedstat`), ' +
+      'so it counts the process’s own work (a long task, a GC pause, a synchronous read) and leaves out the time a loaded shared machine gave to other processes. ' +
+      'The goal is judged on *own*. The longest garbage-collection pause in the window is beside it where the process could observe it, “(full)” for a mark-compact. ' +
+      'In the board workers directly; in the HTTP servers through `scripts/bench/stall-probe.mjs`, preloaded with `--import` ' +
+      '(it reports on SIGUSR2, so nothing in `src/` changes), in the coremcp and the bare SDK server alike. ' +
+      'With one HTTP client a server is idle between calls, so a stall there is one long task; ' +
       `under ${config.scaleClients} clients it is saturated and one turn of its loop serves every request that arrived meanwhile, ` +
       'so there the figure is the longest loop turn, not one long task (the bare SDK server shows the same effect). ' +
       'Median over the rounds, range in parentheses.',
@@ -287,10 +300,11 @@ export function renderScale(results: BenchResults): string[] {
   );
   out.push(
     table(
-      ['activity', 'process', 'longest stall ms', 'longest GC pause ms', '≤ 10 ms'],
+      ['activity', 'process', 'longest stall ms, by the clock', 'own', 'longest GC pause ms', 'own ≤ 10 ms'],
       stalls.map((row) => [
         row.what,
         row.process,
+        row.wall,
         row.text,
         row.gc,
         verdict(lessThan(row.ms, STALL_LIMIT_MS + 1e-9)),
@@ -358,69 +372,65 @@ export function renderScale(results: BenchResults): string[] {
 interface StallRow {
   what: string;
   process: string;
+  /** The stall of the process's own making, median of the rounds: what the goal is judged on. */
   ms: number;
   text: string;
+  wall: string;
   gc: string;
 }
 
 function stallRows(results: BenchResults): StallRow[] {
-  const { at, runs, sizes, config } = { ...reader(results), config: results.config };
+  const { at, runs, sizes } = reader(results);
+  const { config } = results;
   const rows: StallRow[] = [];
-  const row = (what: string, process: string, key: string, field: string, gcField?: string) => {
-    const ms = at(key, field);
+  /** `prefix` + `stallMaxMs` / `stallOwnMs` (or `addStall…` for `prefix` `add`). */
+  const row = (what: string, process: string, key: string, prefix: string, gcField?: string) => {
+    const field = (name: string) =>
+      prefix.endsWith('.') || prefix === '' ? `${prefix}stall${name}` : `${prefix}Stall${name}`;
+    const wallField = field('MaxMs');
+    const ownField = field('OwnMs');
+    const ms = at(key, ownField);
     if (ms === undefined) return;
     rows.push({
       what,
       process,
       ms,
-      text: num(ms, 1) + spread(runs[key], field, 1),
-      gc: gcField ? num(at(key, gcField), 1) : 'n/a',
+      text: num(ms, 1) + spread(runs[key], ownField, 1),
+      wall: num(at(key, wallField), 1) + spread(runs[key], wallField, 1),
+      gc: gcField ? num(at(key, gcField), 1) + (at(key, 'gcMajor') === 1 ? ' (full)' : '') : 'n/a',
     });
   };
   for (const n of sizes) {
     const snapshots = at(`scale.${n}.claims`, 'snapshots');
     row(
-      `claim/release, ${count(n)} tasks (${num(snapshots, 0)} snapshots written, longest ${num(at(`scale.${n}.claims`, 'snapshotMaxMs'))} ms)`,
+      `claim/release, ${count(n)} tasks (snapshots written: ${num(snapshots, 0)}, longest ${num(at(`scale.${n}.claims`, 'snapshotMaxMs'))} ms)`,
       'board worker',
       `scale.${n}.claims`,
-      'stallMaxMs',
+      '',
       'gcMaxMs',
     );
   }
-  for (const n of sizes)
-    row(`task.add, ${count(n)} tasks`, 'board worker', `scale.${n}.adds`, 'stallMaxMs', 'gcMaxMs');
-  for (const n of sizes)
-    row(`1 HTTP client, ${count(n)} tasks`, 'coremcp serve', `scale.${n}.http1`, 'stallMaxMs');
-  row('1 HTTP client', 'bare SDK server', 'scale.bare.http1', 'stallMaxMs');
+  for (const n of sizes) row(`task.add, ${count(n)} tasks`, 'board worker', `scale.${n}.adds`, '', 'gcMaxMs');
+  for (const n of sizes) row(`1 HTTP client, ${count(n)} tasks`, 'coremcp serve', `scale.${n}.http1`, '');
+  row('1 HTTP client', 'bare SDK server', 'scale.bare.http1', '');
   for (const n of sizes) {
     row(
       `${config.scaleClients} HTTP clients, ${count(n)} tasks`,
       'coremcp serve',
       `scale.${n}.http`,
-      'coremcp.stallMaxMs',
+      'coremcp.',
     );
-    row(
-      `${config.scaleClients} HTTP clients (same round)`,
-      'bare SDK server',
-      `scale.${n}.http`,
-      'bare.stallMaxMs',
-    );
+    row(`${config.scaleClients} HTTP clients (same round)`, 'bare SDK server', `scale.${n}.http`, 'bare.');
   }
   row(
     `compaction, ${count(at('compact', 'slice') ?? 0)} commits, one writer`,
     'board worker',
     'compact',
-    'stallMaxMs',
+    '',
     'gcMaxMs',
   );
-  row(`bulk add of ${count(config.bulkEntries)}`, 'board worker', 'scale.bulk', 'addStallMs');
-  row(`bulk remove of ${count(config.bulkEntries)}`, 'board worker', 'scale.bulk', 'removeStallMs');
-  row(
-    `rollback of ${count(config.rollbackCommits)} commits`,
-    'board worker',
-    'rollback',
-    'stallMaxMs',
-    'gcMaxMs',
-  );
+  row(`bulk add of ${count(config.bulkEntries)}`, 'board worker', 'scale.bulk', 'add');
+  row(`bulk remove of ${count(config.bulkEntries)}`, 'board worker', 'scale.bulk', 'remove');
+  row(`rollback of ${count(config.rollbackCommits)} commits`, 'board worker', 'rollback', '', 'gcMaxMs');
   return rows;
 }

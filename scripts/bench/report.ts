@@ -8,6 +8,8 @@ export interface BenchResults {
   config: BenchConfig;
   startedAt: Date;
   durationS: number;
+  /** The machine's 1-minute load average when the run started and ended (others share it). */
+  loadAverage?: { start: number; end: number };
   /** Median over rounds of each case's measurement, by case key. */
   medians: Record<string, Measurement>;
   /** Every round's measurement, by case key, for the spread. */
@@ -39,6 +41,12 @@ export function renderReport(results: BenchResults): string {
         ['RAM', `${(totalmem() / 1024 ** 3).toFixed(1)} GiB`],
         ['OS', `${process.platform} ${release()}`],
         ['Node', process.version],
+        [
+          'load average (1 min), start → end',
+          results.loadAverage
+            ? `${results.loadAverage.start.toFixed(1)} → ${results.loadAverage.end.toFixed(1)} (shared machine: other engineers’ builds and tests)`
+            : 'n/a',
+        ],
       ],
     ),
     '',

@@ -86,7 +86,7 @@ async function measureServer(
   const m = await measure(target, clients, config, label, { onMeasureStart: () => probe.reset() });
   const stall = await probe.read();
   const stats = processStats(target.child.pid!);
-  return { ...m, stallMaxMs: stall.maxMs, stallP99Ms: stall.p99Ms, rssMb: stats.rssMb };
+  return { ...m, stallMaxMs: stall.maxMs, stallOwnMs: stall.ownMaxMs, rssMb: stats.rssMb };
 }
 
 export async function scaleScenario(
