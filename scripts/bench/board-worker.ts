@@ -7,6 +7,8 @@
  */
 import {
   type CommandResult,
+  type CommitOutcome,
+  type CommitRequest,
   createCore,
   type DocumentDraft,
   type DocumentView,
@@ -29,10 +31,17 @@ type BoardView = DocumentView<BoardShape>;
 
 const MB = 1024 * 1024;
 
-/** Times each snapshot write: it runs on the event loop, so its duration is a stall it causes. */
+/**
+ * Times the store's synchronous work that can hold the event loop: snapshot writes (off the request
+ * path, so their duration is a stall they cause) and commits (the SQLite transaction of each call),
+ * so a long stall can be told apart from a long commit.
+ */
 class TimedSqliteStore extends SqliteStore {
   snapshots = 0;
   snapshotMaxMs = 0;
+  commitMaxMs = 0;
+  /** Commits that took 5 ms or more. */
+  slowCommits = 0;
 
   override async writeSnapshot(doc: string, snapshot: Snapshot): Promise<void> {
     const started = performance.now();
@@ -44,9 +53,27 @@ class TimedSqliteStore extends SqliteStore {
     }
   }
 
-  resetSnapshotStats(): void {
+  override async commit(request: CommitRequest): Promise<CommitOutcome> {
+    const started = performance.now();
+    try {
+      return await super.commit(request);
+    } finally {
+      const ms = performance.now() - started;
+      this.commitMaxMs = Math.max(this.commitMaxMs, ms);
+      if (ms >= 5) this.slowCommits++;
+    }
+  }
+
+  resetStats(): void {
     this.snapshots = 0;
     this.snapshotMaxMs = 0;
+    this.commitMaxMs = 0;
+    this.slowCommits = 0;
+  }
+
+  stats(): Measurement {
+    const { snapshots, snapshotMaxMs, commitMaxMs, slowCommits } = this;
+    return { snapshots, snapshotMaxMs, commitMaxMs, slowCommits };
   }
 }
 
@@ -108,7 +135,7 @@ async function measureLoad(
     maxCalls: args.maxCalls,
     between,
     onMeasureStart: () => {
-      store.resetSnapshotStats();
+      store.resetStats();
       monitor.reset();
     },
   };
@@ -119,8 +146,7 @@ async function measureLoad(
     // checkpointer included; for `adds`, the untimed removal too).
     cpuMsPerCall: (result.generatorCpu * 1000) / result.callsPerSec,
     ...(await stallSince()),
-    snapshots: store.snapshots,
-    snapshotMaxMs: store.snapshotMaxMs,
+    ...store.stats(),
     ...memory(),
   };
 }
@@ -255,7 +281,7 @@ async function compact(args: { through: number }): Promise<Measurement> {
       if (result.status !== 'success' || !result.committed) failed++;
     }
   })();
-  store.resetSnapshotStats();
+  store.resetStats();
   monitor.reset();
   const started = performance.now();
   const result = await core.state.compact('board', { keepCommits: revision - args.through });
@@ -272,7 +298,7 @@ async function compact(args: { through: number }): Promise<Measurement> {
     writerErrors: failed,
     writerP50Ms: latencies[Math.floor(latencies.length / 2)] ?? Number.NaN,
     writerMaxMs: latencies.at(-1) ?? Number.NaN,
-    snapshotMaxMs: store.snapshotMaxMs,
+    ...store.stats(),
   };
 }
 

@@ -289,7 +289,8 @@ export function renderScale(results: BenchResults): string[] {
     'A 1 ms interval timer in the process records each gap between its runs, less the 1 ms: *by the clock* is the longest gap, whatever filled it; ' +
       '*own* is the longest gap less the time the thread waited, runnable, for a CPU (Linux `/proc/thread-self/schedstat`), ' +
       'so it counts the process’s own work (a long task, a GC pause, a synchronous read) and leaves out the time a loaded shared machine gave to other processes. ' +
-      'The goal is judged on *own*. The longest garbage-collection pause in the window is beside it where the process could observe it, “(full)” for a mark-compact. ' +
+      'The goal is judged on *own*. Beside it, where the process could observe them: the longest garbage-collection pause in the window (“(full)” for a mark-compact), ' +
+      'and the slowest call and the slowest `store.commit` (the SQLite transaction, timed around the store) with how many commits took 5 ms or more. ' +
       'In the board workers directly; in the HTTP servers through `scripts/bench/stall-probe.mjs`, preloaded with `--import` ' +
       '(it reports on SIGUSR2, so nothing in `src/` changes), in the coremcp and the bare SDK server alike. ' +
       'With one HTTP client a server is idle between calls, so a stall there is one long task; ' +
@@ -300,13 +301,22 @@ export function renderScale(results: BenchResults): string[] {
   );
   out.push(
     table(
-      ['activity', 'process', 'longest stall ms, by the clock', 'own', 'longest GC pause ms', 'own ≤ 10 ms'],
+      [
+        'activity',
+        'process',
+        'longest stall ms, by the clock',
+        'own',
+        'longest GC pause ms',
+        'slowest call / commit ms (commits ≥ 5 ms)',
+        'own ≤ 10 ms',
+      ],
       stalls.map((row) => [
         row.what,
         row.process,
         row.wall,
         row.text,
         row.gc,
+        row.calls,
         verdict(lessThan(row.ms, STALL_LIMIT_MS + 1e-9)),
       ]),
     ),
@@ -377,6 +387,8 @@ interface StallRow {
   text: string;
   wall: string;
   gc: string;
+  /** In-process calls: the slowest call and the slowest store commit, and how many commits took ≥ 5 ms. */
+  calls: string;
 }
 
 function stallRows(results: BenchResults): StallRow[] {
@@ -384,6 +396,10 @@ function stallRows(results: BenchResults): StallRow[] {
   const { config } = results;
   const rows: StallRow[] = [];
   /** `prefix` + `stallMaxMs` / `stallOwnMs` (or `addStall…` for `prefix` `add`). */
+  const calls = (key: string) =>
+    at(key, 'commitMaxMs') === undefined
+      ? 'n/a'
+      : `${num(at(key, 'maxMs'), 1)} / ${num(at(key, 'commitMaxMs'), 1)} (${num(at(key, 'slowCommits'), 0)} of ${num(at(key, 'calls'), 0)})`;
   const row = (what: string, process: string, key: string, prefix: string, gcField?: string) => {
     const field = (name: string) =>
       prefix.endsWith('.') || prefix === '' ? `${prefix}stall${name}` : `${prefix}Stall${name}`;
@@ -398,6 +414,7 @@ function stallRows(results: BenchResults): StallRow[] {
       text: num(ms, 1) + spread(runs[key], ownField, 1),
       wall: num(at(key, wallField), 1) + spread(runs[key], wallField, 1),
       gc: gcField ? num(at(key, gcField), 1) + (at(key, 'gcMajor') === 1 ? ' (full)' : '') : 'n/a',
+      calls: calls(key),
     });
   };
   for (const n of sizes) {
