@@ -35,8 +35,8 @@ interface WrittenHistory {
   plain: JsonValue;
 }
 
-/** Appends `count` claim/release commits (with audit records and snapshots) to the board at `path`. */
-function writeHistory(path: string, board: SeededBoard, count: number): WrittenHistory {
+/** Appends `count` claim/release commits (with audit records and snapshots) to the board at `path` (exported for experiments). */
+export function writeHistory(path: string, board: SeededBoard, count: number): WrittenHistory {
   if (count % 2 !== 0) throw new Error('the history is claim/release pairs: an even number of commits');
   const db = new Database(path);
   try {

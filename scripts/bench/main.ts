@@ -3,11 +3,20 @@
  *   --quick        short windows and a small history (CI: checks the bench still runs, ~1 minute)
  *   --out FILE     write the report there instead of docs/benchmarks.md
  *   --json FILE    also write every measurement (each round's, the medians, the facts) there
+ *   --from-json FILE  run nothing: render the report again from a file --json wrote
  *   --profile      instead: CPU-profile `coremcp serve` under 16 HTTP clients and print a summary
  *   --size N       with --profile: on a seeded board of N tasks, claimed and released at random
  * Every child process is killed at the end, on failure and on Ctrl-C; temporary data is removed.
  */
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -183,11 +192,19 @@ async function main(): Promise<void> {
       quick: { type: 'boolean' },
       out: { type: 'string' },
       json: { type: 'string' },
+      'from-json': { type: 'string' },
       profile: { type: 'boolean' },
       size: { type: 'string' },
     },
   });
   const config = values.quick ? QUICK : FULL;
+  if (values['from-json']) {
+    const saved = JSON.parse(readFileSync(values['from-json'], 'utf8')) as BenchResults;
+    const out = resolve(values.out ?? new URL('../../docs/benchmarks.md', import.meta.url).pathname);
+    writeFileSync(out, renderReport({ ...saved, startedAt: new Date(saved.startedAt) }));
+    log(`wrote ${out} from ${values['from-json']}`);
+    return;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'coremcp-bench-'));
   const cleanup = () => {
     killAll();

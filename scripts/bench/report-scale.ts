@@ -396,10 +396,14 @@ function stallRows(results: BenchResults): StallRow[] {
   const { config } = results;
   const rows: StallRow[] = [];
   /** `prefix` + `stallMaxMs` / `stallOwnMs` (or `addStall…` for `prefix` `add`). */
-  const calls = (key: string) =>
-    at(key, 'commitMaxMs') === undefined
-      ? 'n/a'
-      : `${num(at(key, 'maxMs'), 1)} / ${num(at(key, 'commitMaxMs'), 1)} (${num(at(key, 'slowCommits'), 0)} of ${num(at(key, 'calls'), 0)})`;
+  // The compaction's figures are its writer's: the calls it made while the history shrank.
+  const calls = (key: string) => {
+    if (at(key, 'commitMaxMs') === undefined) return 'n/a';
+    const writer = at(key, 'writerCalls') !== undefined;
+    const slowest = at(key, writer ? 'writerMaxMs' : 'maxMs');
+    const made = at(key, writer ? 'writerCalls' : 'calls');
+    return `${num(slowest, 1)} / ${num(at(key, 'commitMaxMs'), 1)} (${num(at(key, 'slowCommits'), 0)} of ${num(made, 0)})`;
+  };
   const row = (what: string, process: string, key: string, prefix: string, gcField?: string) => {
     const field = (name: string) =>
       prefix.endsWith('.') || prefix === '' ? `${prefix}stall${name}` : `${prefix}Stall${name}`;

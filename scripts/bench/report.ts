@@ -286,6 +286,8 @@ export function renderReport(results: BenchResults): string {
     'npm run bench                          # full run, writes docs/benchmarks.md (about 15 minutes on 2 cores)',
     'npm run bench -- --quick --out /tmp/b.md  # what CI runs',
     'npm run bench -- --quick --json /tmp/b.json  # also every measurement as JSON',
+    'npm run bench -- --from-json /tmp/b.json     # render the report again from it, running nothing',
+    'npm run bench -- --profile --size 1000000    # the same profile on a board of 1,000,000 tasks, random claims',
     'npm run bench -- --profile             # CPU profile of coremcp serve under 16 HTTP clients, summarized',
     '```',
     '',
