@@ -2,21 +2,34 @@
  * `npm run bench`: runs every scenario, interleaved over rounds, and writes docs/benchmarks.md.
  *   --quick        short windows and a small history (CI: checks the bench still runs, ~1 minute)
  *   --out FILE     write the report there instead of docs/benchmarks.md
+ *   --json FILE    also write every measurement (each round's, the medians, the facts) there
+ *   --from-json FILE  run nothing: render the report again from a file --json wrote
  *   --profile      instead: CPU-profile `coremcp serve` under 16 HTTP clients and print a summary
+ *   --size N       with --profile: on a seeded board of N tasks, claimed and released at random
  * Every child process is killed at the end, on failure and on Ctrl-C; temporary data is removed.
  */
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import {
+  copyFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { seedBoards } from './boards.js';
 import { historyScenario } from './history.js';
 import { inProcessScenario } from './in-process.js';
 import { renderProfile, summarizeProfile } from './profile.js';
 import { type BenchResults, renderReport } from './report.js';
+import { scaleScenario, startBoardServer } from './scale.js';
 import type { BenchConfig, Measurement, Scenario } from './scenario.js';
-import { killAll } from './servers.js';
+import { killAll, stop } from './servers.js';
 import { medianOf } from './stats.js';
-import { wireScenario } from './wire.js';
+import { measure, wireScenario } from './wire.js';
 
 const FULL: BenchConfig = {
   quick: false,
@@ -28,6 +41,10 @@ const FULL: BenchConfig = {
   rollbackCommits: 1000,
   httpConcurrency: [1, 16, 64],
   stdioConcurrency: [1, 16],
+  scaleSizes: [100, 1000, 10_000, 50_000, 1_000_000],
+  scaleClients: 16,
+  seedBatch: 50_000,
+  bulkEntries: 50_000,
 };
 
 const QUICK: BenchConfig = {
@@ -37,6 +54,8 @@ const QUICK: BenchConfig = {
   warmupMs: 200,
   maxCalls: 20_000,
   historyCommits: 10_000,
+  scaleSizes: [100, 10_000],
+  bulkEntries: 10_000,
 };
 
 function log(message: string): void {
@@ -48,15 +67,22 @@ async function closeAll(scenarios: Scenario[]): Promise<void> {
     await scenario.close().catch((error) => log(`closing ${scenario.name}: ${error}`));
 }
 
-async function runBench(config: BenchConfig, dir: string, out: string): Promise<void> {
+async function runBench(config: BenchConfig, dir: string, out: string, json?: string): Promise<void> {
   const startedAt = new Date();
   const started = performance.now();
+  const loadAtStart = loadavg()[0]!;
   const scenarios: Scenario[] = [];
   try {
+    const boards = await seedBoards(join(dir, 'boards'), config.scaleSizes, config.seedBatch, log);
     log('preparing: in-process core');
     scenarios.push(await inProcessScenario(dir, config));
-    log(`preparing: ${config.historyCommits.toLocaleString('en-US')} commits of history`);
-    scenarios.push(await historyScenario(dir, config));
+    log('preparing: boards at scale (a worker and an HTTP server per size)');
+    scenarios.push(await scaleScenario(dir, config, boards));
+    const largest = boards.get(Math.max(...config.scaleSizes))!;
+    log(
+      `preparing: ${config.historyCommits.toLocaleString('en-US')} commits of history on the board of ${largest.size.toLocaleString('en-US')}`,
+    );
+    scenarios.push(await historyScenario(dir, config, largest));
     log('preparing: HTTP servers');
     scenarios.push(await wireScenario('http', dir, config));
     log('preparing: stdio servers');
@@ -79,10 +105,12 @@ async function runBench(config: BenchConfig, dir: string, out: string): Promise<
       config,
       startedAt,
       durationS: (performance.now() - started) / 1000,
+      loadAverage: { start: loadAtStart, end: loadavg()[0]! },
       medians,
       runs,
       facts,
     };
+    if (json) writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
     writeFileSync(out, renderReport(results));
     log(`wrote ${out} in ${Math.round(results.durationS)} s`);
     const failed = Object.values(runs)
@@ -95,29 +123,58 @@ async function runBench(config: BenchConfig, dir: string, out: string): Promise<
   }
 }
 
-/** CPU-profiles the coremcp HTTP server while 16 clients call it, and prints where the time goes. */
-async function runProfile(config: BenchConfig, dir: string, out: string | undefined): Promise<void> {
+/**
+ * CPU-profiles the coremcp HTTP server while 16 clients call it, and prints where the time goes: on
+ * the wire scenario's board of 100 tasks (each client its own task), or with `size` on a seeded
+ * board of that many tasks, claimed and released at random as in the scaling scenario.
+ */
+async function runProfile(
+  config: BenchConfig,
+  dir: string,
+  out: string | undefined,
+  size: number | undefined,
+): Promise<void> {
   const profileDir = join(dir, 'profile');
-  const scenario = await wireScenario(
-    'http',
-    dir,
-    { ...config, rounds: 1, httpConcurrency: [16] },
-    {
+  let run: () => Promise<Measurement>;
+  let close: () => Promise<void>;
+  if (size === undefined) {
+    const scenario = await wireScenario(
+      'http',
+      dir,
+      { ...config, rounds: 1, httpConcurrency: [16] },
+      {
+        cpuProfDir: profileDir,
+      },
+    );
+    run = () => scenario.cases[0]!.run(0);
+    close = () => scenario.close();
+  } else {
+    const boards = await seedBoards(join(dir, 'boards'), [size], config.seedBatch, log);
+    const board = await startBoardServer(join(dir, 'profiled'), boards.get(size)!, 16, {
       cpuProfDir: profileDir,
-    },
-  );
+    });
+    run = async () => {
+      const m = await measure(board.target, 16, config, `profile ${size}`);
+      return Object.fromEntries(Object.entries(m).map(([name, value]) => [`coremcp.${name}`, value]));
+    };
+    close = () => stop(board.server.child);
+  }
   let calls = 0;
   try {
-    log('profiling coremcp serve under 16 HTTP clients');
-    const m = await scenario.cases[0]!.run(0);
+    log(`profiling coremcp serve under 16 HTTP clients${size === undefined ? '' : ` on ${size} tasks`}`);
+    const m = await run();
     calls = m['coremcp.calls']! + m['coremcp.warmupCalls']!; // the profile covers the warm-up too
     log(
-      `coremcp ${Math.round(m['coremcp.callsPerSec']!)} calls/s, bare SDK ${Math.round(m['bare.callsPerSec']!)}`,
+      `coremcp ${Math.round(m['coremcp.callsPerSec']!)} calls/s` +
+        (m['bare.callsPerSec'] === undefined ? '' : `, bare SDK ${Math.round(m['bare.callsPerSec'])}`),
     );
   } finally {
-    await scenario.close(); // SIGTERM: the server exits and writes its profile
+    await close(); // SIGTERM: the server exits and writes its profile
   }
-  const file = readdirSync(profileDir).find((name) => name.endsWith('.cpuprofile'));
+  // One profile per thread (the WAL checkpointer is a worker thread): the main thread's is the largest.
+  const file = readdirSync(profileDir)
+    .filter((name) => name.endsWith('.cpuprofile'))
+    .sort((a, b) => statSync(join(profileDir, b)).size - statSync(join(profileDir, a)).size)[0];
   if (!file) throw new Error('the server wrote no CPU profile');
   const summary = renderProfile(summarizeProfile(join(profileDir, file)), calls);
   if (out) {
@@ -131,9 +188,23 @@ async function runProfile(config: BenchConfig, dir: string, out: string | undefi
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean' }, out: { type: 'string' }, profile: { type: 'boolean' } },
+    options: {
+      quick: { type: 'boolean' },
+      out: { type: 'string' },
+      json: { type: 'string' },
+      'from-json': { type: 'string' },
+      profile: { type: 'boolean' },
+      size: { type: 'string' },
+    },
   });
   const config = values.quick ? QUICK : FULL;
+  if (values['from-json']) {
+    const saved = JSON.parse(readFileSync(values['from-json'], 'utf8')) as BenchResults;
+    const out = resolve(values.out ?? new URL('../../docs/benchmarks.md', import.meta.url).pathname);
+    writeFileSync(out, renderReport({ ...saved, startedAt: new Date(saved.startedAt) }));
+    log(`wrote ${out} from ${values['from-json']}`);
+    return;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'coremcp-bench-'));
   const cleanup = () => {
     killAll();
@@ -147,10 +218,13 @@ async function main(): Promise<void> {
     });
   }
   if (values.profile) {
-    await runProfile({ ...config, windowMs: config.quick ? 1000 : 10_000 }, dir, values.out);
+    const size = values.size === undefined ? undefined : Number(values.size);
+    if (size !== undefined && !(Number.isSafeInteger(size) && size >= 16))
+      throw new Error('--size takes a number of tasks, at least 16');
+    await runProfile({ ...config, windowMs: config.quick ? 1000 : 10_000 }, dir, values.out, size);
   } else {
     const out = resolve(values.out ?? new URL('../../docs/benchmarks.md', import.meta.url).pathname);
-    await runBench(config, dir, out);
+    await runBench(config, dir, out, values.json);
   }
 }
 

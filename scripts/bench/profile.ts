@@ -30,9 +30,11 @@ function areaOf(url: string, functionName: string, nodeForCaller: boolean): stri
   if (functionName === '(idle)') return 'idle';
   if (functionName === '(program)') return 'V8/native (unattributed)';
   if (url === '') return undefined;
-  if (url.includes('/dist/src/store/') || url.includes('/better-sqlite3/'))
+  // Built code (dist/) in `coremcp serve`; sources through tsx in the bench's board workers.
+  if (/\/(?:dist\/)?src\/store\//.test(url) || url.includes('/better-sqlite3/'))
     return 'SQLite (store + better-sqlite3)';
-  const own = /\/dist\/(src\/[a-z]+|examples)\//.exec(url);
+  if (url.includes('/scripts/bench/')) return 'the bench itself';
+  const own = /\/(?:dist\/)?(src\/[a-z]+|examples)\//.exec(url);
   if (own) return `coremcp ${own[1]}`;
   if (url.includes('@modelcontextprotocol/')) return 'MCP SDK';
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
@@ -111,7 +113,9 @@ export function summarizeProfile(path: string, top = 20): ProfileSummary {
     areaEntry(area).ms += ms;
     areaEntry(callerArea(id)).callerMs += ms;
     const where = frame.url
-      ? `${frame.url.replace(/^.*\/node_modules\//, '').replace(/^file:\/\/.*?\/dist\//, 'dist/')}:${frame.lineNumber + 1}`
+      ? `${frame.url
+          .replace(/^.*\/node_modules\//, '')
+          .replace(/^file:\/\/.*?\/(dist|src|examples|scripts)\//, '$1/')}:${frame.lineNumber + 1}`
       : '(native)';
     const key = `${frame.functionName}@${where}@${area}`;
     const entry = functions.get(key) ?? { name: frame.functionName || '(anonymous)', where, area, ms: 0 };

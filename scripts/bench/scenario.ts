@@ -34,4 +34,12 @@ export interface BenchConfig {
   rollbackCommits: number;
   httpConcurrency: number[];
   stdioConcurrency: number[];
+  /** Board sizes (tasks) of the scaling scenario; the largest also carries the long history. */
+  scaleSizes: number[];
+  /** HTTP clients in the scaling scenario. */
+  scaleClients: number;
+  /** Tasks per `state.update` when seeding a board. */
+  seedBatch: number;
+  /** Tasks one bulk add writes in one `state.update`. */
+  bulkEntries: number;
 }

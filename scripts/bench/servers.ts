@@ -15,6 +15,7 @@ import { DATABASE_FILE } from '../../src/store/open.js';
 
 const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const BARE = fileURLToPath(new URL('./bare-server.mjs', import.meta.url));
+const STALL_PROBE = fileURLToPath(new URL('./stall-probe.mjs', import.meta.url));
 const START_TIMEOUT_MS = 20_000;
 
 /** Tasks on the seeded board; HTTP worker `w` claims and releases `T-(w+1)`, so at most this many workers. */
@@ -29,7 +30,8 @@ export function killAll(): void {
   children.clear();
 }
 
-function track<T extends ChildProcess>(child: T): T {
+/** Tracks a child so `killAll` kills it; returns it. */
+export function track<T extends ChildProcess>(child: T): T {
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -96,6 +98,11 @@ export async function seedTaskboard(dataDir: string): Promise<void> {
   } finally {
     await core.close();
   }
+  writeServerConfig(dataDir);
+}
+
+/** Writes the bench's server configuration into a data dir (`serve` reads it with `--config`). */
+export function writeServerConfig(dataDir: string): void {
   writeFileSync(configPath(dataDir), JSON.stringify(BENCH_CONFIG));
 }
 
@@ -148,20 +155,30 @@ function serveOptions(dataDir: string): string[] {
   return ['--data-dir', dataDir, '--config', configPath(dataDir), '--log-level', 'warn'];
 }
 
-export function startCoremcpHttp(
-  dataDir: string,
-  options: { cpuProfDir?: string } = {},
-): Promise<HttpServer> {
-  const profile = options.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : [];
+export interface HttpServerOptions {
+  /** Write a V8 CPU profile there when the server exits. */
+  cpuProfDir?: string;
+  /** Preload `stall-probe.mjs`, so `StallProbe` can read the server's event-loop stalls. */
+  stallProbe?: boolean;
+}
+
+function nodeFlags(options: HttpServerOptions): string[] {
+  return [
+    ...(options.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : []),
+    ...(options.stallProbe ? ['--import', STALL_PROBE] : []),
+  ];
+}
+
+export function startCoremcpHttp(dataDir: string, options: HttpServerOptions = {}): Promise<HttpServer> {
   return spawnHttp(
     'coremcp',
-    [...profile, CLI, 'serve', '--http', '127.0.0.1:0', ...serveOptions(dataDir)],
+    [...nodeFlags(options), CLI, 'serve', '--http', '127.0.0.1:0', ...serveOptions(dataDir)],
     /serving "[^"]+" at (http:\/\/\S+)/,
   );
 }
 
-export function startBareHttp(): Promise<HttpServer> {
-  return spawnHttp('bare SDK', [BARE, '--http'], /listening (http:\/\/\S+)/);
+export function startBareHttp(options: HttpServerOptions = {}): Promise<HttpServer> {
+  return spawnHttp('bare SDK', [...nodeFlags(options), BARE, '--http'], /listening (http:\/\/\S+)/);
 }
 
 export type StdioServer = ChildProcessByStdio<Writable, Readable, null>;

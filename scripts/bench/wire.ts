@@ -75,11 +75,12 @@ async function stdioTargets(dir: string): Promise<Target[]> {
 }
 
 /** One load run against one target: rate, latency, the generator's CPU and the server's CPU per call. */
-async function measure(
+export async function measure(
   target: Target,
   concurrency: number,
   config: BenchConfig,
   label: string,
+  hooks: { onMeasureStart?: () => void } = {},
 ): Promise<Measurement> {
   const channel = await target.channel(concurrency);
   let serverCpuBefore = 0;
@@ -90,6 +91,7 @@ async function measure(
     maxCalls: config.maxCalls,
     onMeasureStart: () => {
       serverCpuBefore = processStats(target.child.pid!).cpuMs;
+      hooks.onMeasureStart?.();
     },
   };
   try {

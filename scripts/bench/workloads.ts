@@ -42,3 +42,41 @@ export const bareCounter: Workload = {
     };
   },
 };
+
+/**
+ * Random tasks of a board of `tasks` (T-1 … T-tasks) for `workers` concurrent workers that never pick
+ * the same one: worker `w` takes tasks whose number is `w + 1` modulo `workers`.
+ */
+export function randomTaskPicker(tasks: number, workers: number): (worker: number) => string {
+  if (tasks < workers) throw new Error(`${workers} workers need at least as many tasks, not ${tasks}`);
+  return (worker) => {
+    const own = Math.floor((tasks - 1 - worker) / workers) + 1;
+    return `T-${worker + 1 + workers * Math.floor(Math.random() * own)}`;
+  };
+}
+
+/**
+ * Each worker claims a random task, then releases it, then claims another: every call commits, and on
+ * a large board nearly every claim reads a task no recent call touched.
+ */
+export function randomClaims(tasks: number, workers: number): Workload {
+  const pick = randomTaskPicker(tasks, workers);
+  const held: Array<string | undefined> = [];
+  return {
+    name: `coremcp task board of ${tasks.toLocaleString('en-US')} (random claim/release)`,
+    // Kept across runs: a worker holding a task when a run ends releases it first in the next.
+    calls(channel) {
+      return async (worker) => {
+        const holding = held[worker];
+        const id = holding ?? pick(worker);
+        const response = await channel.request('tools/call', {
+          name: holding ? 'task.release' : 'task.claim',
+          arguments: { id },
+        });
+        held[worker] = holding ? undefined : id;
+        if (!succeeded(response)) throw new Error(describeFailure(response));
+        return true;
+      };
+    },
+  };
+}
