@@ -5,7 +5,7 @@
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Task } from '../../examples/taskboard/app.js';
-import { DATABASE_FILE } from '../../src/cli/context.js';
+import { DATABASE_FILE } from '../../src/store/open.js';
 import type { Measurement } from './scenario.js';
 import { BoardWorker } from './workers.js';
 
