@@ -21,6 +21,7 @@ import type {
   Snapshot,
   Store,
   StoredEntry,
+  TaskRecord,
 } from '../core/store.js';
 
 interface MemoryDocument {
@@ -95,6 +96,9 @@ export class MemoryStore implements Store, CredentialStore {
   readonly #idempotency = new Map<string, IdempotencyRecord>();
   readonly #keys = new Map<string, ApiKeyRecord>();
   readonly #secrets = new Map<string, string>();
+  /** Consumed ids and when each may be forgotten. */
+  readonly #consumed = new Map<string, string>();
+  readonly #tasks = new Map<string, TaskRecord>();
   #open = false;
 
   async open(): Promise<void> {
@@ -434,6 +438,58 @@ export class MemoryStore implements Store, CredentialStore {
     for (const [slot, record] of this.#idempotency) {
       if (record.at < before) {
         this.#idempotency.delete(slot);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  async consumeOnce(id: string, expiresAt: string): Promise<boolean> {
+    this.#check();
+    if (this.#consumed.has(id)) return false;
+    this.#consumed.set(id, expiresAt);
+    return true;
+  }
+
+  async expireConsumed(before: string): Promise<number> {
+    this.#check();
+    let removed = 0;
+    for (const [id, expiresAt] of this.#consumed) {
+      if (expiresAt < before) {
+        this.#consumed.delete(id);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  async createTask(task: TaskRecord): Promise<void> {
+    this.#check();
+    if (this.#tasks.has(task.taskId))
+      throw new StateError('already_exists', `A task "${task.taskId}" exists`);
+    this.#tasks.set(task.taskId, copy(task));
+  }
+
+  async readTask(taskId: string): Promise<TaskRecord | undefined> {
+    this.#check();
+    const task = this.#tasks.get(taskId);
+    return task && copy(task);
+  }
+
+  async updateTask(task: TaskRecord): Promise<boolean> {
+    this.#check();
+    const stored = this.#tasks.get(task.taskId);
+    if (!stored || stored.version !== task.version - 1) return false;
+    this.#tasks.set(task.taskId, copy(task));
+    return true;
+  }
+
+  async expireTasks(before: string): Promise<number> {
+    this.#check();
+    let removed = 0;
+    for (const [id, task] of this.#tasks) {
+      if (task.expiresAt !== undefined && task.expiresAt < before) {
+        this.#tasks.delete(id);
         removed++;
       }
     }
