@@ -107,7 +107,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { logger } = core;
   core.registry.freeze();
   const rateLimiter = new RateLimiter(options.limits?.rate);
-  const surface = new McpSurface(core, { rateLimiter });
+  const surface = new McpSurface(core, { rateLimiter, clock: options.clock });
   core.metrics?.countSubscriptions(() => surface.activeSubscriptions);
   const unfollow = options.followStore === false ? undefined : core.state.followStore();
   const stopMaintenance = startMaintenance(core.state, {

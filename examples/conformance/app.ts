@@ -10,7 +10,16 @@
  * under `content`; see docs/conformance.md for what the surface needs to send them as real blocks.
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import { CommandError, defineApp, defineCommand, defineDocument, type JsonObject } from 'coremcp';
+import {
+  type ClientChannel,
+  CommandError,
+  defineApp,
+  defineCommand,
+  defineDocument,
+  type ElicitForm,
+  type JsonObject,
+  type SampleAnswer,
+} from 'coremcp';
 import { z } from 'zod';
 
 /** A 1×1 red PNG. */
@@ -38,16 +47,18 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
   return delay(ms, undefined, { signal });
 }
 
-/** Sends an `elicitation/create` form request and returns what the client answered. */
-async function elicit(
-  client: { request(method: string, params: JsonObject): Promise<JsonObject> } | undefined,
-  params: JsonObject,
-): Promise<JsonObject> {
-  if (!client) {
-    throw new CommandError('client_unavailable', 'Elicitation needs an MCP client connection');
-  }
-  const answer = await client.request('elicitation/create', { mode: 'form', ...params });
-  return { action: answer.action ?? null, content: answer.content ?? null };
+/** Asks the client to fill in a form and returns what it answered. */
+async function elicit(client: ClientChannel | undefined, form: ElicitForm): Promise<JsonObject> {
+  if (!client) throw new CommandError('client_unavailable', 'Elicitation needs an MCP client connection');
+  const answer = await client.elicit(form);
+  return { action: answer.action, content: answer.content ?? null };
+}
+
+/** The text of a sampling answer, if it has any. */
+function sampledText(answer: SampleAnswer): string | undefined {
+  const blocks = Array.isArray(answer.content) ? answer.content : [answer.content];
+  const text = blocks.find((b) => b.type === 'text')?.text;
+  return typeof text === 'string' ? text : undefined;
 }
 
 // --- content ---------------------------------------------------------------------------------
@@ -186,13 +197,11 @@ const sampling = defineCommand({
   input: z.object({ prompt: z.string().max(10_000).describe('The prompt to send to the LLM') }),
   handler: async ({ input, client }) => {
     if (!client) throw new CommandError('client_unavailable', 'Sampling needs an MCP client connection');
-    const answer = await client.request('sampling/createMessage', {
+    const answer = await client.sample({
       messages: [{ role: 'user', content: { type: 'text', text: input.prompt } }],
       maxTokens: 100,
     });
-    const content = answer.content as JsonObject | undefined;
-    const text = typeof content?.text === 'string' ? content.text : null;
-    return { response: `LLM response: ${text ?? '(no text)'}`, model: answer.model ?? null };
+    return { response: `LLM response: ${sampledText(answer) ?? '(no text)'}`, model: answer.model };
   },
 });
 

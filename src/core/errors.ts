@@ -128,6 +128,60 @@ export const ERROR_CATALOG = {
     message: 'Idempotency key already used with different input',
     description: 'The idempotency key was already used by this principal for a different command or input.',
   },
+  missing_client_capability: {
+    family: 'command',
+    jsonRpc: -32021,
+    http: 400,
+    expose: true,
+    message: 'Missing required client capability',
+    description:
+      'The command asks the client for input (elicitation, sampling, roots) that the client did not declare it can give. Travels as a JSON-RPC error whose `data.requiredCapabilities` names what to declare.',
+  },
+  input_unavailable: {
+    family: 'command',
+    jsonRpc: -31041,
+    http: 400,
+    expose: true,
+    message: 'This connection cannot carry a question to the client',
+    description:
+      'The command needs an answer from the client, but the call came without a way to ask: in process, or over 2025-11-25 HTTP without a session. Use the 2026-07-28 protocol or open a session.',
+  },
+  request_state_invalid: {
+    family: 'command',
+    jsonRpc: -32602,
+    http: 400,
+    expose: true,
+    message: 'Invalid requestState',
+    description:
+      "A retried call's `requestState` was not issued by this server, was altered, or belongs to another principal, command or input. Travels as a JSON-RPC error; nothing was run. Start the call again without it.",
+  },
+  request_state_expired: {
+    family: 'command',
+    jsonRpc: -32602,
+    http: 400,
+    expose: true,
+    message: 'Expired requestState',
+    description:
+      "A retried call's `requestState` is older than its time to live (10 minutes by default). Travels as a JSON-RPC error; nothing was run. Start the call again without it.",
+  },
+  request_state_replayed: {
+    family: 'command',
+    jsonRpc: -32602,
+    http: 409,
+    expose: true,
+    message: 'requestState already used',
+    description:
+      'A `requestState` is good for one retry; this one was used before (a replayed consent, a duplicated retry). Travels as a JSON-RPC error; nothing was run.',
+  },
+  consent_declined: {
+    family: 'command',
+    jsonRpc: -31040,
+    http: 409,
+    expose: true,
+    message: 'The change was not approved',
+    description:
+      'A command that asks for consent showed its changes and the answer was no (declined, cancelled, or not confirmed). Nothing was committed; the decision is audited with the hash of the diff shown.',
+  },
   unknown_prompt: {
     family: 'command',
     jsonRpc: -32602,

@@ -48,6 +48,7 @@ import {
 } from './patch.js';
 import { checkResultIsJson } from './results.js';
 import type {
+  AuditConsent,
   AuditRecord,
   CollectionLayout,
   CommitRecord,
@@ -180,6 +181,22 @@ export interface TransactRequest<R> {
   mutate: Mutation<R>;
   /** Inspects each document's patches before commit (path rules); throw to refuse. */
   checkPatches?: (doc: string, patches: JsonPatch) => void;
+  /**
+   * Sees every change at once, after the checks, just before the commit; throw to refuse. A
+   * `StateError` thrown here is a decision like any other: re-made on a current head first.
+   */
+  beforeCommit?: (changes: readonly PreviewedChange[]) => void;
+  /** Run the mutation and its checks, then return the changes instead of committing them. */
+  dryRun?: boolean;
+  /** The consent that approved this change, for its audit record. */
+  consent?: AuditConsent;
+}
+
+/** One document's part of a change before it commits: its revision now and its patches. */
+export interface PreviewedChange {
+  doc: string;
+  revision: number;
+  patches: JsonPatch;
 }
 
 export interface TransactResult<R> {
@@ -197,6 +214,8 @@ export interface TransactResult<R> {
   audit: AuditRecord | undefined;
   /** Set when another call with the same idempotency key won the race. */
   duplicate: IdempotencyRecord | undefined;
+  /** For a dry run: what would have been committed (empty when nothing would change). */
+  preview?: PreviewedChange[];
 }
 
 interface CollectionHead {
@@ -608,6 +627,7 @@ export class StateManager {
         }
         let value: R;
         let writes: FinishedWrite[];
+        let preview: PreviewedChange[] | undefined;
         try {
           const session = new Session(heads, this);
           let result = request.mutate(session) as R | Promise<R>;
@@ -622,6 +642,12 @@ export class StateManager {
             this.#checkWrites(write);
             request.checkPatches?.(write.head.doc, write.patches);
           }
+          if (request.beforeCommit || request.dryRun) {
+            preview = writes
+              .filter((w) => w.patches.length > 0)
+              .map((w) => ({ doc: w.head.doc, revision: w.head.revision, patches: w.patches }));
+            if (preview.length > 0) request.beforeCommit?.(preview);
+          }
         } catch (error) {
           // A refusal never reaches the conditional commit, so nothing else would notice that it was
           // decided on a head another process has moved past: decide again on the current one.
@@ -629,6 +655,22 @@ export class StateManager {
           throw error;
         }
         const changed = writes.filter((w) => w.patches.length > 0);
+        if (request.dryRun) {
+          // A preview is a decision too: made on a current head.
+          if (attempt < this.#maxRetries && (await this.#catchUp(heads))) continue;
+          return {
+            doc: primary,
+            revision: primaryHead.revision,
+            committed: false,
+            result: value,
+            commandId,
+            patches: [],
+            changed: [],
+            audit: undefined,
+            duplicate: undefined,
+            preview: preview ?? [],
+          };
+        }
         if (changed.length === 0) {
           // Changing nothing is a decision too (a claim of a task already held): only on a current head.
           if (attempt < this.#maxRetries && (await this.#catchUp(heads))) continue;
@@ -684,6 +726,7 @@ export class StateManager {
               patchHash: hashPatch(c.commit.patches),
             })),
             traceparent: request.traceparent,
+            consent: request.consent,
           }),
           idempotency:
             request.idempotency &&

@@ -1,20 +1,29 @@
 import {
   type CallToolResult,
   type GetPromptResult,
+  inputRequired,
   type ListResourcesResult,
   type ListResourceTemplatesResult,
   ProtocolError,
   type ReadResourceResult,
+  type InputRequests as SdkInputRequests,
   Server,
   type ServerCapabilities,
   type ServerContext,
   type Tool,
 } from '@modelcontextprotocol/server';
 import type { Authorizer, Principal } from '../core/access.js';
-import type { ClientChannel, CommandDefinition, CommandRegistry } from '../core/commands.js';
-import { isCoreMcpError, jsonRpcCode, toPublicError } from '../core/errors.js';
-import type { CommandExecutor, CommandResult } from '../core/executor.js';
+import type { CommandDefinition, CommandRegistry } from '../core/commands.js';
+import {
+  type CoreMcpError,
+  isCoreMcpError,
+  jsonRpcCode,
+  type PublicError,
+  toPublicError,
+} from '../core/errors.js';
+import type { CommandExecutor, CommandInputRequired, CommandResult } from '../core/executor.js';
 import { timeOrderedId } from '../core/ids.js';
+import { type ClientConnection, ClientInput, InputNeeded } from '../core/input.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import type { Logger } from '../core/log.js';
 import type { CommitEvent, StateManager } from '../core/state.js';
@@ -22,6 +31,7 @@ import { validTraceparent } from '../core/trace.js';
 import { type RateLimiter, rateLimited } from '../security/ratelimit.js';
 import type { AppCallContext, AppDefinition } from './app.js';
 import { META, STATE_URI_PREFIX, stateUri } from './meta.js';
+import { firstRoundInput, RequestStates, type RoundBinding, type RoundInput } from './request-state.js';
 import { parseStateUri, readStateResource, STATE_RESOURCE_TEMPLATES, type StateUri } from './resources.js';
 
 export type Era = 'legacy' | 'modern';
@@ -64,7 +74,26 @@ export interface McpSurfaceOptions {
    * with `rate_limited`. HTTP servers take the same limiter and answer 429 before the SDK runs.
    */
   rateLimiter?: RateLimiter;
+  /** How long an MRTR `requestState` is good for, in ms (default 10 minutes). */
+  requestStateTtlMs?: number;
+  /** The clock request states expire by (default: the system clock). */
+  clock?: () => Date;
 }
+
+/**
+ * Failures that travel as JSON-RPC errors rather than as tool results with `isError`: the call was
+ * not one the server could run (an unknown tool, a capability the client lacks, a bad requestState).
+ */
+const PROTOCOL_FAILURES: ReadonlySet<string> = new Set([
+  'unknown_command',
+  'missing_client_capability',
+  'request_state_invalid',
+  'request_state_expired',
+  'request_state_replayed',
+]);
+
+/** Rounds of questions one call may take on a 2025-11-25 session (the SDK asks, then re-enters). */
+const MAX_INPUT_ROUNDS = 16;
 
 /** Publishes a resource change to 2026-era `subscriptions/listen` streams (the HTTP handler's bus). */
 export type ResourceUpdatePublisher = (uri: string, meta: JsonObject) => void;
@@ -86,6 +115,7 @@ export class McpSurface {
   readonly #unsubscribe: () => void;
   #streams = 0;
   readonly #limiter: RateLimiter | undefined;
+  readonly #states: RequestStates;
 
   constructor(deps: SurfaceDeps, options: McpSurfaceOptions = {}) {
     if (!deps.registry.frozen) {
@@ -96,6 +126,10 @@ export class McpSurface {
     this.#deps = deps;
     this.#logger = deps.logger.child({ component: 'mcp' });
     this.#limiter = options.rateLimiter;
+    this.#states = new RequestStates(deps.state.store, {
+      ttlMs: options.requestStateTtlMs,
+      clock: options.clock,
+    });
     const app = deps.app;
     this.app = app;
     this.#serverInfo = {
@@ -166,6 +200,7 @@ export class McpSurface {
     const server = new Server(this.#serverInfo, {
       capabilities: this.#capabilities,
       instructions: this.app.instructions,
+      inputRequired: { maxRounds: MAX_INPUT_ROUNDS },
     });
     const follower: Follower | undefined =
       channel === 'request'
@@ -190,12 +225,20 @@ export class McpSurface {
       'tools/call',
       guard(async (request, ctx) => {
         const { name } = request.params;
-        const result = await this.#callTool(principal, name, request.params.arguments ?? {}, ctx);
-        if (result.status === 'error' && result.error.code === 'unknown_command') {
-          throw new ProtocolError(jsonRpcCode('unknown_command'), `Tool ${name} not found`, {
-            code: 'unknown_command',
-            requestId: result.requestId,
-          });
+        const args = request.params.arguments ?? {};
+        const binding: RoundBinding = {
+          principal: principal.id,
+          target: `tools/call ${name}`,
+          arguments: args,
+        };
+        const result = await this.#callTool(principal, name, args, ctx, server, channel, binding);
+        if (result.status === 'input_required') return this.#inputRequired(binding, result);
+        if (result.status === 'error' && PROTOCOL_FAILURES.has(result.error.code)) {
+          throw protocolFailure(
+            result.error.code === 'unknown_command'
+              ? { ...result.publicError, message: `Tool ${name} not found` }
+              : result.publicError,
+          );
         }
         const command = this.#deps.registry.get(name);
         return server.projectCallToolResult(toCallToolResult(result, command), command?.outputJsonSchema);
@@ -237,7 +280,14 @@ export class McpSurface {
       server.setRequestHandler(
         'prompts/get',
         guard((request, ctx) =>
-          this.#getPrompt(principal, request.params.name, request.params.arguments ?? {}, ctx),
+          this.#getPrompt(
+            principal,
+            request.params.name,
+            request.params.arguments ?? {},
+            ctx,
+            server,
+            channel,
+          ),
         ),
       );
     }
@@ -280,6 +330,9 @@ export class McpSurface {
     name: string,
     args: unknown,
     ctx: ServerContext,
+    server: Server,
+    channel: Channel,
+    binding: RoundBinding,
   ): Promise<CommandResult> {
     const meta = (ctx.mcpReq._meta ?? {}) as Record<string, unknown>;
     const envelope = (ctx.mcpReq.envelope ?? {}) as Record<string, unknown>;
@@ -288,14 +341,50 @@ export class McpSurface {
       validTraceparent(envelope['io.modelcontextprotocol/traceparent']) ??
       validTraceparent(meta.traceparent) ??
       validTraceparent(ctx.http?.req?.headers.get('traceparent'));
+    let round: RoundInput | undefined;
+    let refusal: CoreMcpError | undefined;
+    try {
+      round = await this.#round(binding, ctx);
+    } catch (error) {
+      if (!isCoreMcpError(error)) throw error;
+      refusal = error;
+    }
     return this.#deps.executor.execute(name, args, {
       principal,
       requestId: timeOrderedId(),
       signal: ctx.mcpReq.signal,
       meta,
       traceparent,
-      client: clientChannel(ctx, meta.progressToken),
+      client: clientConnection(ctx, meta.progressToken, server, channel),
+      answers: round?.answers,
+      consent: round?.consent,
+      refusal,
     });
+  }
+
+  /**
+   * The answers a call may use: on a retry, those its verified (and now consumed) `requestState`
+   * carries plus the ones just given for the questions it last asked; on a first call, whatever the
+   * client answered up front.
+   */
+  #round(binding: RoundBinding, ctx: ServerContext): Promise<RoundInput> {
+    const state = ctx.mcpReq.requestState();
+    const responses = ctx.mcpReq.inputResponses;
+    if (state === undefined) return Promise.resolve(firstRoundInput(responses));
+    return this.#states.redeem(state, binding, responses);
+  }
+
+  /** The `input_required` answer: the questions, and the state the retry must bring back. */
+  async #inputRequired(
+    binding: RoundBinding,
+    result: Pick<CommandInputRequired, 'requests' | 'answers' | 'consent'>,
+  ) {
+    const requestState = await this.#states.mint(binding, {
+      asked: Object.keys(result.requests),
+      answers: result.answers,
+      consent: result.consent,
+    });
+    return inputRequired({ inputRequests: result.requests as unknown as SdkInputRequests, requestState });
   }
 
   // --- resources -------------------------------------------------------------------------------
@@ -417,6 +506,8 @@ export class McpSurface {
     name: string,
     args: Record<string, string>,
     ctx: ServerContext,
+    server: Server,
+    channel: Channel,
   ): Promise<GetPromptResult> {
     const prompt = this.app.prompts.find((p) => p.name === name);
     if (!prompt || !this.#permits(principal, prompt.permission)) {
@@ -433,7 +524,19 @@ export class McpSurface {
         );
       }
     }
-    return prompt.get(args, { principal, signal: ctx.mcpReq.signal });
+    const binding: RoundBinding = { principal: principal.id, target: `prompts/get ${name}`, arguments: args };
+    const round = await this.#round(binding, ctx);
+    const client = new ClientInput(clientConnection(ctx, undefined, server, channel), round.answers);
+    let result: GetPromptResult | undefined;
+    try {
+      result = await prompt.get(args, { principal, signal: ctx.mcpReq.signal, client });
+    } catch (error) {
+      if (!(error instanceof InputNeeded) || !client.waiting) throw error;
+    }
+    if (client.waiting || !result) {
+      return this.#inputRequired(binding, { requests: client.pending, answers: client.used }) as never;
+    }
+    return result;
   }
 
   async #complete(
@@ -505,11 +608,7 @@ export class McpSurface {
         if (!isCoreMcpError(error) || !error.spec.expose) {
           this.#logger.error({ err: error, requestId, method: ctx.mcpReq.method }, 'MCP request failed');
         }
-        throw new ProtocolError(
-          jsonRpcCode(publicError.code),
-          publicError.message,
-          publicError as unknown as JsonObject,
-        );
+        throw protocolFailure(publicError);
       }
     };
   }
@@ -544,7 +643,10 @@ function toTool(command: CommandDefinition): Tool {
  * A command's outcome as an MCP tool result: failures are results with `isError`, not protocol
  * errors. The content is the command's own rendering of its result, or the result's JSON text.
  */
-export function toCallToolResult(result: CommandResult, command?: CommandDefinition): CallToolResult {
+export function toCallToolResult(
+  result: Exclude<CommandResult, { status: 'input_required' }>,
+  command?: CommandDefinition,
+): CallToolResult {
   const meta: JsonObject = { [META.requestId]: result.requestId };
   if (result.revision !== undefined) meta[META.revision] = result.revision;
   if (result.status === 'success') {
@@ -568,8 +670,34 @@ export function toCallToolResult(result: CommandResult, command?: CommandDefinit
   };
 }
 
-function clientChannel(ctx: ServerContext, progressToken: unknown): ClientChannel {
+/**
+ * A failure as a JSON-RPC error: the catalog's number, the public message, and the public error as
+ * `data` (spec-defined fields, such as -32021's `requiredCapabilities`, lifted to the top of `data`).
+ */
+function protocolFailure(error: PublicError): ProtocolError {
+  const data: JsonObject = { ...(error as unknown as JsonObject) };
+  const required = error.details?.requiredCapabilities;
+  if (required !== undefined) data.requiredCapabilities = required;
+  return new ProtocolError(jsonRpcCode(error.code), error.message, data);
+}
+
+/** The client as a call sees it: its declared capabilities and whether a question can reach it. */
+function clientConnection(
+  ctx: ServerContext,
+  progressToken: unknown,
+  server: Server,
+  channel: Channel,
+): ClientConnection {
+  const envelope = ctx.mcpReq.envelope as Record<string, unknown> | undefined;
+  const modern = envelope?.['io.modelcontextprotocol/protocolVersion'] !== undefined;
+  const declared = modern
+    ? envelope?.['io.modelcontextprotocol/clientCapabilities']
+    : server.getClientCapabilities();
   return {
+    capabilities:
+      typeof declared === 'object' && declared !== null ? (declared as Record<string, unknown>) : undefined,
+    // 2025-11-25 HTTP without a session has no way back to the client; every other connection does.
+    canAsk: modern || channel !== 'request',
     progress: async (progress, total, message) => {
       if (typeof progressToken !== 'string' && typeof progressToken !== 'number') return;
       await ctx.mcpReq.notify({
@@ -582,8 +710,6 @@ function clientChannel(ctx: ServerContext, progressToken: unknown): ClientChanne
         },
       });
     },
-    request: async (method, params) =>
-      (await ctx.mcpReq.send({ method, params } as never)) as unknown as JsonObject,
     log: (level, data) => ctx.mcpReq.log(level, data),
   };
 }
