@@ -56,6 +56,7 @@ const TOOLS = [
   'task.complete',
   'task.list',
   'task.release',
+  'task.remove',
 ];
 
 async function expectTaskBoardTools(client: Client): Promise<void> {

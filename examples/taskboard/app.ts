@@ -207,6 +207,32 @@ const complete = defineCommand({
   },
 });
 
+const remove = defineCommand({
+  name: 'task.remove',
+  title: 'Remove a task',
+  description:
+    'Remove a task from the board for good. Asks for consent first, showing exactly what would change; ' +
+    'a task another principal holds cannot be removed (task_already_claimed).',
+  doc: board,
+  destructive: true,
+  input: z.object({ id: taskId }),
+  handler: async ({ input, draft, principal }) => {
+    const task = await draft.tasks.get(input.id);
+    if (!task) throw notFound(input.id);
+    if (task.assignee !== null && task.assignee !== principal.id) {
+      throw new CommandError('task_already_claimed', `Task ${task.id} is claimed by ${task.assignee}`, {
+        details: { id: task.id, holder: task.assignee },
+      });
+    }
+    const removed = { ...task };
+    draft.tasks.delete(input.id);
+    return { removed };
+  },
+  // Declared after the handler, so the preview's result has the handler's type.
+  confirm: ({ input, result }) =>
+    `Remove task ${input.id} "${result.removed.title}" (${result.removed.status}) from the board?`,
+});
+
 const archiveDone = defineCommand({
   name: 'board.archive',
   title: 'Archive done tasks',
@@ -250,7 +276,7 @@ export default defineApp({
     'A task board shared by several agents. List tasks, claim one before working on it, complete it when done. ' +
     'A task someone else holds cannot be claimed; pick another.',
   documents: [board, archive],
-  commands: [add, list, claim, release, complete, archiveDone, settings],
+  commands: [add, list, claim, release, complete, remove, archiveDone, settings],
   roles: {
     // Members run the board but may not change its settings, even through a command they may call.
     member: {
