@@ -125,7 +125,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await stdio?.close().catch(() => {});
     await http?.close().catch(() => {});
     await metricsListener?.close().catch(() => {});
-    surface.close();
+    await surface.close();
     await core.close();
   };
 

@@ -48,6 +48,7 @@ async function rawStdio(dataDir: string, messages: Array<object | string>): Prom
 
 const TOOLS = [
   'board.archive',
+  'board.export',
   'board.settings',
   'state.rollback',
   'state.undo',

@@ -53,6 +53,14 @@ interface ContextBase<I> {
   stateOf<T = JsonValue>(doc: DocumentRef<T>): DocumentView<T>;
   /** The revision of a document the command declares (its own or one in `also`) that the handler sees. */
   revisionOf(doc: DocumentRef): number;
+  /**
+   * For a command that runs as a task (`task`): ends the call's synchronous part. Questions asked
+   * before it are answered on the call itself (2026-07-28 `input_required` retries); when the client
+   * declared the tasks extension, the client gets a task once this resolves, and the rest of the run
+   * (progress, questions through `tasks/update`, the result) belongs to the task. A no-op otherwise:
+   * the call simply goes on synchronously. A re-run of the task passes through it at once.
+   */
+  runAsTask(statusMessage?: string): Promise<void>;
 }
 
 /** What a write command's handler receives: a draft of the document at head. */
@@ -237,6 +245,8 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
   const task = spec.task;
   if (task !== undefined && task !== 'optional' && task !== 'required')
     throw new TypeError(`command "${name}": task must be 'optional' or 'required'`);
+  if (task !== undefined && (spec as { confirm?: unknown }).confirm)
+    throw new TypeError(`command "${name}": a command that asks for consent runs synchronously (no task)`);
   const timeoutMs = spec.timeoutMs ?? 10_000;
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
     throw new TypeError(`command "${name}": timeoutMs must be a positive integer`);

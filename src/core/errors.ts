@@ -208,6 +208,15 @@ export const ERROR_CATALOG = {
     description:
       'No resource has this URI, or the principal may not read it (the spec gives resource-not-found -32602). Details carry the `uri`.',
   },
+  mcp_task_not_found: {
+    family: 'state',
+    jsonRpc: -32602,
+    http: 404,
+    expose: true,
+    message: 'Task not found',
+    description:
+      "No MCP task (the tasks extension; not an app's own tasks) has this id for this principal: it never existed, its time to live passed, or another principal created it. Travels as a JSON-RPC error.",
+  },
   already_exists: {
     family: 'state',
     jsonRpc: -31026,

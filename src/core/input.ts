@@ -32,6 +32,12 @@ export interface ClientConnection {
   readonly canAsk: boolean;
   progress(progress: number, total?: number, message?: string): Promise<void>;
   log(level: LogLevel, data: JsonValue): Promise<void>;
+  /**
+   * Ends the synchronous part of a call to a command that runs as a task: the client gets its task
+   * now (durably created first) and the rest of the run continues in the background. Absent when
+   * the call cannot become a task.
+   */
+  runAsTask?(statusMessage?: string): Promise<void>;
 }
 
 export type LogLevel = 'debug' | 'info' | 'notice' | 'warning' | 'error';
@@ -208,6 +214,10 @@ export class ClientInput implements ClientChannel {
 
   log(level: LogLevel, data: JsonValue): Promise<void> {
     return this.#connection.log(level, data);
+  }
+
+  runAsTask(statusMessage?: string): Promise<void> {
+    return this.#connection.runAsTask?.(statusMessage) ?? Promise.resolve();
   }
 
   #key(kind: AskKind, options: AskOptions): string {

@@ -12,6 +12,7 @@ import {
   type ServerContext,
   type Tool,
 } from '@modelcontextprotocol/server';
+import { z } from 'zod';
 import type { Authorizer, Principal } from '../core/access.js';
 import type { CommandDefinition, CommandRegistry } from '../core/commands.js';
 import {
@@ -27,12 +28,22 @@ import { type ClientConnection, ClientInput, InputNeeded } from '../core/input.j
 import type { JsonObject, JsonValue } from '../core/json.js';
 import type { Logger } from '../core/log.js';
 import type { CommitEvent, StateManager } from '../core/state.js';
+import type { TaskRecord } from '../core/store.js';
 import { validTraceparent } from '../core/trace.js';
 import { type RateLimiter, rateLimited } from '../security/ratelimit.js';
 import type { AppCallContext, AppDefinition } from './app.js';
 import { META, STATE_URI_PREFIX, stateUri } from './meta.js';
 import { firstRoundInput, RequestStates, type RoundBinding, type RoundInput } from './request-state.js';
 import { parseStateUri, readStateResource, STATE_RESOURCE_TEMPLATES, type StateUri } from './resources.js';
+import {
+  createTaskResult,
+  declaresTasks,
+  detailedTask,
+  TASKS_EXTENSION,
+  TaskRunner,
+  type TaskRunnerOptions,
+  tasksCapabilityMissing,
+} from './tasks.js';
 
 export type Era = 'legacy' | 'modern';
 
@@ -76,8 +87,10 @@ export interface McpSurfaceOptions {
   rateLimiter?: RateLimiter;
   /** How long an MRTR `requestState` is good for, in ms (default 10 minutes). */
   requestStateTtlMs?: number;
-  /** The clock request states expire by (default: the system clock). */
+  /** The clock request states and tasks expire by (default: the system clock). */
   clock?: () => Date;
+  /** MCP tasks: time to live, poll interval, runner lease. */
+  tasks?: Omit<TaskRunnerOptions, 'clock'>;
 }
 
 /**
@@ -116,6 +129,8 @@ export class McpSurface {
   #streams = 0;
   readonly #limiter: RateLimiter | undefined;
   readonly #states: RequestStates;
+  readonly #tasks: TaskRunner;
+  readonly #taskListeners = new Set<(task: TaskRecord) => void>();
 
   constructor(deps: SurfaceDeps, options: McpSurfaceOptions = {}) {
     if (!deps.registry.frozen) {
@@ -130,6 +145,19 @@ export class McpSurface {
       ttlMs: options.requestStateTtlMs,
       clock: options.clock,
     });
+    this.#tasks = new TaskRunner(
+      {
+        store: deps.state.store,
+        executor: deps.executor,
+        toolResult: (result, command) => toCallToolResult(result, command) as unknown as JsonObject,
+        isProtocolFailure: (code) => PROTOCOL_FAILURES.has(code),
+        logger: this.#logger,
+        onChange: (task) => {
+          for (const listener of this.#taskListeners) listener(task);
+        },
+      },
+      { ...options.tasks, clock: options.clock },
+    );
     const app = deps.app;
     this.app = app;
     this.#serverInfo = {
@@ -145,8 +173,31 @@ export class McpSurface {
       prompts: app.prompts.length > 0 ? { listChanged: false } : undefined,
       completions: hasCompletions ? {} : undefined,
       logging: {},
+      // Long-running commands run as tasks for clients that declare the extension.
+      extensions: { [TASKS_EXTENSION]: {} },
     };
     this.#unsubscribe = deps.state.onCommit((event) => this.#onCommit(event));
+  }
+
+  /** Who this server says it is (`serverInfo`). */
+  get serverInfo(): { name: string; version: string } {
+    return { name: this.#serverInfo.name, version: this.#serverInfo.version };
+  }
+
+  /** Calls `listener` after every change this process makes to an MCP task. Returns the detach function. */
+  onTaskChange(listener: (task: TaskRecord) => void): () => void {
+    this.#taskListeners.add(listener);
+    return () => this.#taskListeners.delete(listener);
+  }
+
+  /** Whether `taskId` names a task of `principal`'s that is still kept (for listen subscriptions). */
+  async ownsTask(principal: Principal, taskId: unknown): Promise<boolean> {
+    return this.#tasks
+      .get(principal, taskId, () => undefined)
+      .then(
+        () => true,
+        () => false,
+      );
   }
 
   /** Routes change notifications to 2026-era listen streams through `publish`. Returns the detach function. */
@@ -232,6 +283,7 @@ export class McpSurface {
           arguments: args,
         };
         const result = await this.#callTool(principal, name, args, ctx, server, channel, binding);
+        if ('task' in result) return createTaskResult(result.task) as unknown as CallToolResult;
         if (result.status === 'input_required') return this.#inputRequired(binding, result);
         if (result.status === 'error' && PROTOCOL_FAILURES.has(result.error.code)) {
           throw protocolFailure(
@@ -272,6 +324,40 @@ export class McpSurface {
         return {};
       }),
     );
+    const taskParams = { params: z.object({ taskId: z.string() }).loose() };
+    const taskClient = (ctx: ServerContext) => {
+      if (!declaresTasks(clientConnection(ctx, undefined, server, channel).capabilities))
+        throw tasksCapabilityMissing(ctx.mcpReq.method);
+    };
+    const lookUp = (name: string) => this.#deps.registry.get(name);
+    server.setRequestHandler(
+      'tasks/get',
+      taskParams,
+      guard(async (params: { taskId: string }, ctx) => {
+        taskClient(ctx);
+        return detailedTask(await this.#tasks.get(principal, params.taskId, lookUp));
+      }),
+    );
+    server.setRequestHandler(
+      'tasks/update',
+      { params: z.object({ taskId: z.string(), inputResponses: z.unknown().optional() }).loose() },
+      guard(async (params: { taskId: string; inputResponses?: unknown }, ctx) => {
+        taskClient(ctx);
+        // The SDK lifts `inputResponses` out of the params, as for MRTR retries.
+        const responses = ctx.mcpReq.inputResponses ?? params.inputResponses;
+        await this.#tasks.update(principal, params.taskId, responses, lookUp);
+        return {};
+      }),
+    );
+    server.setRequestHandler(
+      'tasks/cancel',
+      taskParams,
+      guard(async (params: { taskId: string }, ctx) => {
+        taskClient(ctx);
+        await this.#tasks.cancel(principal, params.taskId);
+        return {};
+      }),
+    );
     if (this.app.prompts.length > 0) {
       server.setRequestHandler(
         'prompts/list',
@@ -307,10 +393,13 @@ export class McpSurface {
     return server;
   }
 
-  close(): void {
+  /** Stops following commits and lets go of the tasks this process runs (another instance, or the next start, picks them up). */
+  async close(): Promise<void> {
     this.#unsubscribe();
     this.#followers.clear();
     this.#publishers.clear();
+    this.#taskListeners.clear();
+    await this.#tasks.close();
   }
 
   // --- tools -----------------------------------------------------------------------------------
@@ -333,7 +422,7 @@ export class McpSurface {
     server: Server,
     channel: Channel,
     binding: RoundBinding,
-  ): Promise<CommandResult> {
+  ): Promise<CommandResult | { task: TaskRecord }> {
     const meta = (ctx.mcpReq._meta ?? {}) as Record<string, unknown>;
     const envelope = (ctx.mcpReq.envelope ?? {}) as Record<string, unknown>;
     // The request's own trace context first, then the HTTP header's; a malformed one is skipped.
@@ -349,13 +438,31 @@ export class McpSurface {
       if (!isCoreMcpError(error)) throw error;
       refusal = error;
     }
+    const client = clientConnection(ctx, meta.progressToken, server, channel);
+    const command = this.#deps.registry.get(name);
+    if (command?.task && !refusal) {
+      if (declaresTasks(client.capabilities)) {
+        const outcome = await this.#tasks.call({
+          principal,
+          command,
+          input: args as JsonValue,
+          client,
+          answers: round?.answers,
+          consent: round?.consent,
+          options: { meta, traceparent, requestId: timeOrderedId() },
+          signal: ctx.mcpReq.signal,
+        });
+        return 'sync' in outcome ? outcome.sync : outcome;
+      }
+      if (command.task === 'required') refusal = tasksCapabilityMissing(`"${name}"`);
+    }
     return this.#deps.executor.execute(name, args, {
       principal,
       requestId: timeOrderedId(),
       signal: ctx.mcpReq.signal,
       meta,
       traceparent,
-      client: clientConnection(ctx, meta.progressToken, server, channel),
+      client,
       answers: round?.answers,
       consent: round?.consent,
       refusal,
