@@ -21,6 +21,7 @@ import {
   type SampleAnswer,
 } from 'coremcp';
 import { z } from 'zod';
+import { inputRequiredPrompt, modernCommands, taskCommands } from './modern.js';
 
 /** A 1×1 red PNG. */
 export const PNG_BASE64 =
@@ -315,14 +316,45 @@ const elicitationEnums = defineCommand({
 /** Registered with an id, so the tool's JSON Schema refers to it through `$defs` (SEP-1613). */
 const address = z
   .object({ street: z.string().max(200).optional(), city: z.string().max(200).optional() })
-  .meta({ id: 'address' });
+  .meta({ id: 'address', $anchor: 'addressDef' });
+
+/**
+ * JSON Schema 2020-12 beyond what zod writes (SEP-2106): the composition and conditional keywords
+ * travel as schema metadata, and the same rules are checked by zod, so the schema shown is the one
+ * enforced: a phone or an email, and the phone when the contact method is the phone.
+ */
+const contact = z
+  .object({
+    name: z.string().max(200).optional(),
+    address: address.optional(),
+    contactMethod: z.enum(['phone', 'email']).optional(),
+    phone: z.string().max(50).optional(),
+    email: z.string().max(200).optional(),
+  })
+  .meta({
+    allOf: [{ anyOf: [{ required: ['phone'] }, { required: ['email'] }] }],
+    if: { properties: { contactMethod: { const: 'phone' } }, required: ['contactMethod'] },
+    then: { required: ['phone'] },
+    else: { required: ['email'] },
+  })
+  .superRefine((value, ctx) => {
+    if (value.phone === undefined && value.email === undefined)
+      ctx.addIssue({ code: 'custom', message: 'a phone or an email is required', path: [] });
+    if (value.contactMethod === 'phone' ? value.phone === undefined : value.email === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        message: value.contactMethod === 'phone' ? 'phone is required' : 'email is required',
+        path: [value.contactMethod === 'phone' ? 'phone' : 'email'],
+      });
+  });
 
 const jsonSchema202012 = defineCommand({
   name: 'json_schema_2020_12_tool',
-  description: 'Tool with JSON Schema 2020-12 features: $defs, $ref, additionalProperties (SEP-1613).',
+  description:
+    'Tool with JSON Schema 2020-12 features: $defs, $ref, $anchor, additionalProperties, allOf/anyOf, if/then/else (SEP-1613, SEP-2106).',
   doc: fixtures,
   readOnly: true,
-  input: z.object({ name: z.string().max(200).optional(), address: address.optional() }),
+  input: contact,
   handler: ({ input }) => ({ received: input }),
 });
 
@@ -351,6 +383,8 @@ export default defineApp({
     elicitationDefaults,
     elicitationEnums,
     jsonSchema202012,
+    ...modernCommands(fixtures),
+    ...taskCommands(fixtures),
   ],
   resources: [
     {
@@ -404,6 +438,7 @@ export default defineApp({
     },
   ],
   prompts: [
+    inputRequiredPrompt,
     {
       name: 'test_simple_prompt',
       title: 'Simple prompt',

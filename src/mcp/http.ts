@@ -133,6 +133,22 @@ export class McpHttpRoute implements HttpRoute {
     if (!legacy && isListen(parsed)) {
       return this.#listen(exchange, parsed, principal);
     } else if (!legacy) {
+      const mismatch = this.#paramHeaderMismatch(parsed, req.headers);
+      if (mismatch) {
+        const id =
+          isRecord(parsed) && (typeof parsed.id === 'string' || typeof parsed.id === 'number')
+            ? parsed.id
+            : null;
+        exchange.res.writeHead(400, { 'content-type': 'application/json' });
+        exchange.res.end(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id,
+            error: { code: -32020, message: `Bad Request: ${mismatch}` },
+          }),
+        );
+        return;
+      }
       response = await this.#modern.fetch(request, options);
     } else if (typeof sessionId === 'string') {
       response = await this.#sessions.handle(sessionId, principal, request, options);
@@ -187,6 +203,18 @@ export class McpHttpRoute implements HttpRoute {
     this.#listens.close();
     await this.#modern.close();
     await this.#sessions.close();
+  }
+
+  /** A tools/call whose `Mcp-Param-*` headers disagree with its arguments: why, or undefined. */
+  #paramHeaderMismatch(
+    parsed: unknown,
+    headers: Record<string, string | string[] | undefined>,
+  ): string | undefined {
+    if (!isRecord(parsed) || parsed.method !== 'tools/call' || !isRecord(parsed.params)) return undefined;
+    return this.#surface.paramHeaderMismatch(parsed.params.name, parsed.params.arguments ?? {}, (name) => {
+      const value = headers[name];
+      return Array.isArray(value) ? value.join(', ') : value;
+    });
   }
 
   /** 2026-era `subscriptions/listen`: refuse documents the principal may not follow before the SDK acks. */

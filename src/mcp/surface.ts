@@ -33,6 +33,7 @@ import { validTraceparent } from '../core/trace.js';
 import { type RateLimiter, rateLimited } from '../security/ratelimit.js';
 import type { AppCallContext, AppDefinition } from './app.js';
 import { META, STATE_URI_PREFIX, stateUri } from './meta.js';
+import { type ParamHeader, paramHeaderMismatch, paramHeaders } from './param-headers.js';
 import { firstRoundInput, RequestStates, type RoundBinding, type RoundInput } from './request-state.js';
 import { parseStateUri, readStateResource, STATE_RESOURCE_TEMPLATES, type StateUri } from './resources.js';
 import {
@@ -131,6 +132,8 @@ export class McpSurface {
   readonly #states: RequestStates;
   readonly #tasks: TaskRunner;
   readonly #taskListeners = new Set<(task: TaskRecord) => void>();
+  /** Tools with parameters mirrored into `Mcp-Param-*` headers, by name. */
+  readonly #paramHeaders = new Map<string, ParamHeader[]>();
 
   constructor(deps: SurfaceDeps, options: McpSurfaceOptions = {}) {
     if (!deps.registry.frozen) {
@@ -160,6 +163,11 @@ export class McpSurface {
     );
     const app = deps.app;
     this.app = app;
+    // A tool whose x-mcp-header annotations break the spec's rules would be dropped by clients: refuse to serve it.
+    for (const command of app.commands) {
+      const declared = paramHeaders(command.name, command.inputJsonSchema);
+      if (declared.length > 0) this.#paramHeaders.set(command.name, declared);
+    }
     this.#serverInfo = {
       name: options.serverName ?? app.name,
       version: options.serverVersion ?? app.version,
@@ -177,6 +185,19 @@ export class McpSurface {
       extensions: { [TASKS_EXTENSION]: {} },
     };
     this.#unsubscribe = deps.state.onCommit((event) => this.#onCommit(event));
+  }
+
+  /**
+   * Why a 2026-07-28 tools/call's `Mcp-Param-*` headers disagree with its arguments (SEP-2243), or
+   * undefined when they agree or the tool mirrors nothing.
+   */
+  paramHeaderMismatch(
+    tool: unknown,
+    args: unknown,
+    header: (name: string) => string | undefined,
+  ): string | undefined {
+    const declared = typeof tool === 'string' ? this.#paramHeaders.get(tool) : undefined;
+    return declared && paramHeaderMismatch(declared, args, header);
   }
 
   /** Who this server says it is (`serverInfo`). */
