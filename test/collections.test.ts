@@ -510,7 +510,7 @@ describe('several documents in one command', () => {
       ),
     );
     const bad = results.filter((r) => !(r.status === 'success' && (r.result as { moved: boolean }).moved));
-    expect(bad.map((r) => (r.status === 'error' ? r.error : r.result))).toEqual([]);
+    expect(bad.map((r) => (r.status === 'success' ? r.result : r))).toEqual([]);
     expect(
       results.every((r) => r.status === 'success' && r.result && (r.result as { moved: boolean }).moved),
     ).toBe(true);

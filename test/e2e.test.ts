@@ -48,6 +48,7 @@ async function rawStdio(dataDir: string, messages: Array<object | string>): Prom
 
 const TOOLS = [
   'board.archive',
+  'board.export',
   'board.settings',
   'state.rollback',
   'state.undo',
@@ -56,6 +57,7 @@ const TOOLS = [
   'task.complete',
   'task.list',
   'task.release',
+  'task.remove',
 ];
 
 async function expectTaskBoardTools(client: Client): Promise<void> {

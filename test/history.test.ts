@@ -227,7 +227,15 @@ describe('rollback', () => {
   it('is a tool only admins see and may call; members are refused', async () => {
     const server = await startInProcess({ app: taskboard });
     cleanups.push(() => server.close());
-    const admin = await httpClient(server.url, await server.key('root', 'admin'));
+    // Rollback asks for consent: this admin's client approves what it is shown.
+    const admin = await httpClient(server.url, await server.key('root', 'admin'), 'modern', {
+      capabilities: { elicitation: {} },
+      setup: (client) =>
+        client.setRequestHandler('elicitation/create', async () => ({
+          action: 'accept' as const,
+          content: { approve: true },
+        })),
+    });
     const member = await httpClient(server.url, await server.key('mia', 'member'));
     cleanups.push(
       () => admin.close(),

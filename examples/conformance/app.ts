@@ -10,8 +10,18 @@
  * under `content`; see docs/conformance.md for what the surface needs to send them as real blocks.
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import { CommandError, defineApp, defineCommand, defineDocument, type JsonObject } from 'coremcp';
+import {
+  type ClientChannel,
+  CommandError,
+  defineApp,
+  defineCommand,
+  defineDocument,
+  type ElicitForm,
+  type JsonObject,
+  type SampleAnswer,
+} from 'coremcp';
 import { z } from 'zod';
+import { inputRequiredPrompt, modernCommands, taskCommands } from './modern.js';
 
 /** A 1×1 red PNG. */
 export const PNG_BASE64 =
@@ -38,16 +48,18 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
   return delay(ms, undefined, { signal });
 }
 
-/** Sends an `elicitation/create` form request and returns what the client answered. */
-async function elicit(
-  client: { request(method: string, params: JsonObject): Promise<JsonObject> } | undefined,
-  params: JsonObject,
-): Promise<JsonObject> {
-  if (!client) {
-    throw new CommandError('client_unavailable', 'Elicitation needs an MCP client connection');
-  }
-  const answer = await client.request('elicitation/create', { mode: 'form', ...params });
-  return { action: answer.action ?? null, content: answer.content ?? null };
+/** Asks the client to fill in a form and returns what it answered. */
+async function elicit(client: ClientChannel | undefined, form: ElicitForm): Promise<JsonObject> {
+  if (!client) throw new CommandError('client_unavailable', 'Elicitation needs an MCP client connection');
+  const answer = await client.elicit(form);
+  return { action: answer.action, content: answer.content ?? null };
+}
+
+/** The text of a sampling answer, if it has any. */
+function sampledText(answer: SampleAnswer): string | undefined {
+  const blocks = Array.isArray(answer.content) ? answer.content : [answer.content];
+  const text = blocks.find((b) => b.type === 'text')?.text;
+  return typeof text === 'string' ? text : undefined;
 }
 
 // --- content ---------------------------------------------------------------------------------
@@ -186,13 +198,11 @@ const sampling = defineCommand({
   input: z.object({ prompt: z.string().max(10_000).describe('The prompt to send to the LLM') }),
   handler: async ({ input, client }) => {
     if (!client) throw new CommandError('client_unavailable', 'Sampling needs an MCP client connection');
-    const answer = await client.request('sampling/createMessage', {
+    const answer = await client.sample({
       messages: [{ role: 'user', content: { type: 'text', text: input.prompt } }],
       maxTokens: 100,
     });
-    const content = answer.content as JsonObject | undefined;
-    const text = typeof content?.text === 'string' ? content.text : null;
-    return { response: `LLM response: ${text ?? '(no text)'}`, model: answer.model ?? null };
+    return { response: `LLM response: ${sampledText(answer) ?? '(no text)'}`, model: answer.model };
   },
 });
 
@@ -306,14 +316,46 @@ const elicitationEnums = defineCommand({
 /** Registered with an id, so the tool's JSON Schema refers to it through `$defs` (SEP-1613). */
 const address = z
   .object({ street: z.string().max(200).optional(), city: z.string().max(200).optional() })
-  .meta({ id: 'address' });
+  .meta({ id: 'address', $anchor: 'addressDef' });
+
+/**
+ * JSON Schema 2020-12 beyond what zod writes (SEP-2106): the composition and conditional keywords
+ * travel as schema metadata, and the same rules are checked by zod, so the schema shown is the one
+ * enforced: a phone or an email, and the phone when the contact method is the phone.
+ */
+const contact = z
+  .object({
+    name: z.string().max(200).optional(),
+    address: address.optional(),
+    contactMethod: z.enum(['phone', 'email']).optional(),
+    phone: z.string().max(50).optional(),
+    email: z.string().max(200).optional(),
+  })
+  .meta({
+    allOf: [{ anyOf: [{ required: ['phone'] }, { required: ['email'] }] }],
+    if: { properties: { contactMethod: { const: 'phone' } }, required: ['contactMethod'] },
+    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then/else keyword, not a thenable
+    then: { required: ['phone'] },
+    else: { required: ['email'] },
+  })
+  .superRefine((value, ctx) => {
+    if (value.phone === undefined && value.email === undefined)
+      ctx.addIssue({ code: 'custom', message: 'a phone or an email is required', path: [] });
+    if (value.contactMethod === 'phone' ? value.phone === undefined : value.email === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        message: value.contactMethod === 'phone' ? 'phone is required' : 'email is required',
+        path: [value.contactMethod === 'phone' ? 'phone' : 'email'],
+      });
+  });
 
 const jsonSchema202012 = defineCommand({
   name: 'json_schema_2020_12_tool',
-  description: 'Tool with JSON Schema 2020-12 features: $defs, $ref, additionalProperties (SEP-1613).',
+  description:
+    'Tool with JSON Schema 2020-12 features: $defs, $ref, $anchor, additionalProperties, allOf/anyOf, if/then/else (SEP-1613, SEP-2106).',
   doc: fixtures,
   readOnly: true,
-  input: z.object({ name: z.string().max(200).optional(), address: address.optional() }),
+  input: contact,
   handler: ({ input }) => ({ received: input }),
 });
 
@@ -342,6 +384,8 @@ export default defineApp({
     elicitationDefaults,
     elicitationEnums,
     jsonSchema202012,
+    ...modernCommands(fixtures),
+    ...taskCommands(fixtures),
   ],
   resources: [
     {
@@ -395,6 +439,7 @@ export default defineApp({
     },
   ],
   prompts: [
+    inputRequiredPrompt,
     {
       name: 'test_simple_prompt',
       title: 'Simple prompt',

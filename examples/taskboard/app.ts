@@ -210,6 +210,32 @@ const complete = defineCommand({
   },
 });
 
+const remove = defineCommand({
+  name: 'task.remove',
+  title: 'Remove a task',
+  description:
+    'Remove a task from the board for good. Asks for consent first, showing exactly what would change; ' +
+    'a task another principal holds cannot be removed (task_already_claimed).',
+  doc: board,
+  destructive: true,
+  input: z.object({ id: taskId }),
+  handler: async ({ input, draft, principal }) => {
+    const task = await draft.tasks.get(input.id);
+    if (!task) throw notFound(input.id);
+    if (task.assignee !== null && task.assignee !== principal.id) {
+      throw new CommandError('task_already_claimed', `Task ${task.id} is claimed by ${task.assignee}`, {
+        details: { id: task.id, holder: task.assignee },
+      });
+    }
+    const removed = { ...task };
+    draft.tasks.delete(input.id);
+    return { removed };
+  },
+  // Declared after the handler, so the preview's result has the handler's type.
+  confirm: ({ input, result }) =>
+    `Remove task ${input.id} "${result.removed.title}" (${result.removed.status}) from the board?`,
+});
+
 const archiveDone = defineCommand({
   name: 'board.archive',
   title: 'Archive done tasks',
@@ -233,6 +259,59 @@ const archiveDone = defineCommand({
   },
 });
 
+/** A field for a CSV line: quoted when it has a comma, a quote or a line break. */
+function csvField(value: string | null): string {
+  const text = value ?? '';
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+const exportBoard = defineCommand({
+  name: 'board.export',
+  title: 'Export the board',
+  description:
+    'Export tasks as CSV (id, title, status, assignee, createdAt), oldest first, optionally only those with a status. ' +
+    'Long-running: for clients with the MCP tasks extension it runs as a task (poll tasks/get; progress in statusMessage); ' +
+    'otherwise it answers when done.',
+  doc: board,
+  readOnly: true,
+  task: 'optional',
+  timeoutMs: 300_000,
+  input: z.object({
+    status: z.enum(['open', 'claimed', 'done']).optional(),
+    limit: z.number().int().min(1).max(100_000).optional().describe('Most tasks to export (default 10,000)'),
+  }),
+  handler: async ({ input, state, client, signal, runAsTask }) => {
+    await runAsTask('Exporting the board');
+    const limit = input.limit ?? 10_000;
+    const prefix = input.status === undefined ? undefined : [input.status];
+    const total = Math.min(
+      limit,
+      prefix ? await state.tasks.count('byStatus', prefix) : await state.tasks.count(),
+    );
+    const lines = ['id,title,status,assignee,createdAt'];
+    let cursor: string | undefined;
+    do {
+      signal.throwIfAborted();
+      const page = prefix
+        ? await state.tasks.query('byStatus', {
+            prefix,
+            cursor,
+            limit: Math.min(500, limit - lines.length + 1),
+          })
+        : await state.tasks.query('byCreation', { cursor, limit: Math.min(500, limit - lines.length + 1) });
+      for (const { value } of page.entries) {
+        lines.push(
+          [value.id, value.title, value.status, value.assignee, value.createdAt].map(csvField).join(','),
+        );
+      }
+      cursor = page.cursor;
+      await client?.progress(lines.length - 1, total, `Exported ${lines.length - 1} of ${total} tasks`);
+    } while (cursor !== undefined && lines.length - 1 < limit);
+    return { exported: lines.length - 1, csv: lines.join('\n') };
+  },
+  content: (result) => [{ type: 'text', text: result.csv }],
+});
+
 const settings = defineCommand({
   name: 'board.settings',
   title: 'Change board settings',
@@ -253,7 +332,7 @@ export default defineApp({
     'A task board shared by several agents. List tasks, claim one before working on it, complete it when done. ' +
     'A task someone else holds cannot be claimed; pick another.',
   documents: [board, archive],
-  commands: [add, list, claim, release, complete, archiveDone, settings],
+  commands: [add, list, claim, release, complete, remove, archiveDone, exportBoard, settings],
   roles: {
     // Members run the board but may not change its settings, even through a command they may call.
     member: {

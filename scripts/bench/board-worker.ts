@@ -170,7 +170,10 @@ async function seed(args: { size: number; batch: number }): Promise<Measurement>
     await yieldToLoop(); // the snapshot a large write makes due
   }
   const settings = await core.execute('board.settings', { wipLimit: SEEDED_WIP_LIMIT }, { principal: admin });
-  if (settings.status !== 'success') throw new Error(`seeding: ${settings.publicError.message}`);
+  if (settings.status !== 'success')
+    throw new Error(
+      `seeding: ${settings.status === 'error' ? settings.publicError.message : settings.status}`,
+    );
   // The newest snapshot at head: the history writer starts from it.
   await core.state.snapshot('board');
   return {

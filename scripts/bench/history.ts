@@ -16,13 +16,15 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { GENESIS_HASH, type JsonValue, sealAuditRecord } from 'coremcp';
+import { MIGRATIONS } from '../../src/store/sqlite.js';
 import { copyBoard, SEEDED_WIP_LIMIT, type SeededBoard, seededTask } from './boards.js';
 import type { BenchConfig, Measurement, Scenario } from './scenario.js';
 import { BOARD_TASKS } from './servers.js';
 import { BoardWorker } from './workers.js';
 
 /** The schema version the bulk writer below matches; a newer store schema must update it. */
-const SCHEMA_VERSION = '3';
+// The writer fills commits, snapshots and audit rows, whose columns are as of schema 3 and later.
+const SCHEMA_VERSION = String(MIGRATIONS.length);
 const SNAPSHOT_EVERY = 1000;
 const BATCH = 20_000;
 /** Tasks claimed through the pipeline before each rollback, so that it has something to revert. */

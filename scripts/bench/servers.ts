@@ -92,7 +92,7 @@ export async function seedTaskboard(dataDir: string): Promise<void> {
     const principal = localPrincipal('bench-seed');
     for (let i = 1; i <= BOARD_TASKS; i++) {
       const added = await core.execute('task.add', { title: `Task ${i}` }, { principal });
-      if (added.status !== 'success') throw new Error(`seeding failed: ${added.publicError.message}`);
+      if (added.status !== 'success') throw new Error(`seeding failed: ${JSON.stringify(added)}`);
     }
     await core.execute('board.settings', { wipLimit: BOARD_TASKS }, { principal });
   } finally {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Principal } from './access.js';
 import { canonicalJson, type JsonObject, type JsonValue } from './json.js';
-import type { AuditEntry, AuditRecord } from './store.js';
+import type { AuditConsent, AuditEntry, AuditRecord } from './store.js';
 
 /** The `prevHash` of the first record in a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -12,6 +12,7 @@ const HASHED_FIELDS = [
   'at',
   'command',
   'commandId',
+  'consent',
   'doc',
   'input',
   'outcome',
@@ -41,6 +42,7 @@ export interface AuditFacts {
   patchHash?: string | undefined;
   alsoChanged?: AuditEntry['alsoChanged'];
   traceparent?: string | undefined;
+  consent?: AuditConsent | undefined;
 }
 
 /** The one place an audit entry is built: committed writes and every other attempt alike. */
@@ -60,6 +62,7 @@ export function buildAuditEntry(facts: AuditFacts): AuditEntry {
   if (facts.patchHash !== undefined) entry.patchHash = facts.patchHash;
   if (facts.alsoChanged !== undefined && facts.alsoChanged.length > 0) entry.alsoChanged = facts.alsoChanged;
   if (facts.traceparent !== undefined) entry.traceparent = facts.traceparent;
+  if (facts.consent !== undefined) entry.consent = facts.consent;
   return entry;
 }
 

@@ -8,8 +8,11 @@ import {
   type DocumentView,
 } from './document.js';
 import { SetupError } from './errors.js';
+import type { ClientChannel } from './input.js';
 import { deepFreeze, type JsonObject, type JsonValue } from './json.js';
 import type { JsonPatch } from './patch.js';
+
+export type { ClientChannel } from './input.js';
 
 /** MCP tool names: 1-128 of letters, digits, `_`, `-`, `.`; coremcp also requires a leading letter. */
 export const COMMAND_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/;
@@ -27,18 +30,6 @@ export interface CommandLogger {
   info(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
-}
-
-/**
- * What a handler can ask of the connected MCP client, when there is one: progress reports, and on
- * 2025-era connections, sampling and elicitation. Undefined for in-process calls.
- */
-export interface ClientChannel {
-  progress(progress: number, total?: number, message?: string): Promise<void>;
-  /** Asks the client to run a request of its own (sampling, elicitation, roots). */
-  request(method: string, params: JsonObject): Promise<JsonObject>;
-  /** Sends a log message to the client (MCP logging). */
-  log(level: 'debug' | 'info' | 'notice' | 'warning' | 'error', data: JsonValue): Promise<void>;
 }
 
 /** A document a command names: its id, or its `defineDocument` handle. */
@@ -62,6 +53,14 @@ interface ContextBase<I> {
   stateOf<T = JsonValue>(doc: DocumentRef<T>): DocumentView<T>;
   /** The revision of a document the command declares (its own or one in `also`) that the handler sees. */
   revisionOf(doc: DocumentRef): number;
+  /**
+   * For a command that runs as a task (`task`): ends the call's synchronous part. Questions asked
+   * before it are answered on the call itself (2026-07-28 `input_required` retries); when the client
+   * declared the tasks extension, the client gets a task once this resolves, and the rest of the run
+   * (progress, questions through `tasks/update`, the result) belongs to the task. A no-op otherwise:
+   * the call simply goes on synchronously. A re-run of the task passes through it at once.
+   */
+  runAsTask(statusMessage?: string): Promise<void>;
 }
 
 /** What a write command's handler receives: a draft of the document at head. */
@@ -142,6 +141,12 @@ interface CommandSpecBase<Schema extends z.ZodType, S> {
    * `_meta["coremcp/command-version"]`.
    */
   upcast?: ReadonlyArray<Upcaster>;
+  /**
+   * Run as a task (the MCP tasks extension) when the client declares it: the call returns a task at
+   * once and the client polls it. `optional`: clients without the extension get the result
+   * synchronously; `required`: they are refused with `missing_client_capability`.
+   */
+  task?: 'optional' | 'required';
 }
 
 /** One step of input upgrading: an input of version `from`, and how it reads in version `from + 1`. */
@@ -161,8 +166,26 @@ export type ContentRenderer<R> = (result: R) => ReadonlyArray<ContentBlockLike>;
 /** A content block as the core sees it: opaque, with a `type`; the MCP layer and the SDK check the rest. */
 export type ContentBlockLike = { readonly type: string; readonly [key: string]: unknown };
 
+/** What a command asking for consent shows: the dry run's changes, not yet committed. */
+export interface ConsentPreview<I = unknown, R = unknown> {
+  readonly input: I;
+  readonly principal: Principal;
+  /** What the handler returned on the dry run. */
+  readonly result: R;
+  /** Each document the call would change: its revision now and the RFC 6902 patches. */
+  readonly changes: ReadonlyArray<{ doc: string; revision: number; patches: JsonPatch }>;
+}
+
 export interface WriteCommandSpec<Schema extends z.ZodType, S, R> extends CommandSpecBase<Schema, S> {
   readOnly?: false;
+  /**
+   * Ask for consent before committing. The first call runs the handler on a draft and commits
+   * nothing; the client is asked to approve a summary and the RFC 6902 patches the call would make.
+   * An approval commits the call only if every document is still at the revision the diff was made
+   * on (otherwise the client gets a fresh diff); a refusal changes nothing. `true` shows a default
+   * summary; a function returns the summary for a preview.
+   */
+  confirm?: boolean | ((preview: ConsentPreview<z.output<Schema>, R>) => string);
   /**
    * Changes `ctx.draft` and returns the result (plain JSON). Must be deterministic in (state, input,
    * ctx): it runs again if another writer commits first. Throw a `CommandError` to refuse.
@@ -204,6 +227,10 @@ export interface CommandDefinition {
   readonly version: number;
   /** Steps that upgrade older inputs, by the version they start from. */
   readonly upcasters: ReadonlyMap<number, Upcaster>;
+  /** The consent summary for a preview, when the command asks for consent. */
+  readonly confirm: ((preview: ConsentPreview) => string) | undefined;
+  /** Whether the command runs as a task for clients with the tasks extension. */
+  readonly task: 'optional' | 'required' | undefined;
 }
 
 const EMPTY_INPUT = z.object({});
@@ -217,8 +244,11 @@ function toJsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonObject {
  * value silently dropped. Schemas that chose `.loose()` or a catchall keep their choice.
  */
 function strictInput(schema: z.ZodType): z.ZodType {
-  if (schema instanceof z.ZodObject && schema._zod.def.catchall === undefined) return schema.strict();
-  return schema;
+  if (!(schema instanceof z.ZodObject) || schema._zod.def.catchall !== undefined) return schema;
+  // Metadata (JSON Schema keywords given with `.meta()`: allOf, if/then/else...) belongs to the
+  // schema instance; the strict copy keeps it.
+  const meta = z.globalRegistry.get(schema);
+  return meta ? schema.strict().meta(meta) : schema.strict();
 }
 
 /** Declares a command: a tool whose calls run through the pipeline. Misuse throws at once. */
@@ -241,6 +271,11 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
   if (inputJsonSchema.type !== 'object') {
     throw new TypeError(`command "${name}": input must describe an object (MCP tool arguments are objects)`);
   }
+  const task = spec.task;
+  if (task !== undefined && task !== 'optional' && task !== 'required')
+    throw new TypeError(`command "${name}": task must be 'optional' or 'required'`);
+  if (task !== undefined && (spec as { confirm?: unknown }).confirm)
+    throw new TypeError(`command "${name}": a command that asks for consent runs synchronously (no task)`);
   const timeoutMs = spec.timeoutMs ?? 10_000;
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
     throw new TypeError(`command "${name}": timeoutMs must be a positive integer`);
@@ -317,7 +352,25 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
     content: spec.content as ContentRenderer<JsonValue> | undefined,
     version,
     upcasters,
+    confirm: consentSummary(name, spec.readOnly === true, (spec as { confirm?: unknown }).confirm),
+    task,
   });
+}
+
+function consentSummary(name: string, readOnly: boolean, confirm: unknown): CommandDefinition['confirm'] {
+  if (confirm === undefined || confirm === false) return undefined;
+  if (readOnly) throw new TypeError(`command "${name}": only write commands can ask for consent (confirm)`);
+  if (confirm === true) return defaultConsentSummary(name);
+  if (typeof confirm !== 'function') throw new TypeError(`command "${name}": confirm is true or a function`);
+  return confirm as (preview: ConsentPreview) => string;
+}
+
+function defaultConsentSummary(name: string): (preview: ConsentPreview) => string {
+  return ({ changes }) => {
+    const ops = changes.reduce((n, c) => n + c.patches.length, 0);
+    const docs = changes.map((c) => `"${c.doc}" (revision ${c.revision})`).join(', ');
+    return `Allow ${name} to make ${ops} change${ops === 1 ? '' : 's'} to ${docs}?`;
+  };
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Principal } from './access.js';
-import type { ClientChannel, CommandDefinition, CommandLogger, DocumentRef } from './commands.js';
+import type { CommandDefinition, CommandLogger, DocumentRef } from './commands.js';
+import type { ClientInput } from './input.js';
 import type { Logger } from './log.js';
 import type { JsonPatch } from './patch.js';
 import type { WriteSession } from './state.js';
@@ -18,7 +19,7 @@ export interface HandlerContextOptions {
   now: Date;
   signal: CallSignal;
   logger: Logger;
-  client: ClientChannel | undefined;
+  client: ClientInput | undefined;
   /** The documents as the handler sees them: the command's own and those in `also`. */
   documents: {
     revision(doc: string): number;
@@ -52,7 +53,7 @@ export class HandlerContext {
   readonly revision: number;
   readonly now: Date;
   readonly state: unknown;
-  readonly client: ClientChannel | undefined;
+  readonly client: ClientInput | undefined;
   readonly #options: HandlerContextOptions;
   #log: CommandLogger | undefined;
   #draft: unknown;
@@ -112,6 +113,8 @@ export class HandlerContext {
     if (!write) throw new TypeError('sequence() is only available to write commands');
     return write.sequence(name, floor);
   };
+  readonly runAsTask = (statusMessage?: string): Promise<void> =>
+    this.client?.runAsTask(statusMessage) ?? Promise.resolve();
 
   /** An own property, so handlers may destructure it: `({ draft, afterCommit }) => ...`. */
   readonly afterCommit = (effect: Effect): void => {

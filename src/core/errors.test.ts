@@ -6,10 +6,14 @@ import {
   CoreMcpError,
   ERROR_CATALOG,
   ERROR_CODE_PATTERN,
+  type ErrorSpec,
   errorCatalogMarkdown,
   errorForCode,
+  errorSpec,
   isCoreMcpError,
+  JSON_RPC_CODE_POLICY,
   jsonRpcErrorBody,
+  jsonRpcPolicyViolation,
   RecoveryError,
   RevisionConflictError,
   StateError,
@@ -17,15 +21,41 @@ import {
 } from './errors.js';
 
 describe('error catalog', () => {
-  it('uses stable lower-snake codes and JSON-RPC codes the SDK does not claim', () => {
-    // -32700 (Parse error) and -32600 (Invalid Request) are standard JSON-RPC: messages that could not be read.
-    const sdkCodes = new Set([-32020, -32021, -32022, -32042, -32601]);
+  it('uses stable lower-snake codes, HTTP error statuses and public messages', () => {
     for (const [code, spec] of Object.entries(ERROR_CATALOG)) {
       expect(code).toMatch(ERROR_CODE_PATTERN);
-      expect(sdkCodes.has(spec.jsonRpc), code).toBe(false);
       expect(spec.http).toBeGreaterThanOrEqual(400);
       expect(spec.message.length).toBeGreaterThan(0);
     }
+  });
+
+  it('keeps every JSON-RPC number within the 2026-07-28 allocation policy', () => {
+    const violations = Object.entries(ERROR_CATALOG)
+      .map(([code, spec]) => [code, jsonRpcPolicyViolation(code, spec.jsonRpc)])
+      .filter(([, violation]) => violation !== undefined);
+    expect(violations).toEqual([]);
+    // App-defined codes travel with the number errorSpec gives codes outside the catalog.
+    expect(jsonRpcPolicyViolation('task_already_claimed', errorSpec('task_already_claimed').jsonRpc)).toBe(
+      undefined,
+    );
+    // Nothing of coremcp's own in the legacy range -32000..-32019 or the spec's -32020..-32099.
+    for (const spec of Object.values(ERROR_CATALOG) as ErrorSpec[]) {
+      const n = spec.jsonRpc;
+      const own = n < -32768 || n > -32000;
+      const allowed =
+        JSON_RPC_CODE_POLICY.standard.includes(n) || Object.values(JSON_RPC_CODE_POLICY.spec).includes(n);
+      expect(own || allowed, String(n)).toBe(true);
+    }
+  });
+
+  it('refuses numbers that break the policy', () => {
+    expect(jsonRpcPolicyViolation('rate_limited', -32029)).toMatch(/reserved range/);
+    expect(jsonRpcPolicyViolation('forbidden', -32000)).toMatch(/reserved range/);
+    expect(jsonRpcPolicyViolation('forbidden', -32021)).toMatch(/missing_client_capability/);
+    expect(jsonRpcPolicyViolation('forbidden', -30000)).toMatch(/outside coremcp's block/);
+    expect(jsonRpcPolicyViolation('forbidden', 1.5)).toMatch(/not an integer/);
+    expect(jsonRpcPolicyViolation('missing_client_capability', -32021)).toBe(undefined);
+    expect(jsonRpcPolicyViolation('invalid_input', -32602)).toBe(undefined);
   });
 
   it('is documented in docs/errors.md exactly as generated (npm run docs:errors)', () => {
@@ -96,7 +126,7 @@ describe('error catalog', () => {
     expect(jsonRpcErrorBody({ code: 'payload_too_large', message: 'too big', requestId: 'r' })).toEqual({
       jsonrpc: '2.0',
       id: null,
-      error: { code: -32013, message: 'too big', data: { code: 'payload_too_large', requestId: 'r' } },
+      error: { code: -31013, message: 'too big', data: { code: 'payload_too_large', requestId: 'r' } },
     });
   });
 });

@@ -7,8 +7,10 @@ import type { JsonObject, JsonValue } from './json.js';
  * - `family`: which seed error family the code belongs to (CommandError, StateError, RecoveryError),
  *   plus `access` (who may call) and `internal` (our fault, never detailed to clients).
  * - `jsonRpc`: the JSON-RPC error code used when the error travels as a protocol error, and stamped
- *   into tool-error results so both shapes carry it. -32000..-32099 is the server-defined range; the
- *   SDK already uses -32020, -32021, -32022 and -32042, which are avoided here.
+ *   into tool-error results so both shapes carry it. It follows the 2026-07-28 allocation policy
+ *   (`JSON_RPC_CODE_POLICY`): a standard JSON-RPC code (-32700, -32600..-32603) or a spec-defined MCP
+ *   code used with its spec meaning, and otherwise a code of coremcp's own outside the reserved
+ *   -32768..-32000 range: -31000..-31099, whose last two digits are those of the pre-2026 -320xx code.
  * - `http`: the status used when the error ends an HTTP request before MCP handles it.
  * - `expose`: whether the thrower's message and details may reach the client. When false the client
  *   gets `message` from this table and nothing else.
@@ -16,7 +18,7 @@ import type { JsonObject, JsonValue } from './json.js';
 export const ERROR_CATALOG = {
   unauthenticated: {
     family: 'access',
-    jsonRpc: -32001,
+    jsonRpc: -31001,
     http: 401,
     expose: true,
     message: 'Authentication required',
@@ -24,7 +26,7 @@ export const ERROR_CATALOG = {
   },
   forbidden: {
     family: 'access',
-    jsonRpc: -32003,
+    jsonRpc: -31003,
     http: 403,
     expose: true,
     message: 'Not allowed',
@@ -33,7 +35,7 @@ export const ERROR_CATALOG = {
   },
   rate_limited: {
     family: 'access',
-    jsonRpc: -32029,
+    jsonRpc: -31029,
     http: 429,
     expose: true,
     message: 'Too many requests',
@@ -42,7 +44,7 @@ export const ERROR_CATALOG = {
   },
   too_many_sessions: {
     family: 'access',
-    jsonRpc: -32000,
+    jsonRpc: -31033,
     http: 503,
     expose: true,
     message: 'Too many sessions; try again later',
@@ -51,7 +53,7 @@ export const ERROR_CATALOG = {
   },
   too_many_streams: {
     family: 'access',
-    jsonRpc: -32033,
+    jsonRpc: -31034,
     http: 429,
     expose: true,
     message: 'Too many open subscription streams',
@@ -60,7 +62,7 @@ export const ERROR_CATALOG = {
   },
   shutting_down: {
     family: 'transport',
-    jsonRpc: -32034,
+    jsonRpc: -31035,
     http: 503,
     expose: true,
     message: 'The server is shutting down; retry on another instance or after it restarts',
@@ -69,7 +71,7 @@ export const ERROR_CATALOG = {
   },
   payload_too_large: {
     family: 'transport',
-    jsonRpc: -32013,
+    jsonRpc: -31013,
     http: 413,
     expose: true,
     message: 'Request body too large',
@@ -103,7 +105,7 @@ export const ERROR_CATALOG = {
   },
   session_not_found: {
     family: 'transport',
-    jsonRpc: -32001,
+    jsonRpc: -31004,
     http: 404,
     expose: true,
     message: 'Session not found',
@@ -129,7 +131,7 @@ export const ERROR_CATALOG = {
   },
   command_failed: {
     family: 'command',
-    jsonRpc: -32000,
+    jsonRpc: -31000,
     http: 422,
     expose: true,
     message: 'Command failed',
@@ -138,7 +140,7 @@ export const ERROR_CATALOG = {
   },
   timeout: {
     family: 'command',
-    jsonRpc: -32016,
+    jsonRpc: -31016,
     http: 504,
     expose: true,
     message: 'Command timed out',
@@ -146,7 +148,7 @@ export const ERROR_CATALOG = {
   },
   cancelled: {
     family: 'command',
-    jsonRpc: -32025,
+    jsonRpc: -31025,
     http: 408,
     expose: true,
     message: 'The request was cancelled',
@@ -155,11 +157,65 @@ export const ERROR_CATALOG = {
   },
   idempotency_key_reused: {
     family: 'command',
-    jsonRpc: -32011,
+    jsonRpc: -31011,
     http: 422,
     expose: true,
     message: 'Idempotency key already used with different input',
     description: 'The idempotency key was already used by this principal for a different command or input.',
+  },
+  missing_client_capability: {
+    family: 'command',
+    jsonRpc: -32021,
+    http: 400,
+    expose: true,
+    message: 'Missing required client capability',
+    description:
+      'The command asks the client for input (elicitation, sampling, roots) that the client did not declare it can give. Travels as a JSON-RPC error whose `data.requiredCapabilities` names what to declare.',
+  },
+  input_unavailable: {
+    family: 'command',
+    jsonRpc: -31041,
+    http: 400,
+    expose: true,
+    message: 'This connection cannot carry a question to the client',
+    description:
+      'The command needs an answer from the client, but the call came without a way to ask: in process, or over 2025-11-25 HTTP without a session. Use the 2026-07-28 protocol or open a session.',
+  },
+  request_state_invalid: {
+    family: 'command',
+    jsonRpc: -32602,
+    http: 400,
+    expose: true,
+    message: 'Invalid requestState',
+    description:
+      "A retried call's `requestState` was not issued by this server, was altered, or belongs to another principal, command or input. Travels as a JSON-RPC error; nothing was run. Start the call again without it.",
+  },
+  request_state_expired: {
+    family: 'command',
+    jsonRpc: -32602,
+    http: 400,
+    expose: true,
+    message: 'Expired requestState',
+    description:
+      "A retried call's `requestState` is older than its time to live (10 minutes by default). Travels as a JSON-RPC error; nothing was run. Start the call again without it.",
+  },
+  request_state_replayed: {
+    family: 'command',
+    jsonRpc: -32602,
+    http: 409,
+    expose: true,
+    message: 'requestState already used',
+    description:
+      'A `requestState` is good for one retry; this one was used before (a replayed consent, a duplicated retry). Travels as a JSON-RPC error; nothing was run.',
+  },
+  consent_declined: {
+    family: 'command',
+    jsonRpc: -31040,
+    http: 409,
+    expose: true,
+    message: 'The change was not approved',
+    description:
+      'A command that asks for consent showed its changes and the answer was no (declined, cancelled, or not confirmed). Nothing was committed; the decision is audited with the hash of the diff shown.',
   },
   unknown_prompt: {
     family: 'command',
@@ -172,7 +228,7 @@ export const ERROR_CATALOG = {
   },
   not_found: {
     family: 'state',
-    jsonRpc: -32002,
+    jsonRpc: -31002,
     http: 404,
     expose: true,
     message: 'Not found',
@@ -187,9 +243,18 @@ export const ERROR_CATALOG = {
     description:
       'No resource has this URI, or the principal may not read it (the spec gives resource-not-found -32602). Details carry the `uri`.',
   },
+  mcp_task_not_found: {
+    family: 'state',
+    jsonRpc: -32602,
+    http: 404,
+    expose: true,
+    message: 'Task not found',
+    description:
+      "No MCP task (the tasks extension; not an app's own tasks) has this id for this principal: it never existed, its time to live passed, or another principal created it. Travels as a JSON-RPC error.",
+  },
   already_exists: {
     family: 'state',
-    jsonRpc: -32026,
+    jsonRpc: -31026,
     http: 409,
     expose: true,
     message: 'Already exists',
@@ -197,7 +262,7 @@ export const ERROR_CATALOG = {
   },
   revision_conflict: {
     family: 'state',
-    jsonRpc: -32009,
+    jsonRpc: -31009,
     http: 409,
     expose: true,
     message: 'The document is not at the expected revision',
@@ -206,7 +271,7 @@ export const ERROR_CATALOG = {
   },
   revision_compacted: {
     family: 'state',
-    jsonRpc: -32010,
+    jsonRpc: -31010,
     http: 410,
     expose: true,
     message: 'That revision is no longer kept',
@@ -250,7 +315,7 @@ export const ERROR_CATALOG = {
   },
   range_too_large: {
     family: 'state',
-    jsonRpc: -32024,
+    jsonRpc: -31024,
     http: 413,
     expose: true,
     message: 'The requested range is too large',
@@ -259,7 +324,7 @@ export const ERROR_CATALOG = {
   },
   precondition_failed: {
     family: 'state',
-    jsonRpc: -32027,
+    jsonRpc: -31027,
     http: 412,
     expose: true,
     message: "The command's precondition does not hold",
@@ -268,7 +333,7 @@ export const ERROR_CATALOG = {
   },
   undo_conflict: {
     family: 'state',
-    jsonRpc: -32012,
+    jsonRpc: -31012,
     http: 409,
     expose: true,
     message: 'A later commit touched the same paths',
@@ -276,7 +341,7 @@ export const ERROR_CATALOG = {
   },
   state_invalid: {
     family: 'state',
-    jsonRpc: -32014,
+    jsonRpc: -31014,
     http: 422,
     expose: true,
     message: 'The command produced a value that is not plain JSON',
@@ -285,7 +350,7 @@ export const ERROR_CATALOG = {
   },
   state_too_large: {
     family: 'state',
-    jsonRpc: -32015,
+    jsonRpc: -31015,
     http: 413,
     expose: true,
     message: 'The document would exceed its size limit',
@@ -294,7 +359,7 @@ export const ERROR_CATALOG = {
   },
   store_unavailable: {
     family: 'recovery',
-    jsonRpc: -32017,
+    jsonRpc: -31017,
     http: 503,
     expose: false,
     message: 'Storage is unavailable; try again',
@@ -302,7 +367,7 @@ export const ERROR_CATALOG = {
   },
   store_busy: {
     family: 'recovery',
-    jsonRpc: -32030,
+    jsonRpc: -31030,
     http: 503,
     expose: false,
     message: 'Storage is busy; try again',
@@ -311,7 +376,7 @@ export const ERROR_CATALOG = {
   },
   storage_full: {
     family: 'recovery',
-    jsonRpc: -32031,
+    jsonRpc: -31031,
     http: 507,
     expose: false,
     message: 'Storage is full',
@@ -320,7 +385,7 @@ export const ERROR_CATALOG = {
   },
   store_corrupt: {
     family: 'recovery',
-    jsonRpc: -32032,
+    jsonRpc: -31032,
     http: 500,
     expose: false,
     message: 'Storage is damaged',
@@ -329,7 +394,7 @@ export const ERROR_CATALOG = {
   },
   circuit_open: {
     family: 'recovery',
-    jsonRpc: -32018,
+    jsonRpc: -31018,
     http: 503,
     expose: true,
     message: 'Storage is failing; requests are paused',
@@ -338,7 +403,7 @@ export const ERROR_CATALOG = {
   },
   conflict_retries_exhausted: {
     family: 'recovery',
-    jsonRpc: -32019,
+    jsonRpc: -31019,
     http: 503,
     expose: true,
     message: 'Too many concurrent writers; try again',
@@ -424,13 +489,50 @@ export type SetupCode = FamilyCode<'setup'>;
  */
 export type CommandErrorCode<C extends string> = C extends Exclude<CatalogCode, CommandCode> ? never : C;
 
+/**
+ * Which JSON-RPC error numbers a catalog entry may carry (the 2026-07-28 allocation policy,
+ * basic/index.mdx "Error codes"): -32768..-32000 is reserved (-32000..-32019 legacy, -32020..-32099
+ * for the spec), so coremcp's own codes live outside it, in `own`. Inside it only the standard
+ * JSON-RPC codes and the spec-defined MCP codes appear, the latter only under the code that names
+ * the condition the spec gave them.
+ */
+export const JSON_RPC_CODE_POLICY = {
+  reserved: { from: -32768, to: -32000 },
+  standard: [-32700, -32600, -32601, -32602, -32603] as readonly number[],
+  /** Spec-defined codes, by the catalog code that may carry each. */
+  spec: {
+    header_mismatch: -32020,
+    missing_client_capability: -32021,
+    unsupported_protocol_version: -32022,
+    url_elicitation_required: -32042,
+  } as Readonly<Record<string, number>>,
+  own: { from: -31099, to: -31000 },
+} as const;
+
+/** Why a catalog entry's JSON-RPC code breaks the allocation policy, or undefined when it keeps it. */
+export function jsonRpcPolicyViolation(code: string, jsonRpc: number): string | undefined {
+  const { reserved, standard, spec, own } = JSON_RPC_CODE_POLICY;
+  if (!Number.isInteger(jsonRpc)) return `${jsonRpc} is not an integer`;
+  if (jsonRpc < reserved.from || jsonRpc > reserved.to) {
+    return jsonRpc >= own.from && jsonRpc <= own.to
+      ? undefined
+      : `${jsonRpc} is outside coremcp's block ${own.from}..${own.to}`;
+  }
+  if (standard.includes(jsonRpc)) return undefined;
+  const owner = Object.entries(spec).find(([, n]) => n === jsonRpc)?.[0];
+  if (owner === code) return undefined;
+  return owner
+    ? `${jsonRpc} is the spec's code for ${owner}, not for ${code}`
+    : `${jsonRpc} lies in the reserved range ${reserved.from}..${reserved.to}`;
+}
+
 /** Codes apps may use for their own errors: lower snake case, 2-64 characters. */
 export const ERROR_CODE_PATTERN = /^[a-z][a-z0-9_]{1,63}$/;
 
 /** Spec for codes that are not in the catalog: an app's own command errors. */
 const APP_ERROR_SPEC: ErrorSpec = {
   family: 'command',
-  jsonRpc: -32000,
+  jsonRpc: -31000,
   http: 422,
   expose: true,
   message: 'Command failed',
@@ -638,7 +740,20 @@ export function errorCatalogMarkdown(): string {
     'and a request id to find the rest in the server log.',
     '',
     'Apps define their own codes with `new CommandError(code, message, { details })` (lower snake case); they travel',
-    'like `command_failed`: JSON-RPC code -32000, HTTP 422, details shown.',
+    'like `command_failed`: JSON-RPC code -31000, HTTP 422, details shown.',
+    '',
+    '## JSON-RPC numbers',
+    '',
+    'The numbers follow the 2026-07-28 allocation policy: -32768..-32000 is reserved (-32000..-32019 legacy,',
+    '-32020..-32099 for the MCP specification), so coremcp uses only the standard JSON-RPC codes (-32700, -32600,',
+    '-32601, -32602, -32603) and the spec-defined codes with their spec meaning (-32021 missing client capability)',
+    'there. Its own codes are -31000..-31099; a test checks every entry. Clients should match on `data.code` (the',
+    'name below), which never changes.',
+    '',
+    'Until the 2026-07-28 release coremcp used -32000..-32032 for its own codes. Each moved to -310xx with the same',
+    'last two digits (`rate_limited` -32029 is now -31029, `revision_conflict` -32009 is now -31009, app codes',
+    '-32000 are now -31000); the two that shared a number with another code got one of their own (`too_many_sessions`',
+    '-32000 is now -31033, `session_not_found` -32001 is now -31004). Names, HTTP statuses and meanings are unchanged.',
     '',
     '| code | family | JSON-RPC | HTTP | shows details | message | meaning |',
     '|---|---|---|---|---|---|---|',

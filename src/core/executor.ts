@@ -1,13 +1,8 @@
 import { z } from 'zod';
 import type { Authorizer, Principal } from './access.js';
 import { buildAuditEntry } from './audit.js';
-import type {
-  ClientChannel,
-  CommandDefinition,
-  CommandRegistry,
-  QueryContext,
-  WriteContext,
-} from './commands.js';
+import type { CommandDefinition, CommandRegistry, QueryContext, WriteContext } from './commands.js';
+import { type ConsentGrant, consentQuestion, hashChanges, readConsent } from './consent.js';
 import { type Effect, HandlerContext, type HandlerContextOptions } from './context.js';
 import {
   AccessError,
@@ -17,6 +12,7 @@ import {
   InternalError,
   isCoreMcpError,
   type PublicError,
+  RevisionConflictError,
   StateError,
   TransportError,
   toPublicError,
@@ -30,6 +26,7 @@ import {
   isStoredRefusal,
 } from './idempotency.js';
 import { timeOrderedId } from './ids.js';
+import { type ClientConnection, ClientInput, InputNeeded, type InputRequests } from './input.js';
 import {
   DEFAULT_INPUT_LIMITS,
   escapePointerToken,
@@ -41,8 +38,8 @@ import {
 import { type Logger, silentLogger } from './log.js';
 import { touchedPaths } from './patch.js';
 import { checkResultIsJson } from './results.js';
-import type { StateManager } from './state.js';
-import type { IdempotencyRecord } from './store.js';
+import type { PreviewedChange, StateManager } from './state.js';
+import type { AuditConsent, IdempotencyRecord } from './store.js';
 import { CallSignal } from './timeout.js';
 import { validTraceparent } from './trace.js';
 
@@ -72,8 +69,23 @@ export interface ExecuteOptions {
   expectedRevision?: number;
   /** W3C trace context, carried into logs and the audit record (dropped when malformed). */
   traceparent?: string;
-  /** The MCP client, when the call came through one. */
-  client?: ClientChannel;
+  /** The MCP client, when the call came through one: what `ctx.client` asks. */
+  client?: ClientConnection;
+  /**
+   * Answers the client gave to the command's questions, by key: from earlier rounds and this one
+   * (MRTR retries, 2025 server-to-client requests, task updates).
+   */
+  answers?: Readonly<Record<string, JsonValue>>;
+  /**
+   * The consent question the client was shown in an earlier round, vouched for by the transport
+   * (a verified `requestState`): only with it does an answer under `CONSENT_KEY` count.
+   */
+  consent?: ConsentGrant;
+  /**
+   * The transport refused the call before it could run (a `requestState` that failed its checks):
+   * the pipeline authenticates, looks up and audits it, then fails it with this error.
+   */
+  refusal?: CoreMcpError;
 }
 
 export interface CommandSuccess {
@@ -104,7 +116,25 @@ export interface CommandFailure {
   revision?: number;
 }
 
-export type CommandResult = CommandSuccess | CommandFailure;
+/**
+ * The command asked the client something and cannot go on without the answers: nothing was
+ * committed. Ask `requests`, then call again with `answers` (the ones here plus the new ones).
+ */
+export interface CommandInputRequired {
+  status: 'input_required';
+  command: string;
+  requestId: string;
+  doc: string;
+  revision: number;
+  /** The questions, by key. */
+  requests: InputRequests;
+  /** The answers this run used, to carry into the next call. */
+  answers: Record<string, JsonValue>;
+  /** When the question is consent to a change: what it was asked about. */
+  consent?: ConsentGrant;
+}
+
+export type CommandResult = CommandSuccess | CommandFailure | CommandInputRequired;
 
 /** What observers (logs, metrics) learn about each finished call. */
 export interface ExecutionReport {
@@ -167,6 +197,8 @@ class CallTrace {
   storedRefusal: IdempotencyRecord | undefined;
   /** Sequence values this call took, by name, in order: a re-run takes the same ones again. */
   readonly sequences = new Map<string, number[]>();
+  /** For a command asking for consent: what its audit record says about it. */
+  consent: AuditConsent | undefined;
   #now: Date | undefined;
 
   constructor(command: string, options: ExecuteOptions) {
@@ -200,8 +232,32 @@ interface ResolvedCall {
   docs: readonly string[];
   options: CallOptions;
   signal: AbortSignal | undefined;
-  client: ClientChannel | undefined;
+  client: ClientConnection | undefined;
+  answers: Readonly<Record<string, JsonValue>>;
+  consent: ConsentGrant | undefined;
 }
+
+/**
+ * A run that stopped on questions: the pipeline's own signal, carried out of the transaction (which
+ * commits nothing) to where the outcome is made.
+ */
+class AwaitingInput extends Error {
+  readonly requests: InputRequests;
+  readonly answers: Record<string, JsonValue>;
+  readonly consent: ConsentGrant | undefined;
+
+  constructor(requests: InputRequests, answers: Record<string, JsonValue>, consent?: ConsentGrant) {
+    super('awaiting input');
+    this.requests = requests;
+    this.answers = answers;
+    this.consent = consent;
+  }
+}
+
+/** A consented change that is no longer the one shown: a fresh dry run asks again. */
+class ConsentChanged extends Error {}
+
+const NO_ANSWERS: Readonly<Record<string, JsonValue>> = Object.freeze({});
 
 /**
  * Runs commands through the pipeline: authenticate → look up → authorize → validate → resolve the
@@ -253,7 +309,8 @@ export class CommandExecutor {
       if (this.#draining) throw new TransportError('shutting_down');
       result = await this.#run(trace, input ?? {}, options);
     } catch (error) {
-      result = await this.#fail(trace, error);
+      result =
+        error instanceof AwaitingInput ? await this.#ask(trace, error) : await this.#fail(trace, error);
     } finally {
       if (--this.#running === 0) for (const wake of this.#idle.splice(0)) wake();
     }
@@ -288,6 +345,7 @@ export class CommandExecutor {
     const principal = authenticated(options.principal);
     const command = this.#lookUp(trace.command);
     this.#authorize(principal, command);
+    if (options.refusal) throw options.refusal;
     const input = this.#validate(command, rawInput, trace, options.meta);
     const callOptions = readCallOptions(options);
     const docs = await this.#resolveDocuments(command, input, principal, trace);
@@ -299,16 +357,61 @@ export class CommandExecutor {
       options: callOptions,
       signal: options.signal,
       client: options.client,
+      answers: options.answers ?? NO_ANSWERS,
+      consent: options.consent,
     };
     if (command.readOnly) return this.#query(call, trace);
     const key = callOptions.idempotencyKey;
-    if (key === undefined) return this.#write(call, trace, undefined);
+    if (key === undefined) return this.#writeCall(call, trace, undefined);
     const slot = idempotencySlot(principal.id, key, command.name, rawInput);
     return this.#idempotency.run(
       slot,
       () => this.#writeOnce(call, trace, slot),
       (original) => this.#repeat(trace, original),
     );
+  }
+
+  /** A write, with consent first when the command asks for it. */
+  #writeCall(
+    call: ResolvedCall,
+    trace: CallTrace,
+    slot: IdempotencySlot | undefined,
+  ): Promise<CommandSuccess> {
+    return call.command.confirm ? this.#writeWithConsent(call, trace, slot) : this.#write(call, trace, slot);
+  }
+
+  /**
+   * Consent: a dry run shows the changes and commits nothing; an approval of exactly those changes,
+   * at exactly those revisions, commits them; anything else is asked again or refused.
+   */
+  async #writeWithConsent(
+    call: ResolvedCall,
+    trace: CallTrace,
+    slot: IdempotencySlot | undefined,
+  ): Promise<CommandSuccess> {
+    if (!call.client) {
+      throw new CommandError(
+        'input_unavailable',
+        `"${call.command.name}" asks for consent before it commits, and this call has no client to ask`,
+      );
+    }
+    const grant = call.consent;
+    const decision = grant && readConsent(call.answers);
+    if (grant && decision === 'declined') {
+      trace.consent = { decision: 'declined', diffHash: grant.diffHash };
+      throw new CommandError('consent_declined', `The changes of "${call.command.name}" were not approved`, {
+        details: { diffHash: grant.diffHash },
+      });
+    }
+    if (grant && decision === 'accepted') {
+      try {
+        return await this.#write(call, trace, slot, { approved: grant });
+      } catch (error) {
+        // Another commit moved a document, or the run no longer makes the changes shown: show the new ones.
+        if (!(error instanceof RevisionConflictError) && !(error instanceof ConsentChanged)) throw error;
+      }
+    }
+    return this.#write(call, trace, slot, { dryRun: true });
   }
 
   #lookUp(name: string): CommandDefinition {
@@ -404,10 +507,18 @@ export class CommandExecutor {
     for (const doc of docs) views.set(doc, await this.state.view(doc));
     trace.revision = views.get(docs[0]!)!.revision;
     trace.handlerRan = true;
-    const ctx = this.#context(call, trace, signal, views, undefined);
+    const client = call.client && new ClientInput(call.client, call.answers);
+    const ctx = this.#context(call, trace, signal, views, undefined, client);
     checkPrecondition(command, ctx);
-    let result = command.run(ctx as unknown as QueryContext<unknown, unknown>);
-    if (result instanceof Promise) result = await signal.bound(result, command.timeoutMs);
+    let result: unknown;
+    try {
+      result = command.run(ctx as unknown as QueryContext<unknown, unknown>);
+      if (result instanceof Promise) result = await signal.bound(result, command.timeoutMs);
+    } catch (error) {
+      throw stoppedBy(error, client);
+    }
+    const waiting = stopped(client);
+    if (waiting) throw waiting;
     const value = result === undefined ? null : result;
     checkResultIsJson(value);
     await this.state.store.recordAttempt({ audit: this.#audit(trace, 'ok') });
@@ -417,7 +528,7 @@ export class CommandExecutor {
   /** An idempotent write run for the first time: a refusal by its handler is stored for repeats. */
   async #writeOnce(call: ResolvedCall, trace: CallTrace, slot: IdempotencySlot): Promise<CommandSuccess> {
     try {
-      return await this.#write(call, trace, slot);
+      return await this.#writeCall(call, trace, slot);
     } catch (error) {
       if (!isCoreMcpError(error) || !isStoredRefusal(error) || !trace.handlerRan) throw error;
       // The handler refused: repeats get the same refusal without running it again.
@@ -438,11 +549,14 @@ export class CommandExecutor {
     call: ResolvedCall,
     trace: CallTrace,
     slot: IdempotencySlot | undefined,
+    consent: { dryRun?: true; approved?: ConsentGrant } = {},
   ): Promise<CommandSuccess> {
     const { command, principal, docs } = call;
     const doc = docs[0]!;
     const signal = new CallSignal(call.signal);
     let effects: Effect[] = [];
+    let used: Record<string, JsonValue> = {};
+    const approved = consent.approved;
     const outcome = await this.state.transact({
       docs,
       principal,
@@ -457,23 +571,49 @@ export class CommandExecutor {
       call: signal,
       // History-rewinding commands (rollback, undo) must not lose to writers in other processes.
       exclusive: command.documentAction === 'rollback',
+      dryRun: consent.dryRun,
+      consent: approved && { decision: 'accepted', diffHash: approved.diffHash },
+      beforeCommit: approved && ((changes) => checkApproved(approved, changes)),
       mutate: (session) => {
         effects = [];
         const views = new Map(docs.map((d) => [d, session.base(d)]));
         trace.revision = views.get(doc)!.revision;
         trace.handlerRan = true;
-        const used = new Map<string, number>();
+        const sequencesThisRun = new Map<string, number>();
         const sequence = async (name: string, floor: number) => {
-          const index = used.get(name) ?? 0;
-          used.set(name, index + 1);
+          const index = sequencesThisRun.get(name) ?? 0;
+          sequencesThisRun.set(name, index + 1);
           const taken = trace.sequences.get(name) ?? [];
           trace.sequences.set(name, taken);
           taken[index] ??= await this.state.store.nextSequence(name, floor);
           return taken[index]!;
         };
-        const ctx = this.#context(call, trace, signal, views, { session, effects, sequence });
+        const client = call.client && new ClientInput(call.client, call.answers);
+        const ctx = this.#context(call, trace, signal, views, { session, effects, sequence }, client);
         checkPrecondition(command, ctx);
-        return command.run(ctx as unknown as WriteContext<unknown, unknown>);
+        let result: unknown;
+        try {
+          result = command.run(ctx as unknown as WriteContext<unknown, unknown>);
+        } catch (error) {
+          throw stoppedBy(error, client);
+        }
+        if (result instanceof Promise) {
+          return result.then(
+            (value) => {
+              const waiting = stopped(client);
+              if (waiting) throw waiting;
+              used = client?.used ?? {};
+              return value;
+            },
+            (error: unknown) => {
+              throw stoppedBy(error, client);
+            },
+          );
+        }
+        const waiting = stopped(client);
+        if (waiting) throw waiting;
+        used = client?.used ?? {};
+        return result;
       },
       checkPatches: (changed, patches) => {
         const forbidden = this.#authorizer.findForbiddenPath(
@@ -495,6 +635,20 @@ export class CommandExecutor {
     });
     if (outcome.duplicate) return this.#repeat(trace, { stored: outcome.duplicate });
     const result = (outcome.result ?? null) as JsonValue;
+    if (consent.dryRun && outcome.preview && outcome.preview.length > 0) {
+      const grant: ConsentGrant = {
+        revisions: Object.fromEntries(outcome.preview.map((c) => [c.doc, c.revision])),
+        diffHash: hashChanges(outcome.preview),
+      };
+      const question = consentQuestion(command, {
+        input: call.input,
+        principal,
+        result,
+        changes: outcome.preview,
+        diffHash: grant.diffHash,
+      });
+      throw new AwaitingInput(question, used, grant);
+    }
     if (!outcome.committed) {
       await this.state.store.recordAttempt({
         audit: this.#audit(trace, 'ok', outcome.revision),
@@ -527,6 +681,7 @@ export class CommandExecutor {
     signal: CallSignal,
     views: ReadonlyMap<string, { revision: number; value: unknown }>,
     write: HandlerContextOptions['write'],
+    client: ClientInput | undefined,
   ): HandlerContext {
     const view = (doc: string) => {
       const found = views.get(doc);
@@ -546,7 +701,7 @@ export class CommandExecutor {
       now: trace.now(this.#clock),
       signal,
       logger: this.#logger,
-      client: call.client,
+      client,
       documents: { revision: (doc) => view(doc).revision, state: (doc) => view(doc).value },
       ...(write ? { write } : {}),
     });
@@ -599,7 +754,25 @@ export class CommandExecutor {
       doc: trace.doc,
       revision,
       traceparent: trace.traceparent,
+      consent: trace.consent,
     });
+  }
+
+  /** A run stopped on questions: audited, and answered with the questions to ask. */
+  async #ask(trace: CallTrace, awaiting: AwaitingInput): Promise<CommandInputRequired> {
+    if (awaiting.consent) trace.consent = { decision: 'requested', diffHash: awaiting.consent.diffHash };
+    await this.state.store.recordAttempt({ audit: this.#audit(trace, 'input_required') });
+    const outcome: CommandInputRequired = {
+      status: 'input_required',
+      command: trace.command,
+      requestId: trace.requestId,
+      doc: trace.doc!,
+      revision: trace.revision ?? 0,
+      requests: awaiting.requests,
+      answers: awaiting.answers,
+    };
+    if (awaiting.consent) outcome.consent = awaiting.consent;
+    return outcome;
   }
 
   /** Turns any failure into a CommandResult, audits it, and logs what the client will not see. */
@@ -642,7 +815,8 @@ export class CommandExecutor {
       command: trace.command,
       principal: trace.principal,
       requestId: trace.requestId,
-      outcome: result.status === 'success' ? 'ok' : result.error.code,
+      outcome:
+        result.status === 'success' ? 'ok' : result.status === 'error' ? result.error.code : 'input_required',
       durationMs,
       committed: result.status === 'success' && result.committed,
       replayed: trace.replayed,
@@ -735,4 +909,28 @@ function checkPrecondition(command: CommandDefinition, ctx: HandlerContext): voi
   throw new StateError('precondition_failed', `Precondition of "${command.name}" failed: ${reason}`, {
     details: { reason },
   });
+}
+
+/**
+ * The pipeline's signal for a run whose client input has open questions, if it has any: a run that
+ * returned with questions open waits for their answers.
+ */
+function stopped(client: ClientInput | undefined): AwaitingInput | undefined {
+  return client?.waiting ? new AwaitingInput(client.pending, client.used) : undefined;
+}
+
+/** What a run that threw ends with: waiting, if it stopped at a question; otherwise its error. */
+function stoppedBy(error: unknown, client: ClientInput | undefined): unknown {
+  return error instanceof InputNeeded ? (stopped(client) ?? error) : error;
+}
+
+/** An approved change commits only as shown: same documents, same revisions, same patches. */
+function checkApproved(grant: ConsentGrant, changes: readonly PreviewedChange[]): void {
+  for (const change of changes) {
+    const shown = grant.revisions[change.doc];
+    if (shown === undefined) throw new ConsentChanged();
+    if (shown !== change.revision) throw new RevisionConflictError(change.doc, shown, change.revision);
+  }
+  if (changes.length !== Object.keys(grant.revisions).length || hashChanges(changes) !== grant.diffHash)
+    throw new ConsentChanged();
 }

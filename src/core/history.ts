@@ -192,6 +192,11 @@ export function historyCommands(commits: CommitReader): CommandDefinition[] {
       permission: 'state.rollback',
       documentAction: 'rollback',
       destructive: true,
+      // An admin sees what a rollback undoes before it happens.
+      confirm: ({ result }) => {
+        const { doc, from, to, reverted } = result as RollbackResult;
+        return `Roll "${doc}" back from revision ${from} to ${to}, reverting ${reverted} commit${reverted === 1 ? '' : 's'}?`;
+      },
       input: z.object({
         doc: z.string().regex(DOCUMENT_ID_PATTERN, 'a document id').describe('Document id'),
         toRevision: z.number().int().min(0).describe('The revision whose value to restore'),

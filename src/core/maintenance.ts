@@ -13,7 +13,10 @@ export interface MaintenanceOptions {
 
 export const DEFAULT_IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 
-/** One maintenance pass: retention on every document, then expired idempotency records. */
+/**
+ * One maintenance pass: retention on every document, then expired idempotency records, consumed
+ * request-state ids past their expiry and MCP tasks past their time to live.
+ */
 export async function runMaintenance(state: StateManager, options: MaintenanceOptions): Promise<void> {
   const log = options.logger;
   if (options.retention) {
@@ -35,6 +38,11 @@ export async function runMaintenance(state: StateManager, options: MaintenanceOp
   ).toISOString();
   const expired = await state.store.expireIdempotency(before);
   if (expired > 0) log.debug({ expired }, 'expired idempotency records');
+  const now = new Date().toISOString();
+  const consumed = await state.store.expireConsumed(now);
+  if (consumed > 0) log.debug({ expired: consumed }, 'forgot consumed request states');
+  const tasks = await state.store.expireTasks(now);
+  if (tasks > 0) log.debug({ expired: tasks }, 'deleted expired tasks');
 }
 
 /**

@@ -49,6 +49,7 @@ import {
 } from './patch.js';
 import { checkResultIsJson } from './results.js';
 import type {
+  AuditConsent,
   AuditRecord,
   CollectionLayout,
   CommitRecord,
@@ -199,8 +200,22 @@ export interface TransactRequest<R> {
   exclusive?: boolean;
   /** Commit the primary document at this schema version (a migration step); commits even without patches. */
   setVersion?: number;
-  /** Run and check everything, commit nothing: the result reports what would change. */
+  /**
+   * Sees every change at once, after the checks, just before the commit; throw to refuse. A
+   * `StateError` thrown here is a decision like any other: re-made on a current head first.
+   */
+  beforeCommit?: (changes: readonly PreviewedChange[]) => void;
+  /** Run the mutation and its checks, then return the changes instead of committing them. */
   dryRun?: boolean;
+  /** The consent that approved this change, for its audit record. */
+  consent?: AuditConsent;
+}
+
+/** One document's part of a change before it commits: its revision now and its patches. */
+export interface PreviewedChange {
+  doc: string;
+  revision: number;
+  patches: JsonPatch;
 }
 
 export interface TransactResult<R> {
@@ -218,6 +233,8 @@ export interface TransactResult<R> {
   audit: AuditRecord | undefined;
   /** Set when another call with the same idempotency key won the race. */
   duplicate: IdempotencyRecord | undefined;
+  /** For a dry run: what would have been committed (empty when nothing would change). */
+  preview?: PreviewedChange[];
 }
 
 interface CollectionHead {
@@ -733,6 +750,7 @@ export class StateManager {
       }
       let value: R;
       let writes: FinishedWrite[];
+      let preview: PreviewedChange[] | undefined;
       try {
         const session = new Session(heads, this);
         let result = request.mutate(session) as R | Promise<R>;
@@ -747,6 +765,12 @@ export class StateManager {
           this.#checkWrites(write);
           request.checkPatches?.(write.head.doc, write.patches);
         }
+        if (request.beforeCommit || request.dryRun) {
+          preview = writes
+            .filter((w) => w.patches.length > 0)
+            .map((w) => ({ doc: w.head.doc, revision: w.head.revision, patches: w.patches }));
+          if (preview.length > 0) request.beforeCommit?.(preview);
+        }
       } catch (error) {
         // A refusal never reaches the conditional commit, so nothing else would notice that it was
         // decided on a head another process has moved past: decide again on the current one.
@@ -755,6 +779,8 @@ export class StateManager {
       }
       const changed = writes.filter((w) => w.patches.length > 0);
       if (request.dryRun) {
+        // A preview is a decision too: made on a current head.
+        if (attempt < this.#maxRetries && (await this.#catchUp(heads))) continue;
         return {
           doc: primary,
           revision: primaryHead.revision,
@@ -765,6 +791,7 @@ export class StateManager {
           changed: [],
           audit: undefined,
           duplicate: undefined,
+          preview: preview ?? [],
         };
       }
       // A migration step commits (to record its version) even when it changes nothing.
@@ -830,6 +857,7 @@ export class StateManager {
             patchHash: hashPatch(c.commit.patches),
           })),
           traceparent: request.traceparent,
+          consent: request.consent,
         }),
         fence,
         idempotency:

@@ -1,5 +1,5 @@
 import type { IndexRange } from './collections.js';
-import type { JsonValue } from './json.js';
+import type { JsonObject, JsonValue } from './json.js';
 import type { JsonPatch } from './patch.js';
 
 /**
@@ -121,6 +121,73 @@ export interface Store {
    * principal's flood of keys cannot grow the store without bound). Returns how many were deleted.
    */
   trimIdempotency(principal: string, keep: number): Promise<number>;
+
+  /**
+   * Records `id` as used, atomically across every instance on this store: true the first time, false
+   * for every later call with the same id (until it is expired). What makes an MRTR `requestState`
+   * good for one retry. `expiresAt` (ISO time) is when the id may be forgotten.
+   */
+  consumeOnce(id: string, expiresAt: string): Promise<boolean>;
+  /** Forgets consumed ids whose `expiresAt` is before `before`. Returns how many. */
+  expireConsumed(before: string): Promise<number>;
+
+  /**
+   * Stores a new MCP task (the tasks extension; not an app's own "tasks"). Durable when the promise
+   * resolves: any instance's `readTask` finds it. Throws `already_exists` for a taken id.
+   */
+  createTask(task: TaskRecord): Promise<void>;
+  /** A task by id, or undefined. */
+  readTask(taskId: string): Promise<TaskRecord | undefined>;
+  /**
+   * Replaces a task if the stored one is at `task.version - 1` (a compare-and-set on the version);
+   * false, writing nothing, if another update came first or the task is gone.
+   */
+  updateTask(task: TaskRecord): Promise<boolean>;
+  /** Deletes tasks whose `expiresAt` is before `before`. Returns how many. */
+  expireTasks(before: string): Promise<number>;
+}
+
+/** The status of an MCP task. */
+export type TaskStatus = 'working' | 'input_required' | 'completed' | 'failed' | 'cancelled';
+
+/**
+ * An MCP task (the `io.modelcontextprotocol/tasks` extension): one long-running command call, its
+ * progress, its questions and its outcome, kept in the store so that every instance can answer for
+ * it. Stores keep it whole (a JSON column is enough); only `taskId`, `version` and `expiresAt` are
+ * looked at.
+ */
+export interface TaskRecord {
+  /** 128 random bits, base64url: unguessable. */
+  taskId: string;
+  /** Who created it: only they may see or change it. */
+  principal: string;
+  /** The command (tool) and its arguments, to run it again after a restart. */
+  command: string;
+  input: JsonValue;
+  status: TaskStatus;
+  statusMessage?: string;
+  createdAt: string;
+  lastUpdatedAt: string;
+  ttlMs: number | null;
+  pollIntervalMs?: number;
+  /** `createdAt` plus `ttlMs`: when it may be deleted. Absent for a task without a time to live. */
+  expiresAt?: string;
+  /** The questions waiting for answers (status `input_required`), by key, as MCP embeds them. */
+  inputRequests?: JsonObject;
+  /** Every answer delivered so far, by key. */
+  answers?: JsonObject;
+  /** The CallToolResult (status `completed`, tool errors included). */
+  result?: JsonObject;
+  /** The JSON-RPC error (status `failed`). */
+  error?: JsonObject;
+  /** The client asked to cancel; the runner stops at the next chance. */
+  cancelRequested?: boolean;
+  /** The process running it and until when that claim holds (renewed while it runs). */
+  runner?: { id: string; until: string };
+  /** What the runner needs besides the input: the client's capabilities, the call's options. */
+  context?: JsonObject;
+  /** 1 when created, one more with every update. */
+  version: number;
 }
 
 export interface SchemaStatus {
@@ -260,6 +327,15 @@ export interface AuditEntry {
   /** When one command changed several documents: the others, with their revisions and patch hashes. */
   alsoChanged?: Array<{ doc: string; revision: number; patchHash: string }>;
   traceparent?: string;
+  /** For a command that asks for consent: the decision and the hash of the changes shown. */
+  consent?: AuditConsent;
+}
+
+/** What the audit keeps of a consent: what was decided about which diff. */
+export interface AuditConsent {
+  decision: 'requested' | 'accepted' | 'declined';
+  /** SHA-256 of the changes shown (`hashChanges`): the documents, their revisions and patches. */
+  diffHash: string;
 }
 
 export interface AuditRecord extends AuditEntry {

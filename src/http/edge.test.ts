@@ -172,7 +172,7 @@ describe('the HTTP edge', () => {
     expect(JSON.parse(missing.body)).toMatchObject({
       jsonrpc: '2.0',
       id: null,
-      error: { code: -32002, data: { code: 'not_found' } },
+      error: { code: -31002, data: { code: 'not_found' } },
     });
     const method = await send(`${origin}/public`, { method: 'POST' });
     expect(method.status).toBe(405);

@@ -5,7 +5,7 @@ import type {
 } from '@modelcontextprotocol/server';
 import { UriTemplate } from '@modelcontextprotocol/server';
 import type { Principal } from '../core/access.js';
-import type { CommandDefinition } from '../core/commands.js';
+import type { ClientChannel, CommandDefinition } from '../core/commands.js';
 import { type DocumentDefinition, defineDocument } from '../core/document.js';
 import type { JsonValue } from '../core/json.js';
 import type { HealthCheck } from '../observability/health.js';
@@ -18,6 +18,11 @@ export type ResourceContents = TextResourceContents | BlobResourceContents;
 export interface AppCallContext {
   principal: Principal;
   signal: AbortSignal;
+  /**
+   * The client, for prompts that ask it something (elicitation, sampling, roots): the same channel
+   * commands have, re-running `get` with the answers (2026-07-28 retries, 2025-11-25 requests).
+   */
+  client?: ClientChannel;
 }
 
 /** A fixed resource the app offers beside its documents. */

@@ -19,6 +19,7 @@ import { toWebRequest, writeWebResponse } from '../http/bridge.js';
 import { HttpFailure } from '../http/respond.js';
 import type { HttpExchange, HttpRoute } from '../http/route.js';
 import { batchRefusal, findMessageProblem, invalidMessage } from './guard.js';
+import { ListenStreams } from './listen.js';
 import type { McpSurface } from './surface.js';
 
 export interface McpRouteOptions {
@@ -70,7 +71,7 @@ export class McpHttpRoute implements HttpRoute {
   readonly #modern: McpHttpHandler;
   readonly #legacyStateless: LegacyHttpHandler;
   readonly #sessions: LegacySessionPool;
-  readonly #detachPublisher: () => void;
+  readonly #listens: ListenStreams;
   /** Open listen streams per principal, for the fair share. */
   readonly #streams = new Map<string, number>();
   readonly #maxStreams: number;
@@ -95,9 +96,7 @@ export class McpHttpRoute implements HttpRoute {
       idleMs: options.sessionIdleMs,
     });
     this.#maxStreams = options.maxListenStreamsPerPrincipal ?? 16;
-    this.#detachPublisher = surface.addPublisher((uri, meta) => {
-      this.#modern.bus.publish({ kind: 'resource_updated', uri, params: { _meta: meta } });
-    });
+    this.#listens = new ListenStreams(surface, { serverInfo: surface.serverInfo });
   }
 
   /** Open 2025-era sessions. */
@@ -142,16 +141,26 @@ export class McpHttpRoute implements HttpRoute {
         parsed !== undefined &&
         (await isLegacyRequest(request, parsed, { maxRequestBodySize: this.#maxBody })));
     let response: Response;
-    let releaseStream: (() => void) | undefined;
-    if (!legacy) {
-      this.#refuseUnfollowable(parsed, principal);
-      if (isListen(parsed)) releaseStream = this.#takeStream(principal);
-      try {
-        response = await this.#modern.fetch(request, options);
-      } catch (error) {
-        releaseStream?.();
-        throw error;
+    if (!legacy && isListen(parsed)) {
+      return this.#listen(exchange, parsed, principal);
+    } else if (!legacy) {
+      const mismatch = this.#paramHeaderMismatch(parsed, req.headers);
+      if (mismatch) {
+        const id =
+          isRecord(parsed) && (typeof parsed.id === 'string' || typeof parsed.id === 'number')
+            ? parsed.id
+            : null;
+        exchange.res.writeHead(400, { 'content-type': 'application/json' });
+        exchange.res.end(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id,
+            error: { code: -32020, message: `Bad Request: ${mismatch}` },
+          }),
+        );
+        return;
       }
+      response = await this.#modern.fetch(request, options);
     } else if (typeof sessionId === 'string') {
       response = await this.#sessions.handle(sessionId, principal, request, options);
     } else if (isInitialize(parsed)) {
@@ -161,12 +170,51 @@ export class McpHttpRoute implements HttpRoute {
     }
     // A 2025 session's GET is its standing event stream: it stays open, like a listen stream.
     if (legacy && method === 'GET') exchange.markLongLived();
-    if (!releaseStream) return writeWebResponse(exchange.res, response, exchange.signal);
+    return writeWebResponse(exchange.res, response, exchange.signal);
+  }
+
+  /**
+   * A 2026-era `subscriptions/listen`: checked like any modern request (headers, envelope), then
+   * served by coremcp's own streams, which carry task notifications and know the principal. The
+   * open stream counts as a subscription.
+   */
+  async #listen(
+    exchange: HttpExchange,
+    parsed: Record<string, unknown>,
+    principal: Principal,
+  ): Promise<void> {
+    const id = typeof parsed.id === 'string' || typeof parsed.id === 'number' ? parsed.id : null;
+    const params = isRecord(parsed.params) ? parsed.params : {};
+    const problem = modernListenProblem(exchange.req.headers, params);
+    if (problem || id === null) {
+      const body = {
+        jsonrpc: '2.0',
+        id,
+        error: problem?.error ?? { code: -32600, message: 'Invalid Request: a listen request needs an id' },
+      };
+      exchange.res.writeHead(problem?.status ?? 400, { 'content-type': 'application/json' });
+      exchange.res.end(JSON.stringify(body));
+      return;
+    }
+    this.#refuseUnfollowable(parsed, principal);
+    const releaseStream = this.#takeStream(principal);
+    let answer: Awaited<ReturnType<ListenStreams['serve']>>;
+    try {
+      answer = await this.#listens.serve({ id, params }, principal, exchange.signal);
+    } catch (error) {
+      releaseStream();
+      throw error;
+    }
+    if (!(answer instanceof Response)) {
+      releaseStream();
+      exchange.res.writeHead(answer.status, { 'content-type': 'application/json' });
+      exchange.res.end(JSON.stringify(answer.error));
+      return;
+    }
     exchange.markLongLived();
-    // A 2026-era `subscriptions/listen` stream stays open while the client follows: count it as a subscription.
     const release = this.#surface.openSubscriptionStream();
     try {
-      await writeWebResponse(exchange.res, response, exchange.signal);
+      await writeWebResponse(exchange.res, answer, exchange.signal);
     } finally {
       release();
       releaseStream();
@@ -198,9 +246,21 @@ export class McpHttpRoute implements HttpRoute {
 
   /** Stops publishing to listen streams and closes the SDK handler and every session. */
   async close(): Promise<void> {
-    this.#detachPublisher();
+    this.#listens.close();
     await this.#modern.close();
     await this.#sessions.close();
+  }
+
+  /** A tools/call whose `Mcp-Param-*` headers disagree with its arguments: why, or undefined. */
+  #paramHeaderMismatch(
+    parsed: unknown,
+    headers: Record<string, string | string[] | undefined>,
+  ): string | undefined {
+    if (!isRecord(parsed) || parsed.method !== 'tools/call' || !isRecord(parsed.params)) return undefined;
+    return this.#surface.paramHeaderMismatch(parsed.params.name, parsed.params.arguments ?? {}, (name) => {
+      const value = headers[name];
+      return Array.isArray(value) ? value.join(', ') : value;
+    });
   }
 
   /** 2026-era `subscriptions/listen`: refuse documents the principal may not follow before the SDK acks. */
@@ -343,6 +403,58 @@ export class LegacySessionPool {
     await session.transport.close().catch(() => {});
     await session.server.close().catch(() => {});
   }
+}
+
+const ENVELOPE_KEYS = [
+  'io.modelcontextprotocol/protocolVersion',
+  'io.modelcontextprotocol/clientInfo',
+  'io.modelcontextprotocol/clientCapabilities',
+];
+
+/**
+ * What the SDK would refuse in a modern listen request before serving it: the standard headers
+ * (SEP-2243) and the per-request `_meta` envelope.
+ */
+function modernListenProblem(
+  headers: Record<string, string | string[] | undefined>,
+  params: Record<string, unknown>,
+): { status: number; error: { code: number; message: string; data?: unknown } } | undefined {
+  const method = headers['mcp-method'];
+  if (method !== 'subscriptions/listen') {
+    return {
+      status: 400,
+      error: {
+        code: -32020,
+        message: `Bad Request: the Mcp-Method header must name subscriptions/listen, not ${JSON.stringify(method ?? null)}`,
+      },
+    };
+  }
+  const meta = isRecord(params._meta) ? params._meta : {};
+  const version = meta['io.modelcontextprotocol/protocolVersion'];
+  if (headers['mcp-protocol-version'] !== version) {
+    return {
+      status: 400,
+      error: { code: -32020, message: 'Bad Request: the MCP-Protocol-Version header and the body disagree' },
+    };
+  }
+  if (version !== '2026-07-28') {
+    return {
+      status: 400,
+      error: {
+        code: -32022,
+        message: 'Unsupported protocol version',
+        data: { supported: ['2026-07-28'], requested: version },
+      },
+    };
+  }
+  const missing = ENVELOPE_KEYS.filter((key) => meta[key] === undefined);
+  if (missing.length > 0) {
+    return {
+      status: 400,
+      error: { code: -32602, message: `Invalid _meta envelope: missing ${missing.join(', ')}` },
+    };
+  }
+  return undefined;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

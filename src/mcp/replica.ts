@@ -64,6 +64,7 @@ export class StateReplica {
   };
   #syncing: Promise<SyncOutcome> | undefined;
   #dirty = false;
+  #heard = -1;
   #watch: { stop: () => Promise<void> } | undefined;
 
   constructor(client: Client, options: StateReplicaOptions = {}) {
@@ -79,6 +80,19 @@ export class StateReplica {
   /** The revision of the value held; -1 before the first sync. */
   get revision(): number {
     return this.#state.revision;
+  }
+
+  /**
+   * The newest revision the server has announced (a change notification carries it in `_meta`) or
+   * this replica has read; -1 before either. Known without a round trip.
+   */
+  get knownRevision(): number {
+    return Math.max(this.#heard, this.#state.revision);
+  }
+
+  /** Whether the server announced a revision newer than the one held: the copy is behind. */
+  get behind(): boolean {
+    return this.#heard > this.#state.revision;
   }
 
   /** The value held (deeply frozen), or undefined before the first sync. */
@@ -136,7 +150,10 @@ export class StateReplica {
     const uri = stateUri(this.doc);
     const hub = updateHub(this.#client);
     const onUpdate: UpdateListener = (updated, revision) => {
-      if (updated !== uri || (revision !== undefined && revision <= this.#state.revision)) return;
+      if (updated !== uri) return;
+      if (revision !== undefined) this.#heard = Math.max(this.#heard, revision);
+      // The notification says which revision it announces: one held already costs no round trip.
+      if (revision !== undefined && revision <= this.#state.revision) return;
       this.#pull();
     };
     hub.add(onUpdate);

@@ -1,28 +1,50 @@
 import {
   type CallToolResult,
   type GetPromptResult,
+  inputRequired,
   type ListResourcesResult,
   type ListResourceTemplatesResult,
   ProtocolError,
   type ReadResourceResult,
+  type InputRequests as SdkInputRequests,
   Server,
   type ServerCapabilities,
   type ServerContext,
   type Tool,
 } from '@modelcontextprotocol/server';
+import { z } from 'zod';
 import type { Authorizer, Principal } from '../core/access.js';
-import type { ClientChannel, CommandDefinition, CommandRegistry } from '../core/commands.js';
-import { isCoreMcpError, jsonRpcCode, toPublicError } from '../core/errors.js';
-import type { CommandExecutor, CommandResult } from '../core/executor.js';
+import type { CommandDefinition, CommandRegistry } from '../core/commands.js';
+import {
+  type CoreMcpError,
+  isCoreMcpError,
+  jsonRpcCode,
+  type PublicError,
+  toPublicError,
+} from '../core/errors.js';
+import type { CommandExecutor, CommandInputRequired, CommandResult } from '../core/executor.js';
 import { timeOrderedId } from '../core/ids.js';
+import { type ClientConnection, ClientInput, InputNeeded } from '../core/input.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import type { Logger } from '../core/log.js';
 import type { CommitEvent, StateManager } from '../core/state.js';
+import type { TaskRecord } from '../core/store.js';
 import { validTraceparent } from '../core/trace.js';
 import { type RateLimiter, rateLimited } from '../security/ratelimit.js';
 import type { AppCallContext, AppDefinition } from './app.js';
 import { META, STATE_URI_PREFIX, stateUri } from './meta.js';
+import { type ParamHeader, paramHeaderMismatch, paramHeaders } from './param-headers.js';
+import { firstRoundInput, RequestStates, type RoundBinding, type RoundInput } from './request-state.js';
 import { parseStateUri, readStateResource, STATE_RESOURCE_TEMPLATES, type StateUri } from './resources.js';
+import {
+  createTaskResult,
+  declaresTasks,
+  detailedTask,
+  TASKS_EXTENSION,
+  TaskRunner,
+  type TaskRunnerOptions,
+  tasksCapabilityMissing,
+} from './tasks.js';
 
 export type Era = 'legacy' | 'modern';
 
@@ -64,7 +86,28 @@ export interface McpSurfaceOptions {
    * with `rate_limited`. HTTP servers take the same limiter and answer 429 before the SDK runs.
    */
   rateLimiter?: RateLimiter;
+  /** How long an MRTR `requestState` is good for, in ms (default 10 minutes). */
+  requestStateTtlMs?: number;
+  /** The clock request states and tasks expire by (default: the system clock). */
+  clock?: () => Date;
+  /** MCP tasks: time to live, poll interval, runner lease. */
+  tasks?: Omit<TaskRunnerOptions, 'clock'>;
 }
+
+/**
+ * Failures that travel as JSON-RPC errors rather than as tool results with `isError`: the call was
+ * not one the server could run (an unknown tool, a capability the client lacks, a bad requestState).
+ */
+const PROTOCOL_FAILURES: ReadonlySet<string> = new Set([
+  'unknown_command',
+  'missing_client_capability',
+  'request_state_invalid',
+  'request_state_expired',
+  'request_state_replayed',
+]);
+
+/** Rounds of questions one call may take on a 2025-11-25 session (the SDK asks, then re-enters). */
+const MAX_INPUT_ROUNDS = 16;
 
 /** Publishes a resource change to 2026-era `subscriptions/listen` streams (the HTTP handler's bus). */
 export type ResourceUpdatePublisher = (uri: string, meta: JsonObject) => void;
@@ -88,6 +131,11 @@ export class McpSurface {
   readonly #limiter: RateLimiter | undefined;
   #answering = 0;
   #idle: Array<() => void> = [];
+  readonly #states: RequestStates;
+  readonly #tasks: TaskRunner;
+  readonly #taskListeners = new Set<(task: TaskRecord) => void>();
+  /** Tools with parameters mirrored into `Mcp-Param-*` headers, by name. */
+  readonly #paramHeaders = new Map<string, ParamHeader[]>();
 
   constructor(deps: SurfaceDeps, options: McpSurfaceOptions = {}) {
     if (!deps.registry.frozen) {
@@ -98,8 +146,30 @@ export class McpSurface {
     this.#deps = deps;
     this.#logger = deps.logger.child({ component: 'mcp' });
     this.#limiter = options.rateLimiter;
+    this.#states = new RequestStates(deps.state.store, {
+      ttlMs: options.requestStateTtlMs,
+      clock: options.clock,
+    });
+    this.#tasks = new TaskRunner(
+      {
+        store: deps.state.store,
+        executor: deps.executor,
+        toolResult: (result, command) => toCallToolResult(result, command) as unknown as JsonObject,
+        isProtocolFailure: (code) => PROTOCOL_FAILURES.has(code),
+        logger: this.#logger,
+        onChange: (task) => {
+          for (const listener of this.#taskListeners) listener(task);
+        },
+      },
+      { ...options.tasks, clock: options.clock },
+    );
     const app = deps.app;
     this.app = app;
+    // A tool whose x-mcp-header annotations break the spec's rules would be dropped by clients: refuse to serve it.
+    for (const command of app.commands) {
+      const declared = paramHeaders(command.name, command.inputJsonSchema);
+      if (declared.length > 0) this.#paramHeaders.set(command.name, declared);
+    }
     this.#serverInfo = {
       name: options.serverName ?? app.name,
       version: options.serverVersion ?? app.version,
@@ -113,8 +183,44 @@ export class McpSurface {
       prompts: app.prompts.length > 0 ? { listChanged: false } : undefined,
       completions: hasCompletions ? {} : undefined,
       logging: {},
+      // Long-running commands run as tasks for clients that declare the extension.
+      extensions: { [TASKS_EXTENSION]: {} },
     };
     this.#unsubscribe = deps.state.onCommit((event) => this.#onCommit(event));
+  }
+
+  /**
+   * Why a 2026-07-28 tools/call's `Mcp-Param-*` headers disagree with its arguments (SEP-2243), or
+   * undefined when they agree or the tool mirrors nothing.
+   */
+  paramHeaderMismatch(
+    tool: unknown,
+    args: unknown,
+    header: (name: string) => string | undefined,
+  ): string | undefined {
+    const declared = typeof tool === 'string' ? this.#paramHeaders.get(tool) : undefined;
+    return declared && paramHeaderMismatch(declared, args, header);
+  }
+
+  /** Who this server says it is (`serverInfo`). */
+  get serverInfo(): { name: string; version: string } {
+    return { name: this.#serverInfo.name, version: this.#serverInfo.version };
+  }
+
+  /** Calls `listener` after every change this process makes to an MCP task. Returns the detach function. */
+  onTaskChange(listener: (task: TaskRecord) => void): () => void {
+    this.#taskListeners.add(listener);
+    return () => this.#taskListeners.delete(listener);
+  }
+
+  /** Whether `taskId` names a task of `principal`'s that is still kept (for listen subscriptions). */
+  async ownsTask(principal: Principal, taskId: unknown): Promise<boolean> {
+    return this.#tasks
+      .get(principal, taskId, () => undefined)
+      .then(
+        () => true,
+        () => false,
+      );
   }
 
   /** Routes change notifications to 2026-era listen streams through `publish`. Returns the detach function. */
@@ -168,6 +274,7 @@ export class McpSurface {
     const server = new Server(this.#serverInfo, {
       capabilities: this.#capabilities,
       instructions: this.app.instructions,
+      inputRequired: { maxRounds: MAX_INPUT_ROUNDS },
     });
     const follower: Follower | undefined =
       channel === 'request'
@@ -192,12 +299,21 @@ export class McpSurface {
       'tools/call',
       guard(async (request, ctx) => {
         const { name } = request.params;
-        const result = await this.#callTool(principal, name, request.params.arguments ?? {}, ctx);
-        if (result.status === 'error' && result.error.code === 'unknown_command') {
-          throw new ProtocolError(jsonRpcCode('unknown_command'), `Tool ${name} not found`, {
-            code: 'unknown_command',
-            requestId: result.requestId,
-          });
+        const args = request.params.arguments ?? {};
+        const binding: RoundBinding = {
+          principal: principal.id,
+          target: `tools/call ${name}`,
+          arguments: args,
+        };
+        const result = await this.#callTool(principal, name, args, ctx, server, channel, binding);
+        if ('task' in result) return createTaskResult(result.task) as unknown as CallToolResult;
+        if (result.status === 'input_required') return this.#inputRequired(binding, result);
+        if (result.status === 'error' && PROTOCOL_FAILURES.has(result.error.code)) {
+          throw protocolFailure(
+            result.error.code === 'unknown_command'
+              ? { ...result.publicError, message: `Tool ${name} not found` }
+              : result.publicError,
+          );
         }
         const command = this.#deps.registry.get(name);
         return server.projectCallToolResult(toCallToolResult(result, command), command?.outputJsonSchema);
@@ -231,6 +347,40 @@ export class McpSurface {
         return {};
       }),
     );
+    const taskParams = { params: z.object({ taskId: z.string() }).loose() };
+    const taskClient = (ctx: ServerContext) => {
+      if (!declaresTasks(clientConnection(ctx, undefined, server, channel).capabilities))
+        throw tasksCapabilityMissing(ctx.mcpReq.method);
+    };
+    const lookUp = (name: string) => this.#deps.registry.get(name);
+    server.setRequestHandler(
+      'tasks/get',
+      taskParams,
+      guard(async (params: { taskId: string }, ctx) => {
+        taskClient(ctx);
+        return detailedTask(await this.#tasks.get(principal, params.taskId, lookUp));
+      }),
+    );
+    server.setRequestHandler(
+      'tasks/update',
+      { params: z.object({ taskId: z.string(), inputResponses: z.unknown().optional() }).loose() },
+      guard(async (params: { taskId: string; inputResponses?: unknown }, ctx) => {
+        taskClient(ctx);
+        // The SDK lifts `inputResponses` out of the params, as for MRTR retries.
+        const responses = ctx.mcpReq.inputResponses ?? params.inputResponses;
+        await this.#tasks.update(principal, params.taskId, responses, lookUp);
+        return {};
+      }),
+    );
+    server.setRequestHandler(
+      'tasks/cancel',
+      taskParams,
+      guard(async (params: { taskId: string }, ctx) => {
+        taskClient(ctx);
+        await this.#tasks.cancel(principal, params.taskId);
+        return {};
+      }),
+    );
     if (this.app.prompts.length > 0) {
       server.setRequestHandler(
         'prompts/list',
@@ -239,7 +389,14 @@ export class McpSurface {
       server.setRequestHandler(
         'prompts/get',
         guard((request, ctx) =>
-          this.#getPrompt(principal, request.params.name, request.params.arguments ?? {}, ctx),
+          this.#getPrompt(
+            principal,
+            request.params.name,
+            request.params.arguments ?? {},
+            ctx,
+            server,
+            channel,
+          ),
         ),
       );
     }
@@ -259,10 +416,13 @@ export class McpSurface {
     return server;
   }
 
-  close(): void {
+  /** Stops following commits and lets go of the tasks this process runs (another instance, or the next start, picks them up). */
+  async close(): Promise<void> {
     this.#unsubscribe();
     this.#followers.clear();
     this.#publishers.clear();
+    this.#taskListeners.clear();
+    await this.#tasks.close();
   }
 
   // --- tools -----------------------------------------------------------------------------------
@@ -282,7 +442,10 @@ export class McpSurface {
     name: string,
     args: unknown,
     ctx: ServerContext,
-  ): Promise<CommandResult> {
+    server: Server,
+    channel: Channel,
+    binding: RoundBinding,
+  ): Promise<CommandResult | { task: TaskRecord }> {
     const meta = (ctx.mcpReq._meta ?? {}) as Record<string, unknown>;
     const envelope = (ctx.mcpReq.envelope ?? {}) as Record<string, unknown>;
     // The request's own trace context first, then the HTTP header's; a malformed one is skipped.
@@ -290,14 +453,68 @@ export class McpSurface {
       validTraceparent(envelope['io.modelcontextprotocol/traceparent']) ??
       validTraceparent(meta.traceparent) ??
       validTraceparent(ctx.http?.req?.headers.get('traceparent'));
+    let round: RoundInput | undefined;
+    let refusal: CoreMcpError | undefined;
+    try {
+      round = await this.#round(binding, ctx);
+    } catch (error) {
+      if (!isCoreMcpError(error)) throw error;
+      refusal = error;
+    }
+    const client = clientConnection(ctx, meta.progressToken, server, channel);
+    const command = this.#deps.registry.get(name);
+    if (command?.task && !refusal) {
+      if (declaresTasks(client.capabilities)) {
+        const outcome = await this.#tasks.call({
+          principal,
+          command,
+          input: args as JsonValue,
+          client,
+          answers: round?.answers,
+          consent: round?.consent,
+          options: { meta, traceparent, requestId: timeOrderedId() },
+          signal: ctx.mcpReq.signal,
+        });
+        return 'sync' in outcome ? outcome.sync : outcome;
+      }
+      if (command.task === 'required') refusal = tasksCapabilityMissing(`"${name}"`);
+    }
     return this.#deps.executor.execute(name, args, {
       principal,
       requestId: timeOrderedId(),
       signal: ctx.mcpReq.signal,
       meta,
       traceparent,
-      client: clientChannel(ctx, meta.progressToken),
+      client,
+      answers: round?.answers,
+      consent: round?.consent,
+      refusal,
     });
+  }
+
+  /**
+   * The answers a call may use: on a retry, those its verified (and now consumed) `requestState`
+   * carries plus the ones just given for the questions it last asked; on a first call, whatever the
+   * client answered up front.
+   */
+  #round(binding: RoundBinding, ctx: ServerContext): Promise<RoundInput> {
+    const state = ctx.mcpReq.requestState();
+    const responses = ctx.mcpReq.inputResponses;
+    if (state === undefined) return Promise.resolve(firstRoundInput(responses));
+    return this.#states.redeem(state, binding, responses);
+  }
+
+  /** The `input_required` answer: the questions, and the state the retry must bring back. */
+  async #inputRequired(
+    binding: RoundBinding,
+    result: Pick<CommandInputRequired, 'requests' | 'answers' | 'consent'>,
+  ) {
+    const requestState = await this.#states.mint(binding, {
+      asked: Object.keys(result.requests),
+      answers: result.answers,
+      consent: result.consent,
+    });
+    return inputRequired({ inputRequests: result.requests as unknown as SdkInputRequests, requestState });
   }
 
   // --- resources -------------------------------------------------------------------------------
@@ -419,6 +636,8 @@ export class McpSurface {
     name: string,
     args: Record<string, string>,
     ctx: ServerContext,
+    server: Server,
+    channel: Channel,
   ): Promise<GetPromptResult> {
     const prompt = this.app.prompts.find((p) => p.name === name);
     if (!prompt || !this.#permits(principal, prompt.permission)) {
@@ -435,7 +654,19 @@ export class McpSurface {
         );
       }
     }
-    return prompt.get(args, { principal, signal: ctx.mcpReq.signal });
+    const binding: RoundBinding = { principal: principal.id, target: `prompts/get ${name}`, arguments: args };
+    const round = await this.#round(binding, ctx);
+    const client = new ClientInput(clientConnection(ctx, undefined, server, channel), round.answers);
+    let result: GetPromptResult | undefined;
+    try {
+      result = await prompt.get(args, { principal, signal: ctx.mcpReq.signal, client });
+    } catch (error) {
+      if (!(error instanceof InputNeeded) || !client.waiting) throw error;
+    }
+    if (client.waiting || !result) {
+      return this.#inputRequired(binding, { requests: client.pending, answers: client.used }) as never;
+    }
+    return result;
   }
 
   async #complete(
@@ -508,11 +739,7 @@ export class McpSurface {
         if (!isCoreMcpError(error) || !error.spec.expose) {
           this.#logger.error({ err: error, requestId, method: ctx.mcpReq.method }, 'MCP request failed');
         }
-        throw new ProtocolError(
-          jsonRpcCode(publicError.code),
-          publicError.message,
-          publicError as unknown as JsonObject,
-        );
+        throw protocolFailure(publicError);
       } finally {
         if (--this.#answering === 0) for (const wake of this.#idle.splice(0)) wake();
       }
@@ -569,7 +796,10 @@ function toTool(command: CommandDefinition): Tool {
  * A command's outcome as an MCP tool result: failures are results with `isError`, not protocol
  * errors. The content is the command's own rendering of its result, or the result's JSON text.
  */
-export function toCallToolResult(result: CommandResult, command?: CommandDefinition): CallToolResult {
+export function toCallToolResult(
+  result: Exclude<CommandResult, { status: 'input_required' }>,
+  command?: CommandDefinition,
+): CallToolResult {
   const meta: JsonObject = { [META.requestId]: result.requestId };
   if (result.revision !== undefined) meta[META.revision] = result.revision;
   if (result.status === 'success') {
@@ -593,8 +823,34 @@ export function toCallToolResult(result: CommandResult, command?: CommandDefinit
   };
 }
 
-function clientChannel(ctx: ServerContext, progressToken: unknown): ClientChannel {
+/**
+ * A failure as a JSON-RPC error: the catalog's number, the public message, and the public error as
+ * `data` (spec-defined fields, such as -32021's `requiredCapabilities`, lifted to the top of `data`).
+ */
+function protocolFailure(error: PublicError): ProtocolError {
+  const data: JsonObject = { ...(error as unknown as JsonObject) };
+  const required = error.details?.requiredCapabilities;
+  if (required !== undefined) data.requiredCapabilities = required;
+  return new ProtocolError(jsonRpcCode(error.code), error.message, data);
+}
+
+/** The client as a call sees it: its declared capabilities and whether a question can reach it. */
+function clientConnection(
+  ctx: ServerContext,
+  progressToken: unknown,
+  server: Server,
+  channel: Channel,
+): ClientConnection {
+  const envelope = ctx.mcpReq.envelope as Record<string, unknown> | undefined;
+  const modern = envelope?.['io.modelcontextprotocol/protocolVersion'] !== undefined;
+  const declared = modern
+    ? envelope?.['io.modelcontextprotocol/clientCapabilities']
+    : server.getClientCapabilities();
   return {
+    capabilities:
+      typeof declared === 'object' && declared !== null ? (declared as Record<string, unknown>) : undefined,
+    // 2025-11-25 HTTP without a session has no way back to the client; every other connection does.
+    canAsk: modern || channel !== 'request',
     progress: async (progress, total, message) => {
       if (typeof progressToken !== 'string' && typeof progressToken !== 'number') return;
       await ctx.mcpReq.notify({
@@ -607,8 +863,6 @@ function clientChannel(ctx: ServerContext, progressToken: unknown): ClientChanne
         },
       });
     },
-    request: async (method, params) =>
-      (await ctx.mcpReq.send({ method, params } as never)) as unknown as JsonObject,
     log: (level, data) => ctx.mcpReq.log(level, data),
   };
 }

@@ -10,6 +10,7 @@ import type {
   CredentialStore,
   IdempotencyRecord,
   Store,
+  TaskRecord,
 } from '../core/store.js';
 
 export interface StoreUnderTest {
@@ -536,6 +537,79 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
           await other.close();
         }
       }
+    });
+
+    it('consumes an id once, across handles, until it is expired', async () => {
+      expect(await store.consumeOnce('mrtr:a', '2026-01-01T00:10:00.000Z')).toBe(true);
+      expect(await store.consumeOnce('mrtr:a', '2026-01-01T00:10:00.000Z')).toBe(false);
+      expect(await store.consumeOnce('mrtr:b', '2026-01-01T00:20:00.000Z')).toBe(true);
+      if (subject.second) {
+        const other = await subject.second();
+        await other.open();
+        try {
+          expect(await other.consumeOnce('mrtr:a', '2026-01-01T00:10:00.000Z')).toBe(false);
+          // Racing handles: exactly one wins each id.
+          const wins = await Promise.all(
+            Array.from({ length: 8 }, (_, i) =>
+              (i % 2 === 0 ? store : other).consumeOnce('mrtr:race', '2026-01-01T00:10:00.000Z'),
+            ),
+          );
+          expect(wins.filter(Boolean)).toHaveLength(1);
+        } finally {
+          await other.close();
+        }
+      }
+      expect(await store.expireConsumed('2026-01-01T00:15:00.000Z')).toBe(subject.second ? 2 : 1);
+      // Forgotten once expired (its requestState has expired too, so nothing can present it again).
+      expect(await store.consumeOnce('mrtr:a', '2026-01-01T00:30:00.000Z')).toBe(true);
+      expect(await store.consumeOnce('mrtr:b', '2026-01-01T00:20:00.000Z')).toBe(false);
+    });
+
+    it('keeps MCP tasks whole, updating them only over the version read', async () => {
+      const task: TaskRecord = {
+        taskId: 't-1',
+        principal: 'alice',
+        command: 'board.export',
+        input: { format: 'json', nested: { 'a/b': [1, null] } },
+        status: 'working',
+        createdAt: AT,
+        lastUpdatedAt: AT,
+        ttlMs: 60_000,
+        pollIntervalMs: 500,
+        expiresAt: '2026-01-01T00:01:00.000Z',
+        version: 1,
+      };
+      await store.createTask(task);
+      expect(await store.readTask('t-1')).toEqual(task);
+      expect(await store.readTask('t-2')).toBeUndefined();
+      const taken = await store.createTask(task).catch((e: unknown) => e);
+      expect(isCoreMcpError(taken) && taken.code).toBe('already_exists');
+
+      const progressed = { ...task, statusMessage: 'half way', version: 2 };
+      expect(await store.updateTask(progressed)).toBe(true);
+      // A second writer that read version 1 loses: nothing of its update is written.
+      expect(await store.updateTask({ ...task, status: 'cancelled', version: 2 })).toBe(false);
+      expect(await store.readTask('t-1')).toEqual(progressed);
+      expect(await store.updateTask({ ...progressed, taskId: 'missing', version: 3 })).toBe(false);
+
+      const done = { ...progressed, status: 'completed' as const, result: { content: [] }, version: 3 };
+      expect(await store.updateTask(done)).toBe(true);
+      if (subject.second) {
+        const other = await subject.second();
+        await other.open();
+        try {
+          expect(await other.readTask('t-1')).toEqual(done);
+          expect(await other.updateTask({ ...done, version: 3 })).toBe(false);
+        } finally {
+          await other.close();
+        }
+      }
+      await store.createTask({ ...task, taskId: 't-forever', ttlMs: null, expiresAt: undefined });
+      await store.createTask({ ...task, taskId: 't-later', expiresAt: '2026-01-02T00:00:00.000Z' });
+      expect(await store.expireTasks('2026-01-01T12:00:00.000Z')).toBe(1);
+      expect(await store.readTask('t-1')).toBeUndefined();
+      expect((await store.readTask('t-later'))?.taskId).toBe('t-later');
+      expect((await store.readTask('t-forever'))?.ttlMs).toBeNull();
     });
 
     it('refuses to serve once closed: ping rejects, nothing throws synchronously, close repeats', async () => {

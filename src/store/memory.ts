@@ -21,6 +21,7 @@ import type {
   Snapshot,
   Store,
   StoredEntry,
+  TaskRecord,
 } from '../core/store.js';
 
 interface MemoryDocument {
@@ -99,6 +100,9 @@ export class MemoryStore implements Store, CredentialStore {
   readonly #secrets = new Map<string, string>();
   readonly #fences = new Map<string, { token: string; until: number }>();
   readonly #sequences = new Map<string, number>();
+  /** Consumed ids and when each may be forgotten. */
+  readonly #consumed = new Map<string, string>();
+  readonly #tasks = new Map<string, TaskRecord>();
   #open = false;
 
   async open(): Promise<void> {
@@ -484,6 +488,58 @@ export class MemoryStore implements Store, CredentialStore {
     mine.sort((a, b) => (a[1].at < b[1].at ? 1 : a[1].at > b[1].at ? -1 : 0));
     for (const [slot] of mine.slice(keep)) this.#idempotency.delete(slot);
     return mine.length - keep;
+  }
+
+  async consumeOnce(id: string, expiresAt: string): Promise<boolean> {
+    this.#check();
+    if (this.#consumed.has(id)) return false;
+    this.#consumed.set(id, expiresAt);
+    return true;
+  }
+
+  async expireConsumed(before: string): Promise<number> {
+    this.#check();
+    let removed = 0;
+    for (const [id, expiresAt] of this.#consumed) {
+      if (expiresAt < before) {
+        this.#consumed.delete(id);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  async createTask(task: TaskRecord): Promise<void> {
+    this.#check();
+    if (this.#tasks.has(task.taskId))
+      throw new StateError('already_exists', `A task "${task.taskId}" exists`);
+    this.#tasks.set(task.taskId, copy(task));
+  }
+
+  async readTask(taskId: string): Promise<TaskRecord | undefined> {
+    this.#check();
+    const task = this.#tasks.get(taskId);
+    return task && copy(task);
+  }
+
+  async updateTask(task: TaskRecord): Promise<boolean> {
+    this.#check();
+    const stored = this.#tasks.get(task.taskId);
+    if (!stored || stored.version !== task.version - 1) return false;
+    this.#tasks.set(task.taskId, copy(task));
+    return true;
+  }
+
+  async expireTasks(before: string): Promise<number> {
+    this.#check();
+    let removed = 0;
+    for (const [id, task] of this.#tasks) {
+      if (task.expiresAt !== undefined && task.expiresAt < before) {
+        this.#tasks.delete(id);
+        removed++;
+      }
+    }
+    return removed;
   }
 
   async insertApiKey(key: ApiKeyRecord): Promise<void> {

@@ -28,6 +28,7 @@ import type {
   Snapshot,
   Store,
   StoredEntry,
+  TaskRecord,
 } from '../core/store.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
 
@@ -174,6 +175,17 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX idempotency_principal_at ON idempotency (principal, at);
    CREATE TABLE fences (doc TEXT PRIMARY KEY, token TEXT NOT NULL, until INTEGER NOT NULL) WITHOUT ROWID;
    CREATE TABLE sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;`,
+  // 4: the 2026-07-28 protocol. Ids consumed once (MRTR request states), and MCP tasks (the tasks
+  // extension), each kept whole as JSON with its version for compare-and-set updates.
+  `CREATE TABLE consumed (id TEXT PRIMARY KEY, expires_at TEXT NOT NULL) WITHOUT ROWID;
+   CREATE INDEX consumed_expires ON consumed (expires_at);
+   CREATE TABLE mcp_tasks (
+     task_id TEXT PRIMARY KEY,
+     version INTEGER NOT NULL,
+     expires_at TEXT,
+     record TEXT NOT NULL
+   ) WITHOUT ROWID;
+   CREATE INDEX mcp_tasks_expires ON mcp_tasks (expires_at) WHERE expires_at IS NOT NULL;`,
 ];
 
 /** Commits removed per transaction when compacting: each batch is short, writers run between them. */
@@ -338,6 +350,16 @@ function prepareStatements(db: Database.Database) {
       `DELETE FROM idempotency WHERE principal = @principal AND key IN (
          SELECT key FROM idempotency WHERE principal = @principal ORDER BY at DESC LIMIT -1 OFFSET @keep)`,
     ),
+    consume: db.prepare('INSERT OR IGNORE INTO consumed (id, expires_at) VALUES (?, ?)'),
+    expireConsumed: db.prepare('DELETE FROM consumed WHERE expires_at < ?'),
+    insertTask: db.prepare(
+      'INSERT INTO mcp_tasks (task_id, version, expires_at, record) VALUES (?, ?, ?, ?)',
+    ),
+    task: db.prepare('SELECT record FROM mcp_tasks WHERE task_id = ?').pluck(),
+    updateTask: db.prepare(
+      'UPDATE mcp_tasks SET version = ?, expires_at = ?, record = ? WHERE task_id = ? AND version = ?',
+    ),
+    expireTasks: db.prepare('DELETE FROM mcp_tasks WHERE expires_at IS NOT NULL AND expires_at < ?'),
     insertKey: db.prepare(
       'INSERT INTO api_keys (id, name, role, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)',
     ),
@@ -770,6 +792,52 @@ export class SqliteStore implements Store, CredentialStore {
   async trimIdempotency(principal: string, keep: number): Promise<number> {
     this.#conn();
     return this.#sql.trimIdempotency.run({ principal, keep }).changes;
+  }
+
+  async consumeOnce(id: string, expiresAt: string): Promise<boolean> {
+    this.#conn();
+    // The primary key decides between racing processes: one insert wins, the others change nothing.
+    return this.#sql.consume.run(id, expiresAt).changes === 1;
+  }
+
+  async expireConsumed(before: string): Promise<number> {
+    this.#conn();
+    return this.#sql.expireConsumed.run(before).changes;
+  }
+
+  async createTask(task: TaskRecord): Promise<void> {
+    this.#conn();
+    try {
+      this.#sql.insertTask.run(task.taskId, task.version, task.expiresAt ?? null, JSON.stringify(task));
+    } catch (error) {
+      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+        throw new StateError('already_exists', `A task "${task.taskId}" exists`);
+      }
+      throw error;
+    }
+  }
+
+  async readTask(taskId: string): Promise<TaskRecord | undefined> {
+    this.#conn();
+    const text = this.#sql.task.get(taskId) as string | undefined;
+    return text === undefined ? undefined : (JSON.parse(text) as TaskRecord);
+  }
+
+  async updateTask(task: TaskRecord): Promise<boolean> {
+    this.#conn();
+    const changes = this.#sql.updateTask.run(
+      task.version,
+      task.expiresAt ?? null,
+      JSON.stringify(task),
+      task.taskId,
+      task.version - 1,
+    ).changes;
+    return changes === 1;
+  }
+
+  async expireTasks(before: string): Promise<number> {
+    this.#conn();
+    return this.#sql.expireTasks.run(before).changes;
   }
 
   async insertApiKey(key: ApiKeyRecord): Promise<void> {

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { Client, type ClientCapabilities, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { type Core, type McpSurface, type RunningHttpServer, type ServerOptions, startServer } from 'coremcp';
 
@@ -9,12 +9,37 @@ export const MODERN = '2026-07-28';
 
 export type Era = 'legacy' | 'modern';
 
-/** A real SDK client over Streamable HTTP, speaking the 2025-11-25 (legacy) or 2026-07-28 (modern) protocol. */
-export async function httpClient(url: string, key: string | undefined, era: Era = 'modern'): Promise<Client> {
+/** What a test client declares and answers before it connects. */
+export interface ClientSetup {
+  /** Client capabilities to declare (elicitation, sampling, roots, extensions). */
+  capabilities?: ClientCapabilities;
+  /** Registers request handlers (elicitation, sampling, roots) before connecting. */
+  setup?: (client: Client) => void;
+  /** `false`: hand `input_required` results back instead of answering them (SDK manual mode). */
+  autoFulfill?: boolean;
+}
+
+function newClient(era: Era, options: ClientSetup): Client {
   const client = new Client(
     { name: 'coremcp-test', version: '1.0.0' },
-    { versionNegotiation: { mode: era === 'modern' ? { pin: MODERN } : 'legacy' } },
+    {
+      versionNegotiation: { mode: era === 'modern' ? { pin: MODERN } : 'legacy' },
+      capabilities: options.capabilities,
+      inputRequired: { autoFulfill: options.autoFulfill ?? true },
+    },
   );
+  options.setup?.(client);
+  return client;
+}
+
+/** A real SDK client over Streamable HTTP, speaking the 2025-11-25 (legacy) or 2026-07-28 (modern) protocol. */
+export async function httpClient(
+  url: string,
+  key: string | undefined,
+  era: Era = 'modern',
+  options: ClientSetup = {},
+): Promise<Client> {
+  const client = newClient(era, options);
   const headers: Record<string, string> = key ? { Authorization: `Bearer ${key}` } : {};
   await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
   return client;
@@ -24,6 +49,7 @@ export async function httpClient(url: string, key: string | undefined, era: Era 
 export async function stdioClient(
   args: string[],
   era: Era = 'legacy',
+  options: ClientSetup = {},
 ): Promise<{ client: Client; stderr: () => string }> {
   let stderr = '';
   const transport = new StdioClientTransport({
@@ -31,10 +57,7 @@ export async function stdioClient(
     args: [CLI, 'serve', '--stdio', '--log-level', 'warn', ...args],
     stderr: 'pipe',
   });
-  const client = new Client(
-    { name: 'coremcp-test', version: '1.0.0' },
-    { versionNegotiation: { mode: era === 'modern' ? { pin: MODERN } : 'legacy' } },
-  );
+  const client = newClient(era, options);
   await client.connect(transport);
   transport.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();

@@ -617,7 +617,7 @@ describe('rate limit over stdio', () => {
       expect(refused.length).toBeGreaterThanOrEqual(6);
       for (const r of refused) {
         expect((r as PromiseRejectedResult).reason).toMatchObject({
-          code: -32029,
+          code: -31029,
           data: { code: 'rate_limited', details: { retryAfterSeconds: expect.any(Number) } },
         });
       }
