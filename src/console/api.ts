@@ -8,8 +8,8 @@ import type { CommandResult, ExecuteOptions } from '../core/executor.js';
 import { timeOrderedId } from '../core/ids.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import type { Logger } from '../core/log.js';
-import { touchedPaths } from '../core/patch.js';
-import type { StateManager } from '../core/state.js';
+import { type JsonPatch, touchedPaths } from '../core/patch.js';
+import { laterThanHead, type StateDiff, type StateManager } from '../core/state.js';
 import type { ApiKeyRecord, Store } from '../core/store.js';
 import { HttpFailure, sendError } from '../http/respond.js';
 import type { HttpExchange, HttpRoute } from '../http/route.js';
@@ -43,6 +43,7 @@ import type {
   EntriesResponse,
   HistoryResponse,
   KeyView,
+  MetricsResponse,
   SessionInfo,
 } from './wire.js';
 
@@ -167,10 +168,13 @@ export class ConsoleApi {
       this.#get('health', async () => this.#deps.health.check()),
       this.#get('metrics', async ({ principal }) => {
         this.#require(principal, METRICS_GRANT, 'Reading metrics needs the admin.metrics permission');
-        return {
-          intervalMs: this.#options.sampler?.intervalMs ?? 0,
-          points: this.#options.sampler?.points() ?? [],
+        const { sampler } = this.#options;
+        const series: MetricsResponse = {
+          intervalMs: sampler?.intervalMs ?? 0,
+          intervals: sampler?.intervals ?? 0,
+          points: sampler?.points() ?? [],
         };
+        return series;
       }),
       {
         paths: [`${API}/keys`],
@@ -397,13 +401,22 @@ export class ConsoleApi {
     return response;
   }
 
+  /**
+   * The patches from one revision to another. Forwards they compose the commits' patches; backwards
+   * (`from` later than `to`) their inverses, newest first: exactly what a rollback from `from` to
+   * `to` applies, so a confirmation can show it.
+   */
   async #diff({ principal, url }: Call): Promise<DiffResponse & { totalOps: number }> {
     const doc = docParam(url);
     this.#requireDocument(principal, doc, 'read');
     const from = integerParam(url, 'from');
     if (from === undefined)
       throw new CommandError('invalid_input', 'from is required', { details: { param: 'from' } });
-    const diff = await this.#deps.state.diff(doc, from, integerParam(url, 'to'));
+    const to = integerParam(url, 'to');
+    const diff =
+      to !== undefined && to < from
+        ? await this.#backwards(doc, from, to)
+        : await this.#deps.state.diff(doc, from, to);
     return {
       doc,
       from: diff.from,
@@ -413,6 +426,31 @@ export class ConsoleApi {
       compacted: diff.compacted,
       totalOps: diff.patches.length,
     };
+  }
+
+  async #backwards(doc: string, from: number, to: number): Promise<StateDiff> {
+    const { state } = this.#deps;
+    if (from - to > state.limits.maxRangeCommits)
+      throw new StateError(
+        'range_too_large',
+        `A diff spans at most ${state.limits.maxRangeCommits} commits`,
+        {
+          details: { from, to, limit: state.limits.maxRangeCommits },
+        },
+      );
+    const page = await state.history(doc, to, from - to);
+    if (from > page.head) throw laterThanHead('from', from, page.head);
+    if (page.commits.length !== from - to || page.commits[0]?.revision !== to + 1)
+      throw new StateError(
+        'revision_compacted',
+        `History before revision ${page.oldestRevision} of "${doc}" was compacted`,
+        {
+          details: { to, oldestRevision: page.oldestRevision },
+        },
+      );
+    const patches: JsonPatch = [];
+    for (let i = page.commits.length - 1; i >= 0; i--) patches.push(...page.commits[i]!.inverse);
+    return { doc, from, to, patches, compacted: false };
   }
 
   /**

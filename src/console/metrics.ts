@@ -59,6 +59,8 @@ function quantile(q: number, buckets: Array<[number, number]>, total: number): n
  */
 export class MetricsSampler {
   readonly intervalMs: number;
+  /** How many intervals are kept. */
+  readonly intervals: number;
   readonly #registry: Registry;
   readonly #keep: number;
   readonly #samples: Sample[] = [];
@@ -68,7 +70,8 @@ export class MetricsSampler {
   constructor(registry: Registry, options: MetricsSamplerOptions = {}) {
     this.#registry = registry;
     this.intervalMs = options.intervalMs ?? 5000;
-    this.#keep = (options.intervals ?? 120) + 1;
+    this.intervals = options.intervals ?? 120;
+    this.#keep = this.intervals + 1;
   }
 
   /** Takes a first sample and one every interval until `stop()`; the timer never keeps the process alive. */

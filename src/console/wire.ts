@@ -76,7 +76,10 @@ export interface EntriesResponse {
   cursor?: string;
 }
 
-/** `GET /console/api/diff?doc=D&from=A[&to=B]`. */
+/**
+ * `GET /console/api/diff?doc=D&from=A[&to=B]`: the patches that turn the value at A into the value at B
+ * (default: head). With B before A, the commits' inverses, newest first: what a rollback to B applies.
+ */
 export interface DiffResponse {
   doc: string;
   from: number;
@@ -166,6 +169,8 @@ export interface MetricsPoint {
 /** `GET /console/api/metrics`: the last minutes, oldest interval first. */
 export interface MetricsResponse {
   intervalMs: number;
+  /** How many intervals the server keeps: the charts' full width. */
+  intervals: number;
   points: MetricsPoint[];
 }
 

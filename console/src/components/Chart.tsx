@@ -21,9 +21,18 @@ function format(value: number): string {
   return value.toFixed(2);
 }
 
-/** A small line chart in SVG: one polyline per series, gaps where a value is null. */
-export function LineChart(props: { title: string; unit: string; series: Series[]; minutes: number }) {
-  const count = Math.max(...props.series.map((s) => s.values.length), 2);
+/**
+ * A small line chart in SVG: one polyline per series, gaps where a value is null. The x axis is the
+ * server's whole window (`slots` intervals), the newest value at the right edge.
+ */
+export function LineChart(props: {
+  title: string;
+  unit: string;
+  series: Series[];
+  slots: number;
+  minutes: number;
+}) {
+  const count = Math.max(props.slots, ...props.series.map((s) => s.values.length), 2);
   const max = niceMax(
     Math.max(0, ...props.series.flatMap((s) => s.values.filter((v): v is number => v !== null))),
   );
@@ -78,10 +87,12 @@ export function LineChart(props: { title: string; unit: string; series: Series[]
 export function StackedBars(props: {
   title: string;
   points: ReadonlyArray<Readonly<Record<string, number>>>;
+  slots: number;
   minutes: number;
 }) {
   const keys = [...new Set(props.points.flatMap((p) => Object.keys(p)))].sort();
-  const count = Math.max(props.points.length, 1);
+  const count = Math.max(props.slots, props.points.length, 1);
+  const offset = count - props.points.length;
   const max = niceMax(Math.max(0, ...props.points.map((p) => Object.values(p).reduce((a, b) => a + b, 0))));
   const band = (W - PAD.left - PAD.right) / count;
   const scale = (v: number) => (v / max) * (H - PAD.top - PAD.bottom);
@@ -129,7 +140,7 @@ export function StackedBars(props: {
               <rect
                 key={`${i}-${k}`}
                 class={`bar series-${j % 6}`}
-                x={PAD.left + i * band + 0.5}
+                x={PAD.left + (i + offset) * band + 0.5}
                 y={top}
                 width={Math.max(1, band - 1)}
                 height={h}

@@ -295,7 +295,8 @@ function RollbackDialog(props: {
   const [error, setError] = useState<string | undefined>();
   useEffect(() => {
     Promise.all([
-      api.get<Diff>('diff', { doc: props.doc, from: props.toRevision, to: props.head }),
+      // Backwards, from head to the target: the very patches the rollback will apply.
+      api.get<Diff>('diff', { doc: props.doc, from: props.head, to: props.toRevision }),
       api.get<HistoryResponse>('history', { doc: props.doc, before: props.head + 1, limit: 20 }),
     ])
       .then(([d, h]) => {
@@ -353,7 +354,7 @@ function RollbackDialog(props: {
       )}
       {diff ? (
         <>
-          <h3>Changes since r{props.toRevision} that will be undone</h3>
+          <h3>What the rollback changes</h3>
           <PatchList patches={diff.patches} total={diff.totalOps} />
         </>
       ) : (

@@ -34,7 +34,8 @@ export function HealthView({ metrics }: { metrics: boolean }) {
     };
   }, [metrics]);
   const points = series?.points ?? [];
-  const minutes = Math.max(1, Math.round((points.length * (series?.intervalMs ?? REFRESH_MS)) / 60_000));
+  const slots = series?.intervals ?? 0;
+  const minutes = Math.max(1, Math.round((slots * (series?.intervalMs ?? REFRESH_MS)) / 60_000));
   return (
     <section aria-labelledby="health-title">
       <h1 id="health-title">Health and metrics</h1>
@@ -82,6 +83,7 @@ export function HealthView({ metrics }: { metrics: boolean }) {
           <LineChart
             title="Commands per second"
             unit="/s"
+            slots={slots}
             minutes={minutes}
             series={[
               { name: 'commands', className: 'series-0', values: points.map((p) => p.commandsPerSecond) },
@@ -91,13 +93,19 @@ export function HealthView({ metrics }: { metrics: boolean }) {
           <LineChart
             title="Latency"
             unit="ms"
+            slots={slots}
             minutes={minutes}
             series={[
               { name: 'p50', className: 'series-0', values: points.map((p) => p.p50Ms) },
               { name: 'p99', className: 'series-2', values: points.map((p) => p.p99Ms) },
             ]}
           />
-          <StackedBars title="Errors by code" minutes={minutes} points={points.map((p) => p.errors)} />
+          <StackedBars
+            title="Errors by code"
+            slots={slots}
+            minutes={minutes}
+            points={points.map((p) => p.errors)}
+          />
         </div>
       )}
     </section>

@@ -29,7 +29,11 @@ export function HistoryView({ doc }: { doc: string | undefined }) {
       .get<DocumentsResponse>('documents')
       .then((r) => {
         setDocs(r.documents.map((d) => d.doc));
-        if (!doc && r.documents[0]) location.replace(href({ view: 'history', doc: r.documents[0].doc }));
+        // Without a document named, the one changed last.
+        const latest = [...r.documents].sort((a, b) =>
+          (b.lastChange?.at ?? '').localeCompare(a.lastChange?.at ?? ''),
+        )[0];
+        if (!doc && latest) location.replace(href({ view: 'history', doc: latest.doc }));
       })
       .catch(() => setDocs([]));
   }, [doc]);
