@@ -13,7 +13,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpClient, runCli, type ServerProcess, startServerProcess } from '../helpers/servers.js';
 import { tempDir } from '../helpers/tmp.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor, waitForOutput } from '../helpers/wait.js';
 import { launchChromium, screenshotDir } from './browser.js';
 
 /** The page's globals read by code that `page.evaluate` runs there (this file is compiled for Node). */
@@ -109,6 +109,7 @@ afterAll(async () => {
 
 describe('the console in Chromium', () => {
   it('prints its URL at start, and signs in from the keyboard with a key kept out of URLs, storage and scripts', async () => {
+    await waitForOutput(server.child.stderr!, server.stderr, 'console at');
     expect(server.stderr()).toContain(`coremcp: console at ${origin}/console`);
     await page.goto(`${origin}/console`);
     await page.getByLabel('API key or bearer token').waitFor();

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI, httpClient, runCli, startServerProcess } from '../helpers/servers.js';
 import { tempDir } from '../helpers/tmp.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor, waitForOutput } from '../helpers/wait.js';
 import { ConsoleClient } from './client.js';
 
 const tmp = tempDir();
@@ -41,6 +41,8 @@ describe('the console from the command line', () => {
     const dir = `${tmp.dir}/serve`;
     const on = await startServerProcess(['--data-dir', dir]);
     const origin = new URL(on.url).origin;
+    // The console's line follows the MCP endpoint's, perhaps in a later chunk.
+    await waitForOutput(on.child.stderr!, on.stderr, 'console at');
     expect(on.stderr()).toContain(`coremcp: console at ${origin}/console (sign in with an API key`);
     expect((await fetch(`${origin}/console`)).status).toBe(200);
     await on.stop();
