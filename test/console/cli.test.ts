@@ -40,16 +40,22 @@ describe('the console from the command line', () => {
   it('is served beside MCP by `serve` on loopback, and not with --no-console', async () => {
     const dir = `${tmp.dir}/serve`;
     const on = await startServerProcess(['--data-dir', dir]);
-    const origin = new URL(on.url).origin;
-    // The console's line follows the MCP endpoint's, perhaps in a later chunk.
-    await waitForOutput(on.child.stderr!, on.stderr, 'console at');
-    expect(on.stderr()).toContain(`coremcp: console at ${origin}/console (sign in with an API key`);
-    expect((await fetch(`${origin}/console`)).status).toBe(200);
-    await on.stop();
+    try {
+      const origin = new URL(on.url).origin;
+      // The console's line follows the MCP endpoint's, perhaps in a later chunk.
+      await waitForOutput(on.child.stderr!, on.stderr, 'console at');
+      expect(on.stderr()).toContain(`coremcp: console at ${origin}/console (sign in with an API key`);
+      expect((await fetch(`${origin}/console`)).status).toBe(200);
+    } finally {
+      await on.stop();
+    }
     const off = await startServerProcess(['--data-dir', dir, '--no-console']);
-    expect(off.stderr()).not.toContain('console at');
-    expect((await fetch(`${new URL(off.url).origin}/console`)).status).toBe(404);
-    await off.stop();
+    try {
+      expect(off.stderr()).not.toContain('console at');
+      expect((await fetch(`${new URL(off.url).origin}/console`)).status).toBe(404);
+    } finally {
+      await off.stop();
+    }
   });
 
   it('`coremcp console` serves the console alone over a data directory, following a running server', async () => {
