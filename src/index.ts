@@ -2,6 +2,14 @@
  * coremcp's public API. Importing this module opens nothing and starts nothing: stores open and
  * servers listen only when you call them.
  */
+
+export {
+  type ConsoleDeps,
+  type ConsoleOptions,
+  type ConsoleRoutes,
+  consoleRoutes,
+} from './console/routes.js';
+export type { ConsoleSessionsOptions } from './console/sessions.js';
 export type {
   AuthenticationResult,
   Authenticator,
@@ -164,6 +172,7 @@ export { type Core, type CoreOptions, createCore, localPrincipal } from './runti
 export { ApiKeys, type CreatedApiKey } from './security/apikeys.js';
 export { DEFAULT_ROLES, RoleAuthorizer, type RoleDefinition, type RolesConfig } from './security/rbac.js';
 export {
+  type ConsoleServe,
   type HttpServe,
   type RunningServer,
   type ServerOptions,

@@ -1,6 +1,8 @@
 import { userInfo } from 'node:os';
 import type { Transport } from '@modelcontextprotocol/server';
 import type { StdioServerHandle } from '@modelcontextprotocol/server/stdio';
+import { type ConsoleRoutes, consoleRoutes } from './console/routes.js';
+import type { ConsoleSessionsOptions } from './console/sessions.js';
 import type { Authenticator, Principal } from './core/access.js';
 import type { Logger } from './core/log.js';
 import { startMaintenance } from './core/maintenance.js';
@@ -51,12 +53,27 @@ export interface StdioServe {
   transport?: Transport | undefined;
 }
 
+/** The web console: at `/console` beside the MCP endpoint, or on a loopback listener of its own. */
+export interface ConsoleServe {
+  /**
+   * Serve the console alone on this loopback address (`coremcp console`), not on the MCP endpoint's
+   * edge. Without it the console needs `http`, and shares its port.
+   */
+  listen?: { host: string; port: number } | undefined;
+  /** Idle timeout, maximum age and count of sessions. */
+  sessions?: ConsoleSessionsOptions | undefined;
+  /** `Secure` cookies always (true), never (false), or when the request came over https (default). */
+  secureCookies?: boolean | undefined;
+}
+
 /** Everything a server is started from: the core's options, and how it is served. */
 export interface ServerOptions extends CoreOptions {
   /** Serve MCP over Streamable HTTP. */
   http?: HttpServe | undefined;
   /** Serve MCP over stdio. */
   stdio?: StdioServe | undefined;
+  /** The web console for people, on the same authentication and roles as MCP calls. */
+  console?: ConsoleServe | undefined;
   /** A second, loopback-only listener serving /metrics, /healthz and /readyz without credentials. */
   metricsListener?: { host: string; port: number } | undefined;
   /** Bearer JWTs besides API keys, and the RFC 9728 metadata naming where to get them. */
@@ -97,6 +114,8 @@ export interface RunningServer {
   readonly http: RunningHttpServer | undefined;
   /** The loopback metrics listener, when `metricsListener` was given. */
   readonly metricsListener: RunningEdge | undefined;
+  /** Where the web console is, when `console` was given, e.g. http://127.0.0.1:3000/console. */
+  readonly consoleUrl: string | undefined;
   /**
    * A graceful stop: no new calls (HTTP answers 503 `shutting_down` with `Retry-After`, stdio and
    * in-process callers get `shutting_down`), event streams end, calls in flight may finish — at most
@@ -128,6 +147,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   let http: RunningHttpServer | undefined;
   let metricsListener: RunningEdge | undefined;
+  let consoleEdge: RunningEdge | undefined;
+  let webConsole: ConsoleRoutes | undefined;
+  let consoleUrl: string | undefined;
   let stdio: StdioServerHandle | undefined;
 
   let closing: Promise<void> | undefined;
@@ -148,8 +170,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       // Answers computed but not yet written (a stdio response, a resource read) go out first.
       await surface.idle(Math.max(0, deadlineMs - (Date.now() - started)));
       await new Promise((resolve) => setImmediate(resolve));
+      webConsole?.close();
       await stdio?.close().catch(() => {});
       await http?.close().catch(() => {});
+      await consoleEdge?.close().catch(() => {});
       await metricsListener?.close().catch(() => {});
       await surface.close();
       await core.close();
@@ -160,8 +184,33 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   try {
     const observability = () =>
       observabilityRoutes({ health: core.health, metrics: core.metrics, authorizer: core.authorizer });
+    const authThrottle = new AuthThrottle(options.limits?.authFailures);
+    const anonymous = options.http?.authenticate === false ? anonymousAdmin(logger) : undefined;
+    // The console always signs people in with a key or token, even beside an unauthenticated MCP endpoint.
+    const authenticator =
+      (options.http && !anonymous) || options.console
+        ? await bearerAuthenticator(core, options.auth?.jwt)
+        : undefined;
+    if (options.console) {
+      if (!options.console.listen && !options.http)
+        throw new TypeError(
+          'the console is served beside HTTP (`http`) or on a listener of its own (`console.listen`)',
+        );
+      const keys = core.keys;
+      webConsole = consoleRoutes(
+        { ...core, appName: core.app.name },
+        {
+          authenticator: authenticator!,
+          keyIsActive: keys ? (hash) => keys.isActive(hash) : undefined,
+          authThrottle,
+          rateLimiter,
+          sessions: options.console.sessions,
+          secureCookies: options.console.secureCookies,
+          metricsRegistry: core.metrics?.registry,
+        },
+      );
+    }
     if (options.http) {
-      const anonymous = options.http.authenticate === false ? anonymousAdmin(logger) : undefined;
       http = await serveHttp(surface, {
         host: options.http.host,
         port: options.http.port,
@@ -174,19 +223,30 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         sessionIdleMs: options.http.sessionIdleMs,
         maxListenStreamsPerPrincipal: options.http.maxListenStreamsPerPrincipal,
         anonymous,
-        authenticator: anonymous ? undefined : await bearerAuthenticator(core, options.auth?.jwt),
+        authenticator: anonymous ? undefined : authenticator,
         rateLimiter,
-        authThrottle: new AuthThrottle(options.limits?.authFailures),
+        authThrottle,
         onAuthFailure: (reason) => core.metrics?.recordAuthFailure(reason),
         resourceMetadata: {
           resource: options.auth?.resource ?? options.auth?.jwt?.audience,
           authorizationServers:
             options.auth?.authorizationServers ?? (options.auth?.jwt ? [options.auth.jwt.issuer] : []),
         },
-        routes: observability(),
+        routes: [...observability(), ...(webConsole && !options.console?.listen ? webConsole.routes : [])],
         logger,
       });
+      if (webConsole && !options.console?.listen) consoleUrl = `${new URL(http.url).origin}/console`;
       if (!anonymous && options.announceFirstKey !== false) await announceFirstKey(core, http.url);
+    }
+    if (webConsole && options.console?.listen) {
+      consoleEdge = await serveEdge({
+        ...options.console.listen,
+        access: { kind: 'open' },
+        routes: [...observability().filter((route) => route.access === 'public'), ...webConsole.routes],
+        logger: logger.child({ component: 'console-http' }),
+      });
+      consoleUrl = `${consoleEdge.origin}/console`;
+      if (!options.http && options.announceFirstKey !== false) await announceFirstKey(core, undefined);
     }
     if (options.metricsListener) {
       metricsListener = await serveEdge({
@@ -211,7 +271,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await close();
     throw error;
   }
-  return { core, surface, http, metricsListener, close };
+  return { core, surface, http, metricsListener, consoleUrl, close };
 }
 
 /** API keys always; bearer JWTs too when configured. */
@@ -237,11 +297,11 @@ function localUser(roles: readonly string[]): Principal {
  * On the first start (no API key was ever made) creates an admin key and prints it, once, to stderr
  * with a client configuration ready to paste. Later starts find keys and print nothing.
  */
-async function announceFirstKey(core: Core, url: string): Promise<void> {
+async function announceFirstKey(core: Core, url: string | undefined): Promise<void> {
   if (!core.keys || (await core.keys.list()).length > 0) return;
   const { key, record } = await core.keys.create('admin', 'admin');
   core.logger.info({ keyId: record.id, name: record.name }, 'created the first admin API key');
-  const config = {
+  const config = url && {
     mcpServers: { [core.app.name]: { type: 'http', url, headers: { Authorization: `Bearer ${key}` } } },
   };
   process.stderr.write(
@@ -251,10 +311,9 @@ async function announceFirstKey(core: Core, url: string): Promise<void> {
       '',
       `  ${key}`,
       '',
-      'Client configuration (paste into your MCP client):',
-      '',
-      JSON.stringify(config, null, 2),
-      '',
+      ...(config
+        ? ['Client configuration (paste into your MCP client):', '', JSON.stringify(config, null, 2), '']
+        : ['Sign in to the console with it.', '']),
       'More keys: coremcp keys create --name NAME --role member',
       '',
     ].join('\n'),

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isCoreMcpError } from '../core/errors.js';
 import { auditExport, auditTail, auditVerify } from './audit.js';
+import { DEFAULT_CONSOLE_LISTEN, runConsole } from './console.js';
 import { health } from './health.js';
 import { createKey, listKeys, revokeKey } from './keys.js';
 import { migrate } from './migrate.js';
@@ -50,6 +51,8 @@ export function buildProgram(): Command {
       .option('--http [address]', 'serve Streamable HTTP on [host:]port (default 127.0.0.1:3000)')
       .option('--stdio', 'serve over stdin/stdout (the local user, no key needed)')
       .option('--no-auth', 'serve HTTP without authentication (loopback only; for local tooling)')
+      .option('--console', 'serve the web console at /console (default: on when HTTP is on loopback)')
+      .option('--no-console', 'do not serve the web console')
       .option(
         '--metrics <address>',
         'also serve /metrics, /healthz, /readyz without credentials on loopback [host:]port (e.g. 9464)',
@@ -77,6 +80,25 @@ export function buildProgram(): Command {
       .option('--dry-run', 'show what the next step of each migration would change; commit nothing')
       .option('--json', 'print JSON'),
   ).action((app: string | undefined, options) => migrate(app, options));
+
+  withCommon(
+    program
+      .command('console')
+      .description('open the web console alone on loopback, over a data directory or store, without MCP')
+      .argument('[app]', 'module whose default export is defineApp({...}); default: the task board')
+      .option('--listen <address>', `loopback [host:]port (default ${DEFAULT_CONSOLE_LISTEN})`)
+      .addOption(
+        new Option('--log-level <level>', 'log level (logs go to stderr)').choices([
+          'fatal',
+          'error',
+          'warn',
+          'info',
+          'debug',
+          'trace',
+          'silent',
+        ]),
+      ),
+  ).action((app: string | undefined, options) => runConsole(app, options));
 
   program
     .command('health')
@@ -228,5 +250,6 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 const code = await main(process.argv);
-// `serve` keeps running on its own handles; everything else ends here.
-if (code !== 0 || !process.argv.slice(2).includes('serve')) process.exitCode = code;
+// `serve` and `console` keep running on their own handles; everything else ends here.
+const longRunning = process.argv.slice(2).some((arg) => arg === 'serve' || arg === 'console');
+if (code !== 0 || !longRunning) process.exitCode = code;

@@ -12,6 +12,8 @@ export interface ServeOptions extends CommonOptions {
   auth?: boolean;
   /** `[host:]port` of a loopback listener serving /metrics, /healthz and /readyz without credentials. */
   metrics?: string;
+  /** The web console at /console: `--console` / `--no-console`; by default on when HTTP is on loopback. */
+  console?: boolean;
 }
 
 export const DEFAULT_HTTP = { host: '127.0.0.1', port: 3000 };
@@ -50,6 +52,12 @@ export async function serve(appPath: string | undefined, flags: ServeOptions): P
   if (server.http) process.stderr.write(`coremcp: serving "${server.core.app.name}" at ${server.http.url}\n`);
   if (server.metricsListener)
     process.stderr.write(`coremcp: metrics at ${server.metricsListener.origin}/metrics\n`);
+  if (server.consoleUrl) process.stderr.write(consoleBanner(server.consoleUrl));
+}
+
+/** What `serve` and `console` print about the console: where it is and what to sign in with. */
+export function consoleBanner(url: string): string {
+  return `coremcp: console at ${url} (sign in with an API key: the admin key printed at first start, or one from \`coremcp keys create --name NAME --role admin\`)\n`;
 }
 
 /** The flags and the config file, checked, as the one options object `startServer` takes. */
@@ -63,6 +71,7 @@ async function serverOptions(appPath: string | undefined, flags: ServeOptions): 
     throw new UsageError('--no-auth is only allowed on a loopback address (127.0.0.1, ::1, localhost)');
   }
   const metricsListener = flags.metrics === undefined ? undefined : parseListen(flags.metrics, '--metrics');
+  const wantConsole = wantHttp && (flags.console ?? isLoopback(listen.host));
   if (metricsListener && !isLoopback(metricsListener.host)) {
     throw new UsageError(
       '--metrics serves without authentication, so only on loopback; elsewhere scrape /metrics on the --http port with an admin key',
@@ -77,6 +86,7 @@ async function serverOptions(appPath: string | undefined, flags: ServeOptions): 
     snapshotEvery: config.store?.snapshotEvery,
     http: wantHttp ? { ...listen, ...config.http, authenticate: flags.auth !== false } : undefined,
     stdio: wantStdio ? { roles: config.stdio?.roles } : undefined,
+    console: wantConsole ? {} : undefined,
     metricsListener,
     auth: config.auth,
     limits: config.limits,

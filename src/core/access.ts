@@ -1,5 +1,8 @@
-/** How a principal proved who it is. */
-export type AuthMethod = 'api_key' | 'jwt' | 'stdio' | 'cli' | 'internal' | 'none';
+/**
+ * How a principal proved who it is. `console`: a person signed in to the web console (with an API key
+ * or a JWT) and acting through its session.
+ */
+export type AuthMethod = 'api_key' | 'jwt' | 'stdio' | 'cli' | 'console' | 'internal' | 'none';
 
 /** Who is calling. Every command runs on behalf of exactly one principal. */
 export interface Principal {

@@ -73,6 +73,12 @@ export class ApiKeys implements Authenticator {
     return this.#store.revokeApiKey(idOrName, this.#clock().toISOString());
   }
 
+  /** Whether the key with this SHA-256 exists and is not revoked (a console session checks its key so). */
+  async isActive(hash: string): Promise<boolean> {
+    const record = await this.#store.findApiKeyByHash(hash);
+    return record !== undefined && record.revokedAt === undefined;
+  }
+
   async authenticate(credential: string): Promise<AuthenticationResult> {
     if (!looksLikeApiKey(credential)) return { ok: false, reason: 'malformed' };
     const record = await this.#store.findApiKeyByHash(hashApiKey(credential));
