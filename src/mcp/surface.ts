@@ -117,6 +117,12 @@ export type ResourceUpdatePublisher = (uri: string, meta: JsonObject) => void;
  * commands it may call and whose resources are the documents it may read. Every tool call goes
  * through the core's pipeline; every handler turns failures into sanitized, typed errors.
  */
+// Built once: a server instance per request must not build schemas per request.
+const TASK_PARAMS = { params: z.object({ taskId: z.string() }).loose() };
+const TASK_UPDATE_PARAMS = {
+  params: z.object({ taskId: z.string(), inputResponses: z.unknown().optional() }).loose(),
+};
+
 export class McpSurface {
   readonly app: AppDefinition;
   readonly #deps: SurfaceDeps;
@@ -347,7 +353,6 @@ export class McpSurface {
         return {};
       }),
     );
-    const taskParams = { params: z.object({ taskId: z.string() }).loose() };
     const taskClient = (ctx: ServerContext) => {
       if (!declaresTasks(clientConnection(ctx, undefined, server, channel).capabilities))
         throw tasksCapabilityMissing(ctx.mcpReq.method);
@@ -355,7 +360,7 @@ export class McpSurface {
     const lookUp = (name: string) => this.#deps.registry.get(name);
     server.setRequestHandler(
       'tasks/get',
-      taskParams,
+      TASK_PARAMS,
       guard(async (params: { taskId: string }, ctx) => {
         taskClient(ctx);
         return detailedTask(await this.#tasks.get(principal, params.taskId, lookUp));
@@ -363,7 +368,7 @@ export class McpSurface {
     );
     server.setRequestHandler(
       'tasks/update',
-      { params: z.object({ taskId: z.string(), inputResponses: z.unknown().optional() }).loose() },
+      TASK_UPDATE_PARAMS,
       guard(async (params: { taskId: string; inputResponses?: unknown }, ctx) => {
         taskClient(ctx);
         // The SDK lifts `inputResponses` out of the params, as for MRTR retries.
@@ -374,7 +379,7 @@ export class McpSurface {
     );
     server.setRequestHandler(
       'tasks/cancel',
-      taskParams,
+      TASK_PARAMS,
       guard(async (params: { taskId: string }, ctx) => {
         taskClient(ctx);
         await this.#tasks.cancel(principal, params.taskId);
