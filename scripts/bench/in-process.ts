@@ -54,6 +54,21 @@ export async function inProcessScenario(dir: string, config: BenchConfig): Promi
     held = !held;
     return result.status === 'success' && result.committed;
   };
+  // 16 callers at once, each an agent of its own claiming and releasing a task of its own (T-2 … T-17):
+  // concurrent writers of one document, as agents are (one principal would hit the board's WIP limit).
+  const heldBy = new Map<number, boolean>();
+  const agents = Array.from({ length: 16 }, (_, worker) => localPrincipal(`bench-${worker}`));
+  const concurrent = async (worker: number) => {
+    const mine = heldBy.get(worker) ?? false;
+    const result = await core.execute(
+      mine ? 'task.release' : 'task.claim',
+      { id: `T-${worker + 2}` },
+      { principal: agents[worker % agents.length]! },
+    );
+    heldBy.set(worker, !mine);
+    return result.status === 'success' && result.committed;
+  };
+  const idle = { ...load, between: () => new Promise<void>((resolve) => setTimeout(resolve, 1)) };
   const update = (name: string) => async () => {
     const result = await core.state.update(`bench-${name}`, (draft: ReturnType<typeof documentOf>) => {
       draft.counter += 1;
@@ -66,6 +81,16 @@ export async function inProcessScenario(dir: string, config: BenchConfig): Promi
     name: 'in-process',
     cases: [
       { key: 'command', run: async () => measurementOf(await runLoad(command, load), 'command') },
+      {
+        // A realistic cadence: 1 ms idle between calls (timers, GC and the checkpointer wake in between).
+        key: 'command.idle',
+        run: async () => measurementOf(await runLoad(command, idle), 'command with idle gaps'),
+      },
+      {
+        key: 'command.16',
+        run: async () =>
+          measurementOf(await runLoad(concurrent, { ...load, concurrency: 16 }), 'command, 16 callers'),
+      },
       ...Object.keys(sizes).map((name) => ({
         key: `update.${name}`,
         run: async () => measurementOf(await runLoad(update(name), load), `update ${name}`),

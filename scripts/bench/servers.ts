@@ -177,8 +177,13 @@ export function startCoremcpHttp(dataDir: string, options: HttpServerOptions = {
   );
 }
 
-export function startBareHttp(options: HttpServerOptions = {}): Promise<HttpServer> {
-  return spawnHttp('bare SDK', [...nodeFlags(options), BARE, '--http'], /listening (http:\/\/\S+)/);
+export function startBareHttp(options: HttpServerOptions & { sqlite?: string } = {}): Promise<HttpServer> {
+  const sqlite = options.sqlite === undefined ? [] : ['--sqlite', options.sqlite];
+  return spawnHttp(
+    options.sqlite === undefined ? 'bare SDK' : 'SDK + SQLite',
+    [...nodeFlags(options), BARE, '--http', ...sqlite],
+    /listening (http:\/\/\S+)/,
+  );
 }
 
 export type StdioServer = ChildProcessByStdio<Writable, Readable, null>;
@@ -191,6 +196,6 @@ export function startCoremcpStdio(dataDir: string): StdioServer {
   return spawnStdio([CLI, 'serve', '--stdio', ...serveOptions(dataDir)]);
 }
 
-export function startBareStdio(): StdioServer {
-  return spawnStdio([BARE, '--stdio']);
+export function startBareStdio(sqlite?: string): StdioServer {
+  return spawnStdio([BARE, '--stdio', ...(sqlite === undefined ? [] : ['--sqlite', sqlite])]);
 }

@@ -24,7 +24,8 @@ export type Transport = 'http' | 'stdio';
 
 /** A server under test: its process, and how to open a channel to it for `concurrency` workers. */
 export interface Target {
-  id: 'coremcp' | 'bare';
+  /** `sqlite`: the bare SDK server whose tool persists its change in SQLite itself. */
+  id: 'coremcp' | 'bare' | 'sqlite';
   child: ChildProcess;
   workload: Workload;
   channel(concurrency: number): Promise<RpcChannel>;
@@ -35,9 +36,10 @@ export interface Target {
 async function httpTargets(dir: string, cpuProfDir?: string): Promise<Target[]> {
   await seedTaskboard(dir);
   const key = await createApiKey(dir);
-  const [coremcp, bare] = await Promise.all([
+  const [coremcp, bare, sqlite] = await Promise.all([
     startCoremcpHttp(dir, cpuProfDir ? { cpuProfDir } : {}),
     startBareHttp(),
+    startBareHttp({ sqlite: join(dir, 'sdk-sqlite.db') }),
   ]);
   const target = (id: Target['id'], server: typeof coremcp, workload: Workload, bearer?: string): Target => ({
     id,
@@ -47,15 +49,20 @@ async function httpTargets(dir: string, cpuProfDir?: string): Promise<Target[]> 
       httpChannel(server.url, { sockets: concurrency, ...(bearer ? { bearer } : {}) }),
     release: async () => {},
   });
-  return [target('coremcp', coremcp, taskboardClaims, key), target('bare', bare, bareCounter)];
+  return [
+    target('coremcp', coremcp, taskboardClaims, key),
+    target('bare', bare, bareCounter),
+    target('sqlite', sqlite, bareCounter),
+  ];
 }
 
 async function stdioTargets(dir: string): Promise<Target[]> {
   await seedTaskboard(dir);
   const coremcp = startCoremcpStdio(dir);
   const bare = startBareStdio();
+  const sqlite = startBareStdio(join(dir, 'sdk-sqlite.db'));
   // One connection per server for the whole bench: the handshake happens once, as for a real client.
-  const channels = await Promise.all([stdioChannel(coremcp), stdioChannel(bare)]);
+  const channels = await Promise.all([stdioChannel(coremcp), stdioChannel(bare), stdioChannel(sqlite)]);
   const target = (
     id: Target['id'],
     child: ChildProcess,
@@ -71,6 +78,7 @@ async function stdioTargets(dir: string): Promise<Target[]> {
   return [
     target('coremcp', coremcp, taskboardClaims, channels[0]),
     target('bare', bare, bareCounter, channels[1]),
+    target('sqlite', sqlite, bareCounter, channels[2]),
   ];
 }
 
@@ -125,13 +133,15 @@ export async function wireScenario(
     cases: levels.map((concurrency) => ({
       key: `${transport}.${concurrency}`,
       run: async (round) => {
-        const order = round % 2 === 0 ? targets : [...targets].reverse();
+        // Each round starts with another target, so no one always runs on a warmer (or busier) machine.
+        const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
         const out: Measurement = {};
         for (const target of order) {
           const m = await measure(target, concurrency, config, `${transport} ${concurrency} ${target.id}`);
           for (const [name, value] of Object.entries(m)) out[`${target.id}.${name}`] = value;
         }
         out.ratio = out['coremcp.callsPerSec']! / out['bare.callsPerSec']!;
+        out.ratioSqlite = out['coremcp.callsPerSec']! / out['sqlite.callsPerSec']!;
         return out;
       },
     })),
