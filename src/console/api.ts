@@ -258,6 +258,7 @@ export class ConsoleApi {
     if (method === 'DELETE') {
       const session = await this.#gate.mutation(exchange);
       this.#gate.sessions.end(session, 'signed_out');
+      await this.#record(session.principal, 'console.sign-out', { via: 'console' }, 'ok');
       exchange.res.writeHead(204, {
         ...SECURITY_HEADERS,
         'cache-control': 'no-store',
@@ -304,8 +305,30 @@ export class ConsoleApi {
     }
     const { token, session } = this.#gate.sessions.create(result.principal, kind, { notAfter });
     this.#deps.logger.info({ principal: session.principal.id }, 'console sign-in');
+    await this.#record(session.principal, 'console.sign-in', { via: 'console', credential: kind.kind }, 'ok');
     sendJson(exchange, this.#sessionInfo(session), {
       headers: { 'set-cookie': this.#gate.sessionCookie(exchange, token, session.expiresAt) },
+    });
+  }
+
+  /** One audit record of a console action that is not a command: a sign-in, a sign-out, a key change. */
+  async #record(
+    principal: Principal,
+    command: string,
+    input: JsonObject,
+    outcome: string,
+    requestId = timeOrderedId(),
+  ): Promise<void> {
+    await this.#deps.store.recordAttempt({
+      audit: buildAuditEntry({
+        at: new Date(),
+        requestId,
+        principal,
+        command,
+        input,
+        outcome,
+        commandId: timeOrderedId(),
+      }),
     });
   }
 
@@ -585,18 +608,7 @@ export class ConsoleApi {
   /** Key changes are audited as the signed-in principal, like commands: one record per attempt. */
   async #audited<T>(call: Call, command: string, input: JsonObject, work: () => Promise<T>): Promise<T> {
     const requestId = timeOrderedId();
-    const record = (outcome: string) =>
-      this.#deps.store.recordAttempt({
-        audit: buildAuditEntry({
-          at: new Date(),
-          requestId,
-          principal: call.principal,
-          command,
-          input,
-          outcome,
-          commandId: timeOrderedId(),
-        }),
-      });
+    const record = (outcome: string) => this.#record(call.principal, command, input, outcome, requestId);
     try {
       const result = await work();
       await record('ok');

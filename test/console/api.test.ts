@@ -155,6 +155,18 @@ describe('sessions', () => {
     expect((await client.api('session')).status).toBe(401);
   });
 
+  it('audits every sign-in and sign-out as the principal, via console, never with the credential', async () => {
+    const client = await ConsoleClient.signIn(origin, keys.reader!);
+    await client.signOut();
+    const records = await server.core.store.readAudit({ principal: 'reader' });
+    const signIns = records.filter((r) => r.command === 'console.sign-in');
+    const signOuts = records.filter((r) => r.command === 'console.sign-out');
+    expect(signIns.length).toBeGreaterThan(0);
+    expect(signOuts.length).toBeGreaterThan(0);
+    expect(signIns.at(-1)).toMatchObject({ outcome: 'ok', input: { via: 'console', credential: 'api_key' } });
+    expect(JSON.stringify(records)).not.toContain(keys.reader!);
+  });
+
   it('ends the sessions of a key revoked in the console at once, and of one revoked elsewhere within a sweep', async () => {
     const admin = await ConsoleClient.signIn(origin, keys.admin!);
     const temp = (await admin.post<CreatedKeyResponse>('keys', { name: 'temp-a', role: 'viewer' })).body;
