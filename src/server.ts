@@ -37,6 +37,7 @@ export interface HttpServe
     | 'maxSessionsPerPrincipal'
     | 'sessionIdleMs'
     | 'maxListenStreamsPerPrincipal'
+    | 'pooledInstances'
   > {
   /**
    * `false` serves without authentication, every caller acting as admin (`--no-auth`): loopback only,
@@ -222,6 +223,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         maxSessionsPerPrincipal: options.http.maxSessionsPerPrincipal,
         sessionIdleMs: options.http.sessionIdleMs,
         maxListenStreamsPerPrincipal: options.http.maxListenStreamsPerPrincipal,
+        pooledInstances: options.http.pooledInstances,
         anonymous,
         authenticator: anonymous ? undefined : authenticator,
         rateLimiter,

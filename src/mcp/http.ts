@@ -20,6 +20,8 @@ import { HttpFailure } from '../http/respond.js';
 import type { HttpExchange, HttpRoute } from '../http/route.js';
 import { batchRefusal, findMessageProblem, invalidMessage } from './guard.js';
 import { ListenStreams } from './listen.js';
+import { META } from './meta.js';
+import { PooledInstances, type PooledRequest } from './pooled.js';
 import type { McpSurface } from './surface.js';
 
 export interface McpRouteOptions {
@@ -35,6 +37,12 @@ export interface McpRouteOptions {
   sessionIdleMs?: number | undefined;
   /** Most open 2026-era `subscriptions/listen` streams per principal (default 16). */
   maxListenStreamsPerPrincipal?: number | undefined;
+  /**
+   * Serve well-formed 2026-07-28 `tools/call`, `tools/list`, `resources/list`, `resources/templates/list`
+   * and `resources/read` requests through one long-lived SDK instance per principal (default true);
+   * false builds an SDK instance for every request.
+   */
+  pooledInstances?: boolean | undefined;
   logger: Logger;
 }
 
@@ -72,6 +80,7 @@ export class McpHttpRoute implements HttpRoute {
   readonly #legacyStateless: LegacyHttpHandler;
   readonly #sessions: LegacySessionPool;
   readonly #listens: ListenStreams;
+  readonly #pooled: PooledInstances | undefined;
   /** Open listen streams per principal, for the fair share. */
   readonly #streams = new Map<string, number>();
   readonly #maxStreams: number;
@@ -97,6 +106,14 @@ export class McpHttpRoute implements HttpRoute {
     });
     this.#maxStreams = options.maxListenStreamsPerPrincipal ?? 16;
     this.#listens = new ListenStreams(surface, { serverInfo: surface.serverInfo });
+    this.#pooled =
+      options.pooledInstances === false
+        ? undefined
+        : new PooledInstances({
+            createServer: (principal) => surface.createServer(principal, 'pooled'),
+            declaresParamHeaders: (tool) => surface.declaresParamHeaders(tool),
+            onerror,
+          });
   }
 
   /** Open 2025-era sessions. */
@@ -128,13 +145,16 @@ export class McpHttpRoute implements HttpRoute {
         id: typeof id === 'string' || typeof id === 'number' ? id : null,
       });
     }
+    const sessionId = req.headers['mcp-session-id'];
+    // A well-formed 2026-07-28 call: a long-lived instance answers it, with no web Request built.
+    if (typeof sessionId !== 'string' && method === 'POST' && this.#pooled?.eligible(parsed, req.headers))
+      return this.#answerPooled(exchange, parsed, principal);
     // A parsed body travels as `parsedBody`; the raw text only when it did not parse, so the SDK
     // answers with its own parse error.
     const body = parsed === undefined && text !== undefined && text.length > 0 ? text : undefined;
     const request = toWebRequest(req, exchange.url, method, body, exchange.signal);
     const options: McpHandlerRequestOptions = { authInfo: authInfoFor(principal), parsedBody: parsed };
 
-    const sessionId = req.headers['mcp-session-id'];
     const legacy =
       typeof sessionId === 'string' ||
       (method === 'POST' &&
@@ -221,6 +241,25 @@ export class McpHttpRoute implements HttpRoute {
     }
   }
 
+  /** A request a long-lived instance answers: the SDK's own JSON-RPC response, written as it would. */
+  async #answerPooled(exchange: HttpExchange, request: PooledRequest, principal: Principal): Promise<void> {
+    // The trace context of the HTTP header travels in `_meta`, under a key only this endpoint sets.
+    const traceparent = exchange.req.headers.traceparent;
+    if (typeof traceparent === 'string') request.params._meta[META.httpTraceparent] = traceparent;
+    else delete request.params._meta[META.httpTraceparent];
+    const answer = await this.#pooled!.call(principal, request, exchange.signal);
+    // Cancelled: the client is gone, and the SDK's path answers nothing either.
+    if (answer === undefined) {
+      if (!exchange.res.headersSent) exchange.res.writeHead(499).end();
+      return;
+    }
+    exchange.res.writeHead(answer.status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(answer.body),
+    });
+    exchange.res.end(answer.body);
+  }
+
   /** Takes one of the principal's listen-stream slots, or refuses with `too_many_streams`. */
   #takeStream(principal: Principal): () => void {
     const held = this.#streams.get(principal.id) ?? 0;
@@ -247,6 +286,7 @@ export class McpHttpRoute implements HttpRoute {
   /** Stops publishing to listen streams and closes the SDK handler and every session. */
   async close(): Promise<void> {
     this.#listens.close();
+    await this.#pooled?.close();
     await this.#modern.close();
     await this.#sessions.close();
   }

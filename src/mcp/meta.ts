@@ -20,6 +20,11 @@ export const META = {
    * cursor of the next page (`coremcp://state/{doc}/entries/{collection}?cursor=…`).
    */
   more: 'coremcp/more',
+  /**
+   * Request, set by the HTTP endpoint only: the `traceparent` header of a request served by a pooled
+   * instance (which sees the message, not the HTTP request). Whatever a client sends here is replaced.
+   */
+  httpTraceparent: 'coremcp/http-traceparent',
 } as const;
 
 /** State documents are resources under this prefix: `coremcp://state/{doc}`. */

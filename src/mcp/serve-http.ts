@@ -35,6 +35,8 @@ export interface HttpServerOptions extends Omit<BearerAuthOptions, 'authenticato
   sessionIdleMs?: number | undefined;
   /** Most open 2026-era `subscriptions/listen` streams per principal (default 16). */
   maxListenStreamsPerPrincipal?: number | undefined;
+  /** Serve well-formed 2026-07-28 calls through one long-lived SDK instance per principal (default true). */
+  pooledInstances?: boolean | undefined;
   /**
    * RFC 9728 protected-resource metadata, served at `/.well-known/oauth-protected-resource` and named in
    * every 401's `WWW-Authenticate`. `resource` defaults to this server's MCP URL.
@@ -90,6 +92,7 @@ export async function serveHttp(surface: McpSurface, options: HttpServerOptions)
     maxSessionsPerPrincipal: options.maxSessionsPerPrincipal,
     sessionIdleMs: options.sessionIdleMs,
     maxListenStreamsPerPrincipal: options.maxListenStreamsPerPrincipal,
+    pooledInstances: options.pooledInstances,
     logger,
   });
   const edge = await serveEdge({

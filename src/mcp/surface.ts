@@ -55,7 +55,12 @@ export type Channel =
   /** A 2025-era HTTP session or stdio connection: notifications for `resources/subscribe`d URIs. */
   | 'session'
   /** A 2026-era stdio connection: every followable change, filtered by the SDK per `subscriptions/listen`. */
-  | 'listen';
+  | 'listen'
+  /**
+   * A long-lived instance answering one principal's 2026-07-28 HTTP requests (`PooledInstances`):
+   * no notifications, and requests were counted by the edge's rate limit already.
+   */
+  | 'pooled';
 
 /** A live instance that wants change notifications. */
 interface Follower {
@@ -199,6 +204,11 @@ export class McpSurface {
    * Why a 2026-07-28 tools/call's `Mcp-Param-*` headers disagree with its arguments (SEP-2243), or
    * undefined when they agree or the tool mirrors nothing.
    */
+  /** Whether a tool declares `x-mcp-header` parameters (its calls carry `Mcp-Param-*` headers). */
+  declaresParamHeaders(tool: string): boolean {
+    return this.#paramHeaders.has(tool);
+  }
+
   paramHeaderMismatch(
     tool: unknown,
     args: unknown,
@@ -283,7 +293,7 @@ export class McpSurface {
       inputRequired: { maxRounds: MAX_INPUT_ROUNDS },
     });
     const follower: Follower | undefined =
-      channel === 'request'
+      channel === 'request' || channel === 'pooled'
         ? undefined
         : { server, principal, subscriptions: channel === 'session' ? new Set() : undefined };
     if (follower) {
@@ -294,8 +304,10 @@ export class McpSurface {
         previous?.();
       };
     }
+    // HTTP requests were counted at the edge (and refused with 429 there); stdio is counted here.
+    const countHere = channel !== 'pooled';
     const guard = <Req, Res>(handler: (request: Req, ctx: ServerContext) => Res | Promise<Res>) =>
-      this.#guard(principal, handler);
+      this.#guard(principal, handler, countHere);
 
     server.setRequestHandler(
       'tools/list',
@@ -457,7 +469,7 @@ export class McpSurface {
     const traceparent =
       validTraceparent(envelope['io.modelcontextprotocol/traceparent']) ??
       validTraceparent(meta.traceparent) ??
-      validTraceparent(ctx.http?.req?.headers.get('traceparent'));
+      validTraceparent(ctx.http?.req ? ctx.http.req.headers.get('traceparent') : meta[META.httpTraceparent]);
     let round: RoundInput | undefined;
     let refusal: CoreMcpError | undefined;
     try {
@@ -727,12 +739,15 @@ export class McpSurface {
    * Wraps a request handler so nothing unsanitized reaches the wire: the SDK sends a thrown error's
    * message as is. Typed errors keep their public message; anything else becomes `internal_error`.
    */
-  #guard<Req, Res>(principal: Principal, handler: (request: Req, ctx: ServerContext) => Res | Promise<Res>) {
+  #guard<Req, Res>(
+    principal: Principal,
+    handler: (request: Req, ctx: ServerContext) => Res | Promise<Res>,
+    countHere: boolean,
+  ) {
     return async (request: Req, ctx: ServerContext): Promise<Res> => {
       this.#answering++;
       try {
-        // HTTP requests were counted at the edge (and refused with 429 there); stdio is counted here.
-        if (this.#limiter && ctx.http === undefined) {
+        if (countHere && this.#limiter && ctx.http === undefined) {
           const verdict = this.#limiter.take(principal.id);
           if (!verdict.ok) throw rateLimited(verdict.retryAfterSeconds);
         }

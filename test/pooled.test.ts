@@ -1,0 +1,170 @@
+/**
+ * 2026-07-28 requests answered by a long-lived SDK instance per principal (`PooledInstances`) get the
+ * same bytes as the SDK's per-request path: two servers on the same app, one pooled and one not, are
+ * sent the same requests, and their answers (status, content type, body) must be equal once the
+ * values that are random or time-bound by design (request ids, command ids, times, signed states)
+ * are blanked.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import taskboard from '../examples/taskboard/app.js';
+import { type InProcessServer, MODERN, startInProcess } from './helpers/servers.js';
+
+interface RawAnswer {
+  status: number;
+  contentType: string | null;
+  body: string;
+}
+
+const ENVELOPE = {
+  'io.modelcontextprotocol/protocolVersion': MODERN,
+  'io.modelcontextprotocol/clientInfo': { name: 'pooled-test', version: '1.0.0' },
+  'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } },
+};
+
+let id = 1;
+
+async function send(
+  server: InProcessServer,
+  key: string,
+  method: string,
+  params: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<RawAnswer> {
+  const name = method === 'resources/read' ? params.uri : method === 'tools/call' ? params.name : undefined;
+  const response = await fetch(server.url, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${key}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      'mcp-protocol-version': MODERN,
+      'mcp-method': method,
+      ...(typeof name === 'string' ? { 'mcp-name': name } : {}),
+      ...headers,
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: id++, method, params: { ...params, _meta: ENVELOPE } }),
+  });
+  return {
+    status: response.status,
+    contentType: response.headers.get('content-type'),
+    body: await response.text(),
+  };
+}
+
+/** Blanks what differs between two servers by design: ids, times, signed request states, the request id. */
+function comparable(answer: RawAnswer): RawAnswer {
+  const body = answer.body
+    .replace(/[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<id>')
+    .replace(/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z/g, '<time>')
+    .replace(/("requestState":")[^"]+"/g, '$1<state>"')
+    .replace(/^\{"(result|error)"(.*),"id":\d+\}$/s, '{"$1"$2,"id":<n>}')
+    .replace(/^\{"jsonrpc":"2.0","id":\d+,/, '{"jsonrpc":"2.0","id":<n>,');
+  return { ...answer, body };
+}
+
+let pooled: InProcessServer;
+let perRequest: InProcessServer;
+const keys = new Map<InProcessServer, string>();
+
+beforeAll(async () => {
+  pooled = await startInProcess({ app: taskboard });
+  perRequest = await startInProcess({ app: taskboard }, { pooledInstances: false });
+  for (const server of [pooled, perRequest]) keys.set(server, await server.key('agent', 'admin'));
+});
+
+afterAll(async () => {
+  await pooled.close();
+  await perRequest.close();
+});
+
+describe('pooled 2026-07-28 instances', () => {
+  it('answer every pooled method with the bytes of the per-request path', async () => {
+    const requests: Array<[string, Record<string, unknown>, Record<string, string>?]> = [
+      ['tools/list', {}],
+      ['resources/list', {}],
+      ['resources/templates/list', {}],
+      ['tools/call', { name: 'task.add', arguments: { title: 'Write the guide' } }],
+      ['tools/call', { name: 'task.add', arguments: { title: 'Ünïcödé ✓ 任务' } }],
+      ['tools/call', { name: 'task.claim', arguments: { id: 'T-1' } }],
+      // A refusal, bad input, an unknown tool: a tool error, a tool error, a JSON-RPC error.
+      ['tools/call', { name: 'task.claim', arguments: { id: 'T-404' } }],
+      ['tools/call', { name: 'task.add', arguments: { title: 7 } }],
+      ['tools/call', { name: 'no.such.tool', arguments: {} }],
+      ['tools/call', { name: 'task.list' }],
+      // Consent: the first call of a confirmed command asks, with a signed state.
+      ['tools/call', { name: 'task.remove', arguments: { id: 'T-2' } }],
+      ['resources/read', { uri: 'coremcp://state/board' }],
+      ['resources/read', { uri: 'coremcp://state/nothing-here' }],
+      // Not pooled (a progress token; a header with spaces): the per-request path on both servers.
+      ['tools/call', { name: 'task.list', _progress: true }],
+      ['tools/call', { name: 'task.list' }, { 'mcp-name': ' task.list ' }],
+    ];
+    for (const [method, rawParams, headers] of requests) {
+      const { _progress, ...params } = rawParams;
+      const withMeta = _progress ? { ...params, _meta: { ...ENVELOPE, progressToken: 'p1' } } : params;
+      const answers = await Promise.all(
+        [pooled, perRequest].map((server) => send(server, keys.get(server)!, method, withMeta, headers)),
+      );
+      const [a, b] = answers.map(comparable);
+      expect({ method, params, ...a }).toEqual({ method, params, ...b });
+    }
+  });
+
+  it('build one SDK instance per principal, not one per request', async () => {
+    const created = vi.spyOn(pooled.surface, 'createServer');
+    const key = await pooled.key('counted', 'member');
+    for (let i = 0; i < 5; i++) {
+      const answer = await send(pooled, key, 'tools/call', { name: 'task.list' });
+      expect(answer.status).toBe(200);
+    }
+    expect(created.mock.calls.filter(([principal]) => principal.id === 'counted')).toHaveLength(1);
+    created.mockRestore();
+  });
+
+  it('keep principals apart: another role gets its own instance and its own tools', async () => {
+    const viewer = await pooled.key('watcher', 'viewer');
+    const tools = JSON.parse((await send(pooled, viewer, 'tools/list', {})).body).result.tools as Array<{
+      name: string;
+    }>;
+    const names = tools.map((t) => t.name);
+    expect(names).toContain('task.list');
+    expect(names).not.toContain('task.add');
+    const refused = JSON.parse(
+      (await send(pooled, viewer, 'tools/call', { name: 'task.add', arguments: { title: 'x' } })).body,
+    );
+    expect(refused.result?.isError ?? refused.error !== undefined).toBe(true);
+  });
+
+  it('answer concurrent calls of one principal each with its own id', async () => {
+    const key = keys.get(pooled)!;
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        fetch(pooled.url, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${key}`,
+            'content-type': 'application/json',
+            accept: 'application/json',
+            'mcp-protocol-version': MODERN,
+            'mcp-method': 'tools/call',
+            'mcp-name': 'task.add',
+          },
+          // Every client numbers from 1: the same id from many clients at once.
+          body: JSON.stringify({
+            jsonrpc: '2.0',
+            id: i % 2 === 0 ? 1 : `s-${i}`,
+            method: 'tools/call',
+            params: { name: 'task.add', arguments: { title: `c${i}` }, _meta: ENVELOPE },
+          }),
+        }).then(async (r) => ({ i, body: JSON.parse(await r.text()) })),
+      ),
+    );
+    const titles = new Set<string>();
+    for (const { i, body } of answers) {
+      expect(body.id).toBe(i % 2 === 0 ? 1 : `s-${i}`);
+      titles.add(body.result.structuredContent.task.title);
+      expect(body.result.structuredContent.task.title).toBe(`c${i}`);
+    }
+    expect(titles.size).toBe(20);
+  });
+});
