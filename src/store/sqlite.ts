@@ -188,8 +188,14 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX mcp_tasks_expires ON mcp_tasks (expires_at) WHERE expires_at IS NOT NULL;`,
 ];
 
-/** Commits removed per transaction when compacting: each batch is short, writers run between them. */
-const COMPACT_BATCH = 2000;
+/**
+ * Compaction deletes commits in batches sized to take about `COMPACT_BATCH_MS` each (a batch of wide
+ * commits with large patches costs more than one of small ones), so writers and timers run between
+ * them and no batch holds the event loop or the write lock for long.
+ */
+const COMPACT_BATCH_MS = 4;
+const COMPACT_BATCH_MIN = 16;
+const COMPACT_BATCH_MAX = 4096;
 
 interface CommitRow {
   doc: string;
@@ -323,7 +329,7 @@ function prepareStatements(db: Database.Database) {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     deleteCommitsThrough: db.prepare(
-      `DELETE FROM commits WHERE id IN (SELECT id FROM commits WHERE doc = ? AND revision <= ? ORDER BY revision LIMIT ${COMPACT_BATCH})`,
+      'DELETE FROM commits WHERE id IN (SELECT id FROM commits WHERE doc = ? AND revision <= ? ORDER BY revision LIMIT ?)',
     ),
     deleteSnapshotsBefore: db.prepare('DELETE FROM snapshots WHERE doc = ? AND revision < ?'),
     lastAudit: db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1'),
@@ -388,7 +394,7 @@ export class SqliteStore implements Store, CredentialStore {
   #commitTx!: (request: CommitRequest) => CommitOutcome;
   #attemptTx!: (request: AttemptRequest) => AuditRecord;
   #compactTx!: (doc: string, through: number) => number | undefined;
-  #compactBatchTx!: (doc: string, through: number) => number;
+  #compactBatchTx!: (doc: string, through: number, limit: number) => number;
   #createTx!: (doc: string, initial: string, at: string, options: CreateOptions) => boolean;
   #restructureTx!: (request: RestructureRequest) => void;
   #fenceTx!: (docs: readonly string[], token: string, ttlMs: number) => boolean;
@@ -434,7 +440,8 @@ export class SqliteStore implements Store, CredentialStore {
       this.#compactInTx(doc, through),
     ).immediate;
     this.#compactBatchTx = db.transaction(
-      (doc: string, through: number) => this.#sql.deleteCommitsThrough.run(doc, through).changes,
+      (doc: string, through: number, limit: number) =>
+        this.#sql.deleteCommitsThrough.run(doc, through, limit).changes,
     ).immediate;
     this.#createTx = db.transaction((doc: string, initial: string, at: string, options: CreateOptions) => {
       if (this.#sql.head.get({ doc: doc })) return false;
@@ -674,10 +681,16 @@ export class SqliteStore implements Store, CredentialStore {
     const through = this.#compactTx(doc, throughRevision);
     if (through === undefined) return 0;
     let removed = 0;
+    let limit = 256;
     for (;;) {
-      const batch = this.#compactBatchTx(doc, through);
+      const started = performance.now();
+      const batch = this.#compactBatchTx(doc, through, limit);
+      const tookMs = performance.now() - started;
       removed += batch;
-      if (batch < COMPACT_BATCH) return removed;
+      if (batch < limit) return removed;
+      // Aim each batch at the time budget: halve after a slow one, grow after a quick one.
+      if (tookMs > COMPACT_BATCH_MS) limit = Math.max(COMPACT_BATCH_MIN, limit >> 1);
+      else if (tookMs < COMPACT_BATCH_MS / 2) limit = Math.min(COMPACT_BATCH_MAX, limit * 2);
       await new Promise((resolve) => setImmediate(resolve));
       if (!this.#db) return removed;
     }
