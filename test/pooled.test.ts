@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import taskboard from '../examples/taskboard/app.js';
 import { type InProcessServer, MODERN, startInProcess } from './helpers/servers.js';
+import { modernFetch } from './helpers/wire.js';
 
 interface RawAnswer {
   status: number;
@@ -15,13 +16,12 @@ interface RawAnswer {
   body: string;
 }
 
+const CAPABILITIES = { elicitation: { form: {} } };
 const ENVELOPE = {
   'io.modelcontextprotocol/protocolVersion': MODERN,
-  'io.modelcontextprotocol/clientInfo': { name: 'pooled-test', version: '1.0.0' },
-  'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } },
+  'io.modelcontextprotocol/clientInfo': { name: 'coremcp-wire-test', version: '1.0.0' },
+  'io.modelcontextprotocol/clientCapabilities': CAPABILITIES,
 };
-
-let id = 1;
 
 async function send(
   server: InProcessServer,
@@ -30,19 +30,9 @@ async function send(
   params: Record<string, unknown>,
   headers: Record<string, string> = {},
 ): Promise<RawAnswer> {
-  const name = method === 'resources/read' ? params.uri : method === 'tools/call' ? params.name : undefined;
-  const response = await fetch(server.url, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${key}`,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-      'mcp-protocol-version': MODERN,
-      'mcp-method': method,
-      ...(typeof name === 'string' ? { 'mcp-name': name } : {}),
-      ...headers,
-    },
-    body: JSON.stringify({ jsonrpc: '2.0', id: id++, method, params: { ...params, _meta: ENVELOPE } }),
+  const response = await modernFetch(server.url, key, method, params, {
+    capabilities: CAPABILITIES,
+    headers,
   });
   return {
     status: response.status,
@@ -57,8 +47,9 @@ function comparable(answer: RawAnswer): RawAnswer {
     .replace(/[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<id>')
     .replace(/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z/g, '<time>')
     .replace(/("requestState":")[^"]+"/g, '$1<state>"')
-    .replace(/^\{"(result|error)"(.*),"id":\d+\}$/s, '{"$1"$2,"id":<n>}')
-    .replace(/^\{"jsonrpc":"2.0","id":\d+,/, '{"jsonrpc":"2.0","id":<n>,');
+    // The JSON-RPC id (each server got its own numbers) is first after `jsonrpc` or last.
+    .replace(/^\{"jsonrpc":"2.0","id":\d+,/, '{"jsonrpc":"2.0","id":<n>,')
+    .replace(/,"id":\d+\}$/, ',"id":<n>}');
   return { ...answer, body };
 }
 
@@ -97,11 +88,11 @@ describe('pooled 2026-07-28 instances', () => {
       ['resources/read', { uri: 'coremcp://state/nothing-here' }],
       // Not pooled (a progress token; a header with spaces): the per-request path on both servers.
       ['tools/call', { name: 'task.list', _progress: true }],
-      ['tools/call', { name: 'task.list' }, { 'mcp-name': ' task.list ' }],
+      ['tools/call', { name: 'task.list' }, { 'Mcp-Name': ' task.list ' }],
     ];
     for (const [method, rawParams, headers] of requests) {
       const { _progress, ...params } = rawParams;
-      const withMeta = _progress ? { ...params, _meta: { ...ENVELOPE, progressToken: 'p1' } } : params;
+      const withMeta = _progress ? { ...params, _meta: { progressToken: 'p1' } } : params;
       const answers = await Promise.all(
         [pooled, perRequest].map((server) => send(server, keys.get(server)!, method, withMeta, headers)),
       );

@@ -20,13 +20,19 @@ function mcpName(method: string, params: Record<string, unknown>): string | unde
   return typeof name === 'string' ? name : undefined;
 }
 
-export async function modernRpc(
+export interface ModernRequestOptions {
+  capabilities?: Record<string, unknown>;
+  headers?: Record<string, string>;
+}
+
+/** Sends one 2026-07-28 request with its envelope and standard headers; the raw HTTP response. */
+export function modernFetch(
   url: string,
   key: string,
   method: string,
   params: Record<string, unknown> = {},
-  options: { capabilities?: Record<string, unknown>; headers?: Record<string, string> } = {},
-): Promise<WireResponse> {
+  options: ModernRequestOptions = {},
+): Promise<Response> {
   const headers: Record<string, string> = {
     Authorization: `Bearer ${key}`,
     'Content-Type': 'application/json',
@@ -58,7 +64,17 @@ export async function modernRpc(
       },
     },
   };
-  const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify(body) });
+  return fetch(url, { method: 'POST', headers, body: JSON.stringify(body) });
+}
+
+export async function modernRpc(
+  url: string,
+  key: string,
+  method: string,
+  params: Record<string, unknown> = {},
+  options: ModernRequestOptions = {},
+): Promise<WireResponse> {
+  const response = await modernFetch(url, key, method, params, options);
   const text = await response.text();
   // An SSE answer carries the response as the last `data:` line.
   const json = response.headers.get('content-type')?.includes('text/event-stream')
