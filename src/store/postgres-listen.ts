@@ -1,6 +1,8 @@
-import pg from 'pg';
+import type pg from 'pg';
 
 export interface ChangeFeedOptions {
+  /** node-postgres (loaded by the store). */
+  driver: typeof pg;
   /** How to connect: always a direct connection (LISTEN does not survive a transaction-mode pooler). */
   connection: pg.ClientConfig;
   /** The channel commits notify on. */
@@ -60,7 +62,7 @@ export class ChangeFeed {
 
   async #connect(): Promise<void> {
     if (this.#stopped) return;
-    const client = new pg.Client(this.#options.connection);
+    const client = new this.#options.driver.Client(this.#options.connection);
     let failed = false;
     const lost = (error: Error) => {
       if (failed) return;

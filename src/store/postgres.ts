@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
 import { GENESIS_HASH, sealAuditRecord } from '../core/audit.js';
 import type { IndexRange } from '../core/collections.js';
 import { RecoveryError, SetupError, StateError } from '../core/errors.js';
@@ -165,11 +165,22 @@ const TX_RETRIES = 5;
 const MIGRATION_LOCK = 0x636d6370;
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,47}$/;
 
+type PgModule = typeof pg;
+let driver: Promise<PgModule> | undefined;
+
+/** node-postgres, loaded when a store first opens: importing coremcp does not pay for it. */
+function loadDriver(): Promise<PgModule> {
+  driver ??= import('pg').then((module) => (module.default ?? module) as PgModule);
+  return driver;
+}
+
 /** int8 as a JavaScript number (revisions, sequence numbers and sizes stay far below 2^53). */
-const TYPES = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === 20 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as never,
-};
+function typesOf(driver: PgModule): pg.CustomTypesConfig {
+  return {
+    getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+      oid === 20 ? (value: string) => Number(value) : driver.types.getTypeParser(oid, format)) as never,
+  };
+}
 
 interface CommitRow {
   doc: string;
@@ -268,6 +279,7 @@ export class PostgresStore implements Store, CredentialStore {
   #pool: pg.Pool | undefined;
   #opening: Promise<void> | undefined;
   #feed: ChangeFeed | undefined;
+  #driver: PgModule | undefined;
   #sql!: ReturnType<typeof statements>;
 
   constructor(options: PostgresStoreOptions) {
@@ -285,7 +297,6 @@ export class PostgresStore implements Store, CredentialStore {
       statement_timeout: options.statementTimeoutMs ?? 10_000,
       keepAlive: true,
       application_name: 'coremcp',
-      types: TYPES,
     };
     this.#channel = `coremcp.${this.schema}`;
   }
@@ -299,7 +310,10 @@ export class PostgresStore implements Store, CredentialStore {
   }
 
   async #open(): Promise<void> {
-    const pool = new pg.Pool({
+    const driver = await loadDriver();
+    this.#connection.types ??= typesOf(driver);
+    this.#driver = driver;
+    const pool = new driver.Pool({
       ...this.#connection,
       max: this.#options.poolSize ?? 10,
       idleTimeoutMillis: 30_000,
@@ -989,6 +1003,7 @@ export class PostgresStore implements Store, CredentialStore {
 
   #startFeed(): void {
     this.#feed = new ChangeFeed({
+      driver: this.#driver!,
       connection: this.#connection,
       channel: this.#channel,
       self: this.#self,
