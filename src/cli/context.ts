@@ -69,6 +69,7 @@ export function storeOf(options: CommonOptions, config: CoreMcpConfig = {}): Sto
       schema: config.store?.schema,
       poolSize: config.store?.poolSize,
       statementTimeoutMs: config.store?.statementTimeoutMs,
+      pollIntervalMs: config.store?.pollIntervalMs,
     });
   } catch (error) {
     if (error instanceof StoreConfigError) throw new UsageError(error.message);

@@ -21,6 +21,8 @@ export interface StoreConfig {
   poolSize?: number | undefined;
   /** PostgreSQL: the server cancels a statement running longer than this, in ms (default 10,000). */
   statementTimeoutMs?: number | undefined;
+  /** PostgreSQL: look for other instances' commits at least this often, in ms (default 2,000; 0 = LISTEN only). */
+  pollIntervalMs?: number | undefined;
 }
 
 export { StoreConfigError };
@@ -45,6 +47,7 @@ export function openStore(config: StoreConfig): Store & CredentialStore {
         schema: config.schema,
         poolSize: config.poolSize,
         statementTimeoutMs: config.statementTimeoutMs,
+        pollIntervalMs: config.pollIntervalMs,
       });
     default:
       throw new StoreConfigError(

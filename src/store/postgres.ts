@@ -1004,7 +1004,8 @@ export class PostgresStore implements Store, CredentialStore {
   #startFeed(): void {
     this.#feed = new ChangeFeed({
       driver: this.#driver!,
-      connection: this.#connection,
+      // Named so an operator (or a test) can tell it from the pool's connections.
+      connection: { ...this.#connection, application_name: `coremcp-listen:${process.pid}` },
       channel: this.#channel,
       self: this.#self,
       pollIntervalMs: this.#options.pollIntervalMs ?? 2000,
