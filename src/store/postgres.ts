@@ -295,6 +295,8 @@ export class PostgresStore implements Store, CredentialStore {
       connectionString,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
       statement_timeout: options.statementTimeoutMs ?? 10_000,
+      // The server enforces statement_timeout; this bounds a query whose server stopped answering.
+      query_timeout: (options.statementTimeoutMs ?? 10_000) + 2000,
       keepAlive: true,
       application_name: 'coremcp',
     };
