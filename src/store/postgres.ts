@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { GENESIS_HASH, sealAuditRecord } from '../core/audit.js';
 import type { IndexRange } from '../core/collections.js';
@@ -17,6 +17,7 @@ import type {
   CommitRequest,
   CreateOptions,
   CredentialStore,
+  DocumentChange,
   DocumentInfo,
   EntryWrite,
   IdempotencyRecord,
@@ -851,9 +852,15 @@ export class PostgresStore implements Store, CredentialStore {
       if (commit.doc === chainDoc) chainHead = row;
       if (last) seq = row.seq!;
     }
-    for (const { commit, entries, version } of changes) {
+    for (const { commit, version } of changes) {
       if (version !== undefined) await client.query(this.#sql.setVersion, [commit.doc, version]);
-      if (entries && entries.length > 0) await this.#writeEntries(client, commit.doc, entries);
+    }
+    // Entries go into the commit's one statement, unless one entry is written twice (then write by write).
+    let batch = entryBatch(changes);
+    if (!batch) {
+      for (const { commit, entries } of changes)
+        if (entries && entries.length > 0) await this.#writeEntries(client, commit.doc, entries);
+      batch = entryBatch([]);
     }
     const record = sealAuditRecord(request.audit, seq, chainHead!.audit_hash, {
       chain: documentChain(chainDoc),
@@ -881,6 +888,7 @@ export class PostgresStore implements Store, CredentialStore {
         idem ? JSON.stringify(idem) : null,
         this.#channel,
         commits.map((c) => JSON.stringify({ doc: c.doc, revision: c.revision, by: this.#self })),
+        ...batch!.params,
       ])
     ).rows[0] as { idem: number };
     if (idem && written.idem === 0) {
@@ -1082,7 +1090,7 @@ export class PostgresStore implements Store, CredentialStore {
     return this.#pool;
   }
 
-  async #query<R>(text: string, params?: unknown[]): Promise<R[]> {
+  async #query<R>(text: string | pg.QueryConfig, params?: unknown[]): Promise<R[]> {
     const pool = this.#poolOrThrow();
     try {
       return (await pool.query(text, params)).rows as R[];
@@ -1092,7 +1100,7 @@ export class PostgresStore implements Store, CredentialStore {
   }
 
   /** Runs a statement; how many rows it changed. */
-  async #run(text: string, params: unknown[]): Promise<number> {
+  async #run(text: string | pg.QueryConfig, params: unknown[]): Promise<number> {
     const pool = this.#poolOrThrow();
     try {
       return (await pool.query(text, params)).rowCount ?? 0;
@@ -1144,6 +1152,65 @@ export class PostgresStore implements Store, CredentialStore {
   }
 }
 
+/**
+ * A commit's entry writes as the columns of the commit statement's entry CTEs ($26..$45). Those run
+ * on one snapshot, so an index row both removed and added by a write (it stays) is left out of both,
+ * and undefined is returned when one entry is written twice (the caller then writes them in order).
+ */
+function entryBatch(changes: readonly DocumentChange[]): { params: unknown[][] } | undefined {
+  const removeRows: string[][] = [[], [], [], [], []];
+  const deleted: string[][] = [[], [], []];
+  const put: string[][] = [[], [], [], []];
+  const addRows: string[][] = [[], [], [], [], []];
+  const sizes = new Map<string, { doc: string; coll: string; delta: number }>();
+  const seen = new Set<string>();
+  for (const { commit, entries } of changes) {
+    const doc = commit.doc;
+    for (const w of entries ?? []) {
+      const id = JSON.stringify([doc, w.collection, w.key]);
+      if (seen.has(id)) return undefined;
+      seen.add(id);
+      const added = new Set(w.indexAdd.map(([idx, ikey]) => `${idx}\u0000${ikey}`));
+      const removed = new Set(w.indexRemove.map(([idx, ikey]) => `${idx}\u0000${ikey}`));
+      for (const [idx, ikey] of w.indexRemove) {
+        if (added.has(`${idx}\u0000${ikey}`)) continue;
+        for (const [column, value] of [doc, w.collection, idx, ikey, w.key].entries())
+          removeRows[column]!.push(value);
+      }
+      for (const [idx, ikey] of w.indexAdd) {
+        if (removed.has(`${idx}\u0000${ikey}`)) continue;
+        for (const [column, value] of [doc, w.collection, idx, ikey, w.key].entries())
+          addRows[column]!.push(value);
+      }
+      if (w.value === undefined) {
+        for (const [column, value] of [doc, w.collection, w.key].entries()) deleted[column]!.push(value);
+      } else {
+        for (const [column, value] of [doc, w.collection, w.key, JSON.stringify(w.value)].entries())
+          put[column]!.push(value);
+      }
+      const delta = Number(w.value !== undefined) - Number(w.existed);
+      if (delta !== 0) {
+        const key = JSON.stringify([doc, w.collection]);
+        const size = sizes.get(key) ?? { doc, coll: w.collection, delta: 0 };
+        size.delta += delta;
+        sizes.set(key, size);
+      }
+    }
+  }
+  const sized = [...sizes.values()];
+  return {
+    params: [
+      ...removeRows,
+      ...deleted,
+      ...put,
+      ...addRows,
+      sized.map((z) => z.doc),
+      sized.map((z) => z.coll),
+      sized.map((z) => z.delta) as unknown as string[],
+    ],
+  };
+}
+
 /** host:port/database of a connection string, without the user or password. */
 function describeTarget(connectionString: string): string {
   try {
@@ -1168,7 +1235,18 @@ function auditParams(record: AuditRecord): unknown[] {
   ];
 }
 
-function statements(s: string) {
+/**
+ * The store's statements, each prepared once per connection under its own name (the server parses
+ * and plans it once). Names carry the schema, as a statement's text does.
+ */
+function statements(s: string): Record<keyof ReturnType<typeof statementTexts>, pg.QueryConfig> {
+  const tag = createHash('sha256').update(s).digest('hex').slice(0, 8);
+  return Object.fromEntries(
+    Object.entries(statementTexts(s)).map(([key, text]) => [key, { name: `cmcp_${tag}_${key}`, text }]),
+  ) as Record<keyof ReturnType<typeof statementTexts>, pg.QueryConfig>;
+}
+
+function statementTexts(s: string) {
   return {
     schemaVersion: `SELECT value FROM ${s}.meta WHERE key = 'schema_version'`,
     listDocuments: `SELECT doc, revision, oldest_revision, created_at FROM ${s}.documents ORDER BY doc`,
@@ -1204,7 +1282,19 @@ function statements(s: string) {
                AS x(d, r, ci, co, p, t, pa, iv, rq, ik)),
        i AS (INSERT INTO ${s}.idempotency (principal, key, at, record)
              SELECT $20, $21, $22, $23 WHERE $20::text IS NOT NULL
-             ON CONFLICT (principal, key) DO NOTHING RETURNING 1)
+             ON CONFLICT (principal, key) DO NOTHING RETURNING 1),
+       ir AS (DELETE FROM ${s}.entry_index e USING unnest($26::text[], $27::text[], $28::text[], $29::text[], $30::text[]) AS x(d, c, i, ik, k)
+             WHERE e.doc = x.d AND e.coll = x.c AND e.idx = x.i AND e.ikey = x.ik AND e.key = x.k),
+       ed AS (DELETE FROM ${s}.entries e USING unnest($31::text[], $32::text[], $33::text[]) AS x(d, c, k)
+             WHERE e.doc = x.d AND e.coll = x.c AND e.key = x.k),
+       ep AS (INSERT INTO ${s}.entries (doc, coll, key, value)
+             SELECT d, c, k, v FROM unnest($34::text[], $35::text[], $36::text[], $37::text[]) AS x(d, c, k, v)
+             ON CONFLICT (doc, coll, key) DO UPDATE SET value = excluded.value),
+       ia AS (INSERT INTO ${s}.entry_index (doc, coll, idx, ikey, key)
+             SELECT d, c, i, ik, k FROM unnest($38::text[], $39::text[], $40::text[], $41::text[], $42::text[]) AS x(d, c, i, ik, k)
+             ON CONFLICT DO NOTHING),
+       sz AS (UPDATE ${s}.collection_sizes AS z SET size = z.size + x.delta
+             FROM unnest($43::text[], $44::text[], $45::bigint[]) AS x(d, c, delta) WHERE z.doc = x.d AND z.coll = x.c)
      SELECT (SELECT count(*) FROM i)::int AS idem,
             (SELECT count(pg_notify($24, n)) FROM unnest($25::text[]) AS n)::int AS notified`,
     lockChain: `INSERT INTO ${s}.audit_chains AS c (chain, link, hash) VALUES ($1, 0, $2)
