@@ -574,7 +574,10 @@ export class PostgresStore implements Store, CredentialStore {
   }
 
   async commit(request: CommitRequest): Promise<CommitOutcome> {
-    const outcome = await this.#tx((client) => this.#commitInTx(client, request));
+    const outcome =
+      request.changes.length === 1
+        ? await this.#commitOne(request)
+        : await this.#tx((client) => this.#commitInTx(client, request));
     if (outcome.status === 'duplicate' && outcome.record === undefined) {
       // Another call with the key committed while this one ran: its record is readable now.
       const idem = request.idempotency!;
@@ -869,27 +872,7 @@ export class PostgresStore implements Store, CredentialStore {
     const idem = request.idempotency;
     const commits = changes.map((c) => c.commit);
     const written = (
-      await client.query(this.#sql.writeCommit, [
-        ...auditParams(record),
-        chainDoc,
-        commits.map((c) => c.doc),
-        commits.map((c) => c.revision),
-        commits.map((c) => c.commandId),
-        commits.map((c) => c.command),
-        commits.map((c) => c.principal),
-        commits.map((c) => c.at),
-        commits.map((c) => JSON.stringify(c.patches)),
-        commits.map((c) => JSON.stringify(c.inverse)),
-        commits.map((c) => c.requestId ?? null),
-        commits.map((c) => c.idempotencyKey ?? null),
-        idem?.principal ?? null,
-        idem?.key ?? null,
-        idem?.at ?? null,
-        idem ? JSON.stringify(idem) : null,
-        this.#channel,
-        commits.map((c) => JSON.stringify({ doc: c.doc, revision: c.revision, by: this.#self })),
-        ...batch!.params,
-      ])
+      await client.query(this.#sql.writeCommit, this.#writeParams(record, chainDoc, commits, idem, batch!))
     ).rows[0] as { idem: number };
     if (idem && written.idem === 0) {
       // The key was taken (by a commit that finished while this one waited on it): undo everything.
@@ -902,6 +885,105 @@ export class PostgresStore implements Store, CredentialStore {
       });
     }
     return { status: 'committed', audit: record };
+  }
+
+  /**
+   * A commit to one document in two round trips and no explicit transaction: read the head (and
+   * draw the audit sequence number), then one statement that advances the head only if it is still
+   * where it was read and writes everything else only if it did. A statement is atomic, so a lost
+   * race writes nothing, and a taken idempotency key aborts the whole statement.
+   */
+  async #commitOne(
+    request: CommitRequest,
+  ): Promise<CommitOutcome | { status: 'duplicate'; record: IdempotencyRecord | undefined }> {
+    const { commit, expectedRevision, version } = request.changes[0]!;
+    const now = Date.now();
+    const head = (
+      await this.#query<{
+        revision: number;
+        audit_link: number;
+        audit_hash: string;
+        fence_token: string | null;
+        fence_until: number | null;
+        seq: number;
+      }>(this.#sql.readHeadSeq, [commit.doc, expectedRevision])
+    )[0];
+    if (!head) throw new StateError('not_found', `No document "${commit.doc}"`);
+    if (head.fence_token !== null && head.fence_token !== request.fence && (head.fence_until ?? 0) > now) {
+      return { status: 'conflict', doc: commit.doc, currentRevision: head.revision, fenced: true };
+    }
+    if (head.revision !== expectedRevision || commit.revision !== expectedRevision + 1) {
+      return { status: 'conflict', doc: commit.doc, currentRevision: head.revision };
+    }
+    const batch = entryBatch(request.changes);
+    if (!batch) return this.#tx((client) => this.#commitInTx(client, request));
+    const record = sealAuditRecord(request.audit, head.seq, head.audit_hash, {
+      chain: documentChain(commit.doc),
+      link: head.audit_link + 1,
+    });
+    let won: number;
+    try {
+      won = (
+        await this.#query<{ won: number }>(this.#sql.commitOne, [
+          ...this.#writeParams(record, commit.doc, [commit], request.idempotency, batch),
+          version ?? null,
+          expectedRevision,
+          request.fence ?? null,
+          now,
+        ])
+      )[0]!.won;
+    } catch (error) {
+      if ((error as { code?: string }).code === '23505' && request.idempotency) {
+        const idem = request.idempotency;
+        return { status: 'duplicate', record: await this.findIdempotency(idem.principal, idem.key) };
+      }
+      throw error;
+    }
+    if (won === 1) return { status: 'committed', audit: record };
+    // Another writer moved the head (or fenced it) between the read and the write.
+    const now2 = Date.now();
+    const row = (
+      await this.#query<{ revision: number; fence_token: string | null; fence_until: number | null }>(
+        this.#sql.headState,
+        [commit.doc],
+      )
+    )[0];
+    if (!row) throw new StateError('not_found', `No document "${commit.doc}"`);
+    if (row.fence_token !== null && row.fence_token !== request.fence && (row.fence_until ?? 0) > now2) {
+      return { status: 'conflict', doc: commit.doc, currentRevision: row.revision, fenced: true };
+    }
+    return { status: 'conflict', doc: commit.doc, currentRevision: row.revision };
+  }
+
+  /** $1..$45 of the commit statements: the audit row, the commits, idempotency, notifications, entries. */
+  #writeParams(
+    record: AuditRecord,
+    chainDoc: string,
+    commits: readonly CommitRecord[],
+    idem: IdempotencyRecord | undefined,
+    batch: { params: unknown[][] },
+  ): unknown[] {
+    return [
+      ...auditParams(record),
+      chainDoc,
+      commits.map((c) => c.doc),
+      commits.map((c) => c.revision),
+      commits.map((c) => c.commandId),
+      commits.map((c) => c.command),
+      commits.map((c) => c.principal),
+      commits.map((c) => c.at),
+      commits.map((c) => JSON.stringify(c.patches)),
+      commits.map((c) => JSON.stringify(c.inverse)),
+      commits.map((c) => c.requestId ?? null),
+      commits.map((c) => c.idempotencyKey ?? null),
+      idem?.principal ?? null,
+      idem?.key ?? null,
+      idem?.at ?? null,
+      idem ? JSON.stringify(idem) : null,
+      this.#channel,
+      commits.map((c) => JSON.stringify({ doc: c.doc, revision: c.revision, by: this.#self })),
+      ...batch.params,
+    ];
   }
 
   /** Why a head row could not be advanced: a missing document, a fence, or a revision moved on. */
@@ -1297,6 +1379,43 @@ function statementTexts(s: string) {
              FROM unnest($43::text[], $44::text[], $45::bigint[]) AS x(d, c, delta) WHERE z.doc = x.d AND z.coll = x.c)
      SELECT (SELECT count(*) FROM i)::int AS idem,
             (SELECT count(pg_notify($24, n)) FROM unnest($25::text[]) AS n)::int AS notified`,
+    // The head as one-statement commits read it; the sequence number is drawn only when the head is
+    // where the writer expects it (a writer that is already behind burns none).
+    readHeadSeq: `SELECT revision, audit_link, audit_hash, fence_token, fence_until,
+         CASE WHEN revision = $2 THEN nextval('${s}.audit_seq') ELSE 0 END AS seq
+       FROM ${s}.documents WHERE doc = $1`,
+    commitOne: `WITH
+       h AS (UPDATE ${s}.documents SET revision = revision + 1, audit_link = $3, audit_hash = $7,
+               version = COALESCE($46::int, version)
+             WHERE doc = $9 AND revision = $47 AND audit_link = $3 - 1
+               AND (fence_token IS NULL OR fence_token = $48 OR fence_until <= $49)
+             RETURNING doc),
+       a AS (INSERT INTO ${s}.audit (seq, chain, link, at, principal, command, hash, record)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM h)),
+       c AS (INSERT INTO ${s}.commits (doc, revision, command_id, command, principal, at, patches, inverse, request_id, idempotency_key, audit_seq)
+             SELECT d, r, ci, co, p, t, pa, iv, rq, ik, $1
+             FROM unnest($10::text[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
+               AS x(d, r, ci, co, p, t, pa, iv, rq, ik)
+             WHERE EXISTS (SELECT 1 FROM h)),
+       i AS (INSERT INTO ${s}.idempotency (principal, key, at, record)
+             SELECT $20, $21, $22, $23 WHERE $20::text IS NOT NULL AND EXISTS (SELECT 1 FROM h)),
+       ir AS (DELETE FROM ${s}.entry_index e USING unnest($26::text[], $27::text[], $28::text[], $29::text[], $30::text[]) AS x(d, c, i, ik, k)
+             WHERE e.doc = x.d AND e.coll = x.c AND e.idx = x.i AND e.ikey = x.ik AND e.key = x.k AND EXISTS (SELECT 1 FROM h)),
+       ed AS (DELETE FROM ${s}.entries e USING unnest($31::text[], $32::text[], $33::text[]) AS x(d, c, k)
+             WHERE e.doc = x.d AND e.coll = x.c AND e.key = x.k AND EXISTS (SELECT 1 FROM h)),
+       ep AS (INSERT INTO ${s}.entries (doc, coll, key, value)
+             SELECT d, c, k, v FROM unnest($34::text[], $35::text[], $36::text[], $37::text[]) AS x(d, c, k, v)
+             WHERE EXISTS (SELECT 1 FROM h)
+             ON CONFLICT (doc, coll, key) DO UPDATE SET value = excluded.value),
+       ia AS (INSERT INTO ${s}.entry_index (doc, coll, idx, ikey, key)
+             SELECT d, c, i, ik, k FROM unnest($38::text[], $39::text[], $40::text[], $41::text[], $42::text[]) AS x(d, c, i, ik, k)
+             WHERE EXISTS (SELECT 1 FROM h)
+             ON CONFLICT DO NOTHING),
+       sz AS (UPDATE ${s}.collection_sizes AS z SET size = z.size + x.delta
+             FROM unnest($43::text[], $44::text[], $45::bigint[]) AS x(d, c, delta)
+             WHERE z.doc = x.d AND z.coll = x.c AND EXISTS (SELECT 1 FROM h))
+     SELECT (SELECT count(*) FROM h)::int AS won,
+            (SELECT count(pg_notify($24, n)) FROM unnest($25::text[]) AS n WHERE EXISTS (SELECT 1 FROM h))::int AS notified`,
     lockChain: `INSERT INTO ${s}.audit_chains AS c (chain, link, hash) VALUES ($1, 0, $2)
        ON CONFLICT (chain) DO UPDATE SET link = c.link
        RETURNING link, hash, nextval('${s}.audit_seq') AS seq`,
