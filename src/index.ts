@@ -22,6 +22,10 @@ export type {
 export { SYSTEM_PRINCIPAL } from './core/access.js';
 export {
   type AuditVerdict,
+  type ChainPlacement,
+  type ChainPosition,
+  checkAuditHeads,
+  digestAuditHeads,
   GENESIS_HASH,
   hashAuditRecord,
   sealAuditRecord,
@@ -181,4 +185,5 @@ export {
 } from './server.js';
 export { MemoryStore } from './store/memory.js';
 export { openStore, type StoreConfig, StoreConfigError } from './store/open.js';
+export { PostgresStore, type PostgresStoreOptions } from './store/postgres.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite.js';

@@ -24,7 +24,9 @@ import fc from 'fast-check';
 import jsonpatch from 'fast-json-patch';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { PostgresStore } from '../src/store/postgres.js';
 import { MIGRATIONS } from '../src/store/sqlite.js';
+import { freshSchema, PG_URL } from './helpers/postgres.js';
 import { tempDir } from './helpers/tmp.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -62,6 +64,14 @@ async function stores(): Promise<Array<{ name: string; make: () => Promise<Store
         const tmp = tempDir();
         cleanups.push(tmp.remove);
         return new SqliteStore({ path: join(tmp.dir, 'c.db') });
+      },
+    },
+    {
+      name: 'postgres',
+      make: async () => {
+        const fresh = await freshSchema('coll');
+        cleanups.push(fresh.drop);
+        return new PostgresStore({ url: PG_URL, schema: fresh.schema });
       },
     },
   ];
@@ -173,7 +183,7 @@ async function apply(
 }
 
 describe('collections: history stays exact', () => {
-  for (const kind of ['memory', 'sqlite'] as const) {
+  for (const kind of ['memory', 'sqlite', 'postgres'] as const) {
     it(`diff/apply, inverse, rollback and undo are exact over random operations (${kind})`, async () => {
       await fc.assert(
         fc.asyncProperty(

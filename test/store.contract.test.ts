@@ -1,7 +1,9 @@
 import { join } from 'node:path';
 import { describeStoreContract } from '../src/store/contract.js';
 import { MemoryStore } from '../src/store/memory.js';
+import { PostgresStore } from '../src/store/postgres.js';
 import { SqliteStore } from '../src/store/sqlite.js';
+import { freshSchema, PG_URL } from './helpers/postgres.js';
 import { tempDir } from './helpers/tmp.js';
 
 describeStoreContract('memory', async () => ({
@@ -18,5 +20,16 @@ describeStoreContract('sqlite', async () => {
     second: async () => new SqliteStore({ path }),
     provides: { watchExternalChanges: true, schemaStatus: true },
     cleanup: async () => tmp.remove(),
+  };
+});
+
+describeStoreContract('postgres', async () => {
+  const { schema, drop } = await freshSchema('contract');
+  const make = () => new PostgresStore({ url: PG_URL, schema, pollIntervalMs: 200 });
+  return {
+    store: make(),
+    second: async () => make(),
+    provides: { watchExternalChanges: true, schemaStatus: true },
+    cleanup: drop,
   };
 });

@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { seedBoards } from './boards.js';
 import { historyScenario } from './history.js';
 import { inProcessScenario } from './in-process.js';
+import { postgresScenario } from './postgres.js';
 import { renderProfile, summarizeProfile } from './profile.js';
 import { type BenchResults, renderReport } from './report.js';
 import { scaleScenario, startBoardServer } from './scale.js';
@@ -87,6 +88,8 @@ async function runBench(config: BenchConfig, dir: string, out: string, json?: st
     scenarios.push(await wireScenario('http', dir, config));
     log('preparing: stdio servers');
     scenarios.push(await wireScenario('stdio', dir, config));
+    log('preparing: PostgreSQL (one and two instances on one schema) beside SQLite');
+    scenarios.push(await postgresScenario(dir, config));
 
     const runs: Record<string, Measurement[]> = {};
     for (let round = 0; round < config.rounds; round++) {

@@ -313,6 +313,36 @@ export function renderReport(results: BenchResults): string {
     '',
   );
   out.push(...renderScale(results));
+
+  // --- 8: PostgreSQL ----------------------------------------------------------------------------
+  if (m['pg.16']) {
+    out.push('## 8. PostgreSQL: one and two instances', '');
+    out.push(
+      'The task board over Streamable HTTP at 16 clients, as in section 3 (client *i* claims and releases T-*i*, every call a ' +
+        'commit to the one `board` document), on SQLite in a data directory, on PostgreSQL with one `coremcp serve`, and on ' +
+        'PostgreSQL with two `coremcp serve` processes on one schema, the calls alternating between them (2026-07-28 requests go ' +
+        'anywhere). PostgreSQL 15 runs on the same 2 cores, local TCP. With two instances both race for the board’s head row: a lost ' +
+        'race is retried by the server (catching up by diff), and a call that lost more often than it retries ' +
+        '(`conflict_retries_exhausted`, nothing committed) is sent again by the client; *resent* counts those per 1,000 committed calls. ' +
+        'Server CPU per call is summed over the instances.',
+      '',
+    );
+    const row = (id: string, label: string) => [
+      label,
+      `**${num(at('pg.16', `${id}.callsPerSec`), 0)}**${spread(runs['pg.16'], `${id}.callsPerSec`, 0)}`,
+      num(at('pg.16', `${id}.p50Ms`)),
+      num(at('pg.16', `${id}.p99Ms`)),
+      num(at('pg.16', `${id}.serverCpuMsPerCall`), 3),
+      num(at('pg.16', `${id}.resentPer1000`), 1),
+    ];
+    out.push(
+      table(
+        ['store, instances', 'calls/s', 'p50 ms', 'p99 ms', 'server CPU ms/call', 'resent per 1,000'],
+        [row('sqlite1', 'SQLite, 1'), row('pg1', 'PostgreSQL, 1'), row('pg2', 'PostgreSQL, 2')],
+      ),
+      '',
+    );
+  }
   out.push('## Reproduce', '');
   out.push(
     '```sh',

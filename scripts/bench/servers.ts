@@ -160,6 +160,8 @@ export interface HttpServerOptions {
   cpuProfDir?: string;
   /** Preload `stall-probe.mjs`, so `StallProbe` can read the server's event-loop stalls. */
   stallProbe?: boolean;
+  /** More `serve` arguments (`--store URL`). */
+  args?: string[];
 }
 
 function nodeFlags(options: HttpServerOptions): string[] {
@@ -172,7 +174,15 @@ function nodeFlags(options: HttpServerOptions): string[] {
 export function startCoremcpHttp(dataDir: string, options: HttpServerOptions = {}): Promise<HttpServer> {
   return spawnHttp(
     'coremcp',
-    [...nodeFlags(options), CLI, 'serve', '--http', '127.0.0.1:0', ...serveOptions(dataDir)],
+    [
+      ...nodeFlags(options),
+      CLI,
+      'serve',
+      '--http',
+      '127.0.0.1:0',
+      ...serveOptions(dataDir),
+      ...(options.args ?? []),
+    ],
     /serving "[^"]+" at (http:\/\/\S+)/,
   );
 }

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GENESIS_HASH, verifyAuditRecords } from '../core/audit.js';
+import { checkAuditHeads, digestAuditHeads, GENESIS_HASH, verifyAuditRecords } from '../core/audit.js';
 import type { AuditQuery, AuditRecord, Store } from '../core/store.js';
 import { type CommonOptions, configOf, integerOption, storeOf } from './context.js';
 import { CheckFailed, UsageError } from './usage.js';
@@ -42,9 +42,11 @@ async function forEachPage(
 }
 
 /**
- * Walks the whole chain: every hash recomputes, every record links to the one before, no sequence
- * gaps. Prints the count and the last hash (keep it elsewhere: it anchors the chain against a rewrite
- * of its tail). A broken chain is exit code 1, naming the first bad record.
+ * Walks the whole trail: every hash recomputes, every record links to the one before it in its chain,
+ * no gaps. A store with one chain prints the last hash; one with a chain per document (PostgreSQL)
+ * also checks that every chain reaches the head the store recorded for it, and prints one digest of
+ * all heads. Keep that value elsewhere: it anchors the trail against a rewrite of its newest records.
+ * A broken trail is exit code 1, naming the first bad record.
  */
 export async function auditVerify(options: CommonOptions & { json?: boolean }): Promise<void> {
   await withStore(options, async (store) => {
@@ -56,9 +58,23 @@ export async function auditVerify(options: CommonOptions & { json?: boolean }): 
     if (!verdict.ok) {
       throw new CheckFailed(`audit chain broken at record ${verdict.seq}: ${verdict.reason}`);
     }
+    const heads = store.auditHeads ? await store.auditHeads() : undefined;
+    if (heads) {
+      const problem = checkAuditHeads(verdict.chains ?? new Map(), heads);
+      if (problem) throw new CheckFailed(`audit trail incomplete: ${problem}`);
+    }
+    const chains = verdict.chains?.size ?? 0;
     if (options.json) {
+      const report: Record<string, unknown> = {
+        ok: true,
+        records: verdict.checked,
+        lastHash: verdict.lastHash,
+      };
+      if (heads) Object.assign(report, { chains, headsDigest: digestAuditHeads(heads) });
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+    } else if (heads) {
       process.stdout.write(
-        `${JSON.stringify({ ok: true, records: verdict.checked, lastHash: verdict.lastHash })}\n`,
+        `audit trail intact: ${verdict.checked} records in ${chains} chains, heads digest ${digestAuditHeads(heads)}\n`,
       );
     } else {
       const last = verdict.lastHash === GENESIS_HASH ? '(empty)' : verdict.lastHash;

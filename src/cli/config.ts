@@ -80,6 +80,17 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** A database URL (`postgres://…`); default SQLite in the data directory. */
       url: z.string().min(1).max(2048).optional(),
+      /** PostgreSQL: the schema coremcp's tables live in (default: the URL's `?schema=`, else `coremcp`). */
+      schema: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,47}$/)
+        .optional(),
+      /** PostgreSQL: connections in the pool (default 10). */
+      poolSize: z.number().int().min(1).max(1000).optional(),
+      /** PostgreSQL: the server cancels a statement running longer than this, in ms (default 10,000). */
+      statementTimeoutMs: z.number().int().min(100).max(3_600_000).optional(),
+      /** PostgreSQL: look for other instances' commits at least this often, in ms, besides LISTEN (default 2,000; 0 = LISTEN only). */
+      pollIntervalMs: z.number().int().min(0).max(3_600_000).optional(),
       durability: z.enum(['normal', 'full']).optional(),
       snapshotEvery: z.number().int().min(1).max(1_000_000).optional(),
     })

@@ -66,6 +66,10 @@ export function storeOf(options: CommonOptions, config: CoreMcpConfig = {}): Sto
       dataDir: dataDirOf(options),
       durability: config.store?.durability,
       url: options.store ?? process.env.COREMCP_STORE_URL ?? config.store?.url,
+      schema: config.store?.schema,
+      poolSize: config.store?.poolSize,
+      statementTimeoutMs: config.store?.statementTimeoutMs,
+      pollIntervalMs: config.store?.pollIntervalMs,
     });
   } catch (error) {
     if (error instanceof StoreConfigError) throw new UsageError(error.message);

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isCoreMcpError } from '../core/errors.js';
+import { StoreConfigError } from '../store/config-error.js';
 import { auditExport, auditTail, auditVerify } from './audit.js';
 import { DEFAULT_CONSOLE_LISTEN, runConsole } from './console.js';
 import { health } from './health.js';
@@ -240,7 +241,12 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`coremcp: ${error.message}\n`);
       return 2;
     }
-    if (isCoreMcpError(error) && error.spec.expose) {
+    if (error instanceof StoreConfigError) {
+      process.stderr.write(`coremcp: ${error.message}\n`);
+      return 1;
+    }
+    // The store failed (unreachable, busy, full): the operator reads why on one line.
+    if (isCoreMcpError(error) && (error.spec.expose || error.spec.family === 'recovery')) {
       process.stderr.write(`coremcp: ${error.code}: ${error.message}\n`);
       return 1;
     }

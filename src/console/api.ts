@@ -71,7 +71,7 @@ export interface ConsoleDeps {
   /** The command pipeline: rollback and undo run through it exactly as MCP calls do. */
   execute(name: string, input: unknown, options?: ExecuteOptions): Promise<CommandResult>;
   keys: ApiKeys | undefined;
-  store: Pick<Store, 'readAudit' | 'recordAttempt'>;
+  store: Pick<Store, 'readAudit' | 'recordAttempt' | 'auditHeads'>;
   health: HealthMonitor;
   logger: Logger;
 }

@@ -1,4 +1,4 @@
-import { type AuditVerdict, GENESIS_HASH, verifyAuditRecords } from '../core/audit.js';
+import { type AuditVerdict, checkAuditHeads, GENESIS_HASH, verifyAuditRecords } from '../core/audit.js';
 import type { AuditQuery, AuditRecord, Store } from '../core/store.js';
 
 /** What the audit view filters on. Principal, command and `since` go to the store; the rest is matched here. */
@@ -38,11 +38,11 @@ function matches(record: AuditRecord, filter: AuditFilter): boolean {
  * windows of sequence numbers going back from the newest record.
  */
 export class AuditBrowser {
-  readonly #store: Pick<Store, 'readAudit'>;
+  readonly #store: Pick<Store, 'readAudit' | 'auditHeads'>;
   #knownLast = 0;
   #verifying: Promise<AuditVerdict> | undefined;
 
-  constructor(store: Pick<Store, 'readAudit'>) {
+  constructor(store: Pick<Store, 'readAudit' | 'auditHeads'>) {
     this.#store = store;
   }
 
@@ -119,13 +119,23 @@ export class AuditBrowser {
   }
 
   async #verify(): Promise<AuditVerdict> {
-    let chain = { lastHash: GENESIS_HASH, lastSeq: 0, checked: 0 };
+    let chain: AuditVerdict & { ok: true } = { ok: true, lastHash: GENESIS_HASH, lastSeq: 0, checked: 0 };
     for (;;) {
       const rows = await this.#store.readAudit({ afterSeq: chain.lastSeq, limit: VERIFY_PAGE });
-      if (rows.length === 0) return { ok: true, ...chain };
-      const verdict = verifyAuditRecords(rows, chain, chain.checked);
-      if (!verdict.ok || rows.length < VERIFY_PAGE) return verdict;
+      const verdict: AuditVerdict =
+        rows.length === 0 ? chain : verifyAuditRecords(rows, chain, chain.checked);
+      if (!verdict.ok) return verdict;
+      if (rows.length < VERIFY_PAGE) return this.#checkHeads(verdict);
       chain = verdict;
     }
+  }
+
+  /** A store with a chain per document also records each chain's head: every chain must reach it. */
+  async #checkHeads(verdict: AuditVerdict & { ok: true }): Promise<AuditVerdict> {
+    if (!this.#store.auditHeads) return verdict;
+    const problem = checkAuditHeads(verdict.chains ?? new Map(), await this.#store.auditHeads());
+    return problem === undefined
+      ? verdict
+      : { ok: false, checked: verdict.checked, seq: verdict.lastSeq, reason: problem };
   }
 }

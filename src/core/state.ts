@@ -1049,9 +1049,14 @@ export class StateManager {
 
   /** Brings a cached head up to date with commits other processes made; emits their events. */
   async refresh(doc: string): Promise<DocumentState> {
-    const head = this.#heads.get(doc);
-    if (!head) return this.get(doc);
-    const next = await this.#locks.run(doc, () => this.#reload(doc, head));
+    if (!this.#heads.has(doc)) return this.get(doc);
+    // The head is read under the lock: a refresh queued behind another starts where that one ended,
+    // so refreshes that overlap (one per change notification) publish each commit once.
+    const next = await this.#locks.run(doc, async () => {
+      const head = this.#heads.get(doc);
+      return head ? this.#reload(doc, head) : undefined;
+    });
+    if (!next) return this.get(doc);
     return { doc, revision: next.revision, value: next.value };
   }
 

@@ -9,8 +9,11 @@ import type { JsonPatch } from './patch.js';
  * Implementations pass the contract suite in `src/store/contract.ts`. Invariants they guarantee:
  * - `commit` is atomic: the commit, its audit record, its idempotency record and the new head are
  *   written together or not at all, and only if the head is still at `expectedRevision`.
- * - Audit records form one chain across all documents: each record's `prevHash` is the previous
- *   record's `hash`, sealed inside the writing transaction with `sealAuditRecord`.
+ * - Audit records form a hash chain, sealed inside the writing transaction with `sealAuditRecord`:
+ *   either one chain across all documents (each record's `prevHash` is the previous record's `hash`),
+ *   or, for a store written by several instances at once, one chain per document plus chains for
+ *   records that change no document, each record naming its `chain` and `link`, with the head of
+ *   every chain readable through `auditHeads`.
  * - History is append-only; only `compact` removes commits, and only before a snapshot.
  */
 export interface Store {
@@ -104,6 +107,12 @@ export interface Store {
 
   /** Audit records with `seq > afterSeq`, ascending. */
   readAudit(query: AuditQuery): Promise<AuditRecord[]>;
+  /**
+   * Where each audit chain ends, for a store that keeps several (records carry `chain` and `link`):
+   * what `coremcp audit verify` compares the records with, so that removing a chain's newest records,
+   * or a whole chain, is noticed. Optional: a single chain's `seq` has no gaps, which shows the same.
+   */
+  auditHeads?(): Promise<AuditChainHead[]>;
 
   /**
    * A server secret by name (e.g. the key that signs MRTR request states), shared by every instance
@@ -339,8 +348,20 @@ export interface AuditConsent {
 }
 
 export interface AuditRecord extends AuditEntry {
+  /** Ascending in the order records were written (without gaps in a single chain). */
   seq: number;
+  /** In a store with several chains: the chain this record belongs to (see `Store.auditHeads`). */
+  chain?: string;
+  /** In a store with several chains: the record's 1-based position in its chain. */
+  link?: number;
   prevHash: string;
+  hash: string;
+}
+
+/** Where one audit chain ends, as the store recorded it in the transaction that extended it. */
+export interface AuditChainHead {
+  chain: string;
+  link: number;
   hash: string;
 }
 

@@ -1,5 +1,7 @@
 import { join } from 'node:path';
 import type { CredentialStore, Store } from '../core/store.js';
+import { StoreConfigError } from './config-error.js';
+import { PostgresStore } from './postgres.js';
 import { SqliteStore } from './sqlite.js';
 
 /** The SQLite database's file name inside the data directory. */
@@ -13,12 +15,17 @@ export interface StoreConfig {
   durability?: 'normal' | 'full' | undefined;
   /** A database URL (`postgres://…`). Without one, SQLite in `dataDir`. */
   url?: string | undefined;
+  /** PostgreSQL: the schema coremcp's tables live in (default: the URL's `?schema=`, else `coremcp`). */
+  schema?: string | undefined;
+  /** PostgreSQL: connections in the pool (default 10). */
+  poolSize?: number | undefined;
+  /** PostgreSQL: the server cancels a statement running longer than this, in ms (default 10,000). */
+  statementTimeoutMs?: number | undefined;
+  /** PostgreSQL: look for other instances' commits at least this often, in ms (default 2,000; 0 = LISTEN only). */
+  pollIntervalMs?: number | undefined;
 }
 
-/** A store configuration this build cannot open; its message is one line, for an operator. */
-export class StoreConfigError extends Error {
-  override readonly name = 'StoreConfigError';
-}
+export { StoreConfigError };
 
 /**
  * The store a configuration names, not yet opened (the core opens and closes it). One case per kind
@@ -35,9 +42,13 @@ export function openStore(config: StoreConfig): Store & CredentialStore {
   switch (scheme) {
     case 'postgres':
     case 'postgresql':
-      throw new StoreConfigError(
-        'PostgreSQL is not available yet; leave the store URL unset to keep state in SQLite in the data directory',
-      );
+      return new PostgresStore({
+        url: config.url,
+        schema: config.schema,
+        poolSize: config.poolSize,
+        statementTimeoutMs: config.statementTimeoutMs,
+        pollIntervalMs: config.pollIntervalMs,
+      });
     default:
       throw new StoreConfigError(
         `unsupported store URL "${redact(config.url)}"; leave it unset to keep state in SQLite in the data directory`,
