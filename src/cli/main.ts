@@ -240,7 +240,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`coremcp: ${error.message}\n`);
       return 2;
     }
-    if (isCoreMcpError(error) && error.spec.expose) {
+    // Store faults (a corrupt, empty, locked or full database) are for the operator: one line, no stack.
+    if (isCoreMcpError(error) && (error.spec.expose || error.spec.family === 'recovery')) {
       process.stderr.write(`coremcp: ${error.code}: ${error.message}\n`);
       return 1;
     }

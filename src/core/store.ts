@@ -13,6 +13,18 @@ import type { JsonPatch } from './patch.js';
  *   record's `hash`, sealed inside the writing transaction with `sealAuditRecord`.
  * - History is append-only; only `compact` removes commits, and only before a snapshot.
  */
+/**
+ * What went wrong with the store itself (not with a request): another process's write lock held
+ * past the wait allowed, a full disk, a read-only file, an I/O error, a corrupt file, or the database
+ * file (or its log) replaced or deleted under the server.
+ */
+export type StoreFaultKind = 'busy' | 'full' | 'read_only' | 'io' | 'corrupt' | 'replaced';
+
+/** A fault, or the first success after one (`downMs`: how long writes failed). */
+export type StoreFaultEvent =
+  | { type: 'fault'; kind: StoreFaultKind }
+  | { type: 'recovered'; kind: StoreFaultKind; downMs: number };
+
 export interface Store {
   /** A short name for logs and health checks: `memory`, `sqlite`, `postgres`. */
   readonly kind: string;
@@ -101,6 +113,13 @@ export interface Store {
    * Optional: a store only this process writes has nothing to report. Returns the stop function.
    */
   watchExternalChanges?(listener: () => void): () => void;
+  /**
+   * Proves the store can write now (readiness): one small write, no waiting for another process's
+   * lock. Throws the typed fault (`store_busy`, `storage_full`, ...) when it cannot. Optional.
+   */
+  probeWrite?(): Promise<void>;
+  /** Calls `listener` on every store fault and on each recovery from one. Optional. */
+  watchFaults?(listener: (event: StoreFaultEvent) => void): () => void;
 
   /** Audit records with `seq > afterSeq`, ascending. */
   readAudit(query: AuditQuery): Promise<AuditRecord[]>;
