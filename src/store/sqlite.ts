@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { GENESIS_HASH, sealAuditRecord } from '../core/audit.js';
@@ -98,6 +98,18 @@ const SQLITE_MAGIC = 'SQLite format 3\u0000';
 export function checkDatabaseFile(path: string): void {
   const stat = statSync(path, { throwIfNoEntry: false });
   if (!stat) return;
+  // SQLite would open a read-only file read-only without a word, and fail later, vaguely.
+  for (const target of [path, dirname(path)]) {
+    try {
+      accessSync(target, constants.W_OK);
+    } catch {
+      throw new RecoveryError(
+        'store_read_only',
+        `${target === path ? 'the database file' : 'the folder of the database'} ${target} is read-only; coremcp needs to write it (and its -wal and -shm files beside it)`,
+        { details: { fault: 'read_only' } },
+      );
+    }
+  }
   const corrupt = (why: string) =>
     new RecoveryError('store_corrupt', `the database file ${path} ${why}`, { details: { fault: 'corrupt' } });
   if (stat.size === 0)
