@@ -16,6 +16,7 @@ import {
   stateRollback,
   stateSnapshot,
   stateUndo,
+  stateVerify,
 } from './state.js';
 import { CheckFailed, UsageError } from './usage.js';
 
@@ -161,6 +162,16 @@ export function buildProgram(): Command {
       )
       .option('--doc <doc>', "document id (default: the store's only document, else `default`)"),
   ).action((options) => stateSnapshot(options));
+  withCommon(
+    state
+      .command('verify')
+      .description(
+        "check the database (SQLite's quick_check, or integrity_check with --full) and replay every document's history against its snapshots and head; exit 1 naming each problem",
+      )
+      .option('--doc <doc>', 'only this document')
+      .option('--full', 'the full integrity check (reads every page and index; slower)')
+      .option('--json', 'print JSON'),
+  ).action((options) => stateVerify(options));
   withCommon(
     state
       .command('compact')

@@ -118,6 +118,11 @@ export interface Store {
    * lock. Throws the typed fault (`store_busy`, `storage_full`, ...) when it cannot. Optional.
    */
   probeWrite?(): Promise<void>;
+  /**
+   * The database's own consistency check (SQLite: `PRAGMA quick_check`, or `integrity_check` when
+   * `full`): the problems it found, none when intact. Optional.
+   */
+  checkIntegrity?(options?: { full?: boolean }): Promise<string[]>;
   /** Calls `listener` on every store fault and on each recovery from one. Optional. */
   watchFaults?(listener: (event: StoreFaultEvent) => void): () => void;
 

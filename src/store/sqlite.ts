@@ -616,6 +616,16 @@ export class SqliteStore implements Store, CredentialStore {
     );
   }
 
+  async checkIntegrity(options: { full?: boolean } = {}): Promise<string[]> {
+    const db = this.#conn();
+    const rows = this.#guard.read(
+      () =>
+        db.pragma(options.full ? 'integrity_check(100)' : 'quick_check(100)', { simple: false }) as unknown[],
+    );
+    const problems = rows.map((row) => String(Object.values(row as Record<string, unknown>)[0]));
+    return problems.length === 1 && problems[0] === 'ok' ? [] : problems;
+  }
+
   async ping(): Promise<void> {
     const db = this.#conn();
     this.#guard.read(() => db.prepare('SELECT 1').get());
@@ -1197,6 +1207,15 @@ export class SqliteStore implements Store, CredentialStore {
     db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
     db.transaction(() => {
       const version = this.#version(db);
+      // Tables without a recorded version: the meta table was damaged or emptied. Migrating again
+      // would fail halfway or, worse, run over the data.
+      if (version === 0 && db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'documents'").get()) {
+        throw new RecoveryError(
+          'store_corrupt',
+          `the database file ${this.path} has coremcp's tables but no schema version: it is damaged; restore it from a backup`,
+          { details: { fault: 'corrupt' } },
+        );
+      }
       if (version > MIGRATIONS.length) {
         throw new SetupError(
           'store_too_new',
