@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GENESIS_HASH, verifyAuditRecords } from '../core/audit.js';
+import { verifyCommitsAgainstAudit } from '../core/audit-commits.js';
 import type { AuditQuery, AuditRecord, Store } from '../core/store.js';
 import { type CommonOptions, configOf, integerOption, storeOf } from './context.js';
 import { CheckFailed, UsageError } from './usage.js';
@@ -56,13 +57,20 @@ export async function auditVerify(options: CommonOptions & { json?: boolean }): 
     if (!verdict.ok) {
       throw new CheckFailed(`audit chain broken at record ${verdict.seq}: ${verdict.reason}`);
     }
+    // The chain can be intact and still not be the history: compare the commits with what it sealed.
+    const history = await verifyCommitsAgainstAudit(store);
+    if (history.problems.length > 0) {
+      throw new CheckFailed(`history does not match the audit chain:\n  ${history.problems.join('\n  ')}`);
+    }
     if (options.json) {
       process.stdout.write(
-        `${JSON.stringify({ ok: true, records: verdict.checked, lastHash: verdict.lastHash })}\n`,
+        `${JSON.stringify({ ok: true, records: verdict.checked, lastHash: verdict.lastHash, commits: history.commits })}\n`,
       );
     } else {
       const last = verdict.lastHash === GENESIS_HASH ? '(empty)' : verdict.lastHash;
-      process.stdout.write(`audit chain intact: ${verdict.checked} records, last hash ${last}\n`);
+      process.stdout.write(
+        `audit chain intact: ${verdict.checked} records, last hash ${last}; ${history.commits} commits match the patch hashes their records sealed\n`,
+      );
     }
   });
 }

@@ -127,6 +127,12 @@ export interface Store {
   watchFaults?(listener: (event: StoreFaultEvent) => void): () => void;
 
   /** Audit records with `seq > afterSeq`, ascending. */
+  /**
+   * Sequence numbers (at most 100) of audit rows whose indexed columns (seq, time, principal, command,
+   * hash) differ from the sealed record they store: what a filter on those columns would get wrong.
+   * Optional: a store that keeps only the record has nothing to compare.
+   */
+  auditColumnMismatches?(): Promise<number[]>;
   readAudit(query: AuditQuery): Promise<AuditRecord[]>;
 
   /**

@@ -942,6 +942,21 @@ export class SqliteStore implements Store, CredentialStore {
     });
   }
 
+  async auditColumnMismatches(): Promise<number[]> {
+    const db = this.#conn();
+    return this.#guard.read(
+      () =>
+        db
+          .prepare(
+            `SELECT seq FROM audit WHERE seq IS NOT json_extract(record, '$.seq') OR at IS NOT json_extract(record, '$.at')
+               OR principal IS NOT json_extract(record, '$.principal') OR command IS NOT json_extract(record, '$.command')
+               OR hash IS NOT json_extract(record, '$.hash') ORDER BY seq LIMIT 100`,
+          )
+          .pluck()
+          .all() as number[],
+    );
+  }
+
   async fence(docs: readonly string[], token: string, ttlMs: number): Promise<boolean> {
     this.#conn();
     return this.#guard.write(() => this.#fenceTx(docs, token, ttlMs));

@@ -6,7 +6,7 @@
 import { copyFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { errorCodeOf, httpClient, runCli, startServerProcess, structured } from '../helpers/servers.js';
+import { errorCodeOf, httpClient, startServerProcess, structured } from '../helpers/servers.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
 import { probe } from './faults.js';
