@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const LOCK_HOLDER = fileURLToPath(new URL('../helpers/lock-holder.mjs', import.meta.url));
+const LOCK_HOLDER = fileURLToPath(new URL('../../scripts/chaos/lock-holder.mjs', import.meta.url));
 
 export interface HeldLock {
   child: ChildProcess;
