@@ -11,16 +11,7 @@
  * Traffic goes to 127.0.0.1 only; every child is killed at the end; temporary data is removed.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -36,6 +27,7 @@ import {
   runWorker,
   stdioConnect,
 } from './load.js';
+import { writeSection } from './section.js';
 
 const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 const LOCK_HOLDER = fileURLToPath(new URL('./lock-holder.mjs', import.meta.url));
@@ -411,25 +403,6 @@ function renderReport(
     '',
   ];
   return `${lines.join('\n')}\n`;
-}
-
-/** Replaces the section in the report file (or adds it before "## Reproduce"). */
-function writeSection(path: string, section: string): void {
-  const text = existsSync(path) ? readFileSync(path, 'utf8') : '';
-  const heading = '## 8. Faults and recovery';
-  const start = text.indexOf(heading);
-  let next: string;
-  if (start >= 0) {
-    const end = text.indexOf('\n## ', start + heading.length);
-    next = text.slice(0, start) + section + (end >= 0 ? text.slice(end + 1) : '');
-  } else {
-    const reproduce = text.indexOf('## Reproduce');
-    next =
-      reproduce >= 0
-        ? `${text.slice(0, reproduce)}${section}\n${text.slice(reproduce)}`
-        : `${text}\n${section}`;
-  }
-  writeFileSync(path, next);
 }
 
 await main();
