@@ -118,7 +118,7 @@ export class CoreMetrics {
     });
     this.#recovery = new Gauge({
       name: 'coremcp_recovery_duration_seconds',
-      help: 'Time the last start took to open the store and load the declared documents.',
+      help: 'Time the last recovery took: the start (opening the store, loading the declared documents), or, later, the last store fault from its first failed write to the first write that worked again.',
       registers,
     });
     this.#authFailures = new Counter({
@@ -233,6 +233,7 @@ export class CoreMetrics {
     }
     this.#storeRecoveries.inc({ kind: event.kind });
     this.#faultRecovery.observe({ kind: event.kind }, event.downMs / 1000);
+    this.#recovery.set(event.downMs / 1000);
   }
 
   /** Adds a source of open subscriptions (a surface, an HTTP server); its count is read at scrape time. */

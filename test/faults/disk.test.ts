@@ -94,6 +94,11 @@ describe('a full disk', () => {
     expect((structured(after).task as { id: string }).id).toBe('T-2');
     expect((await probe(server.url, '/readyz')).status).toBe(200);
     expect(await metric(server.url, key, 'coremcp_store_recoveries_total{kind="full"}')).toBeGreaterThan(0);
+    // How long writes failed, from the first failure to the first write that worked again.
+    const down = await metric(server.url, key, 'coremcp_recovery_duration_seconds');
+    expect(down).toBeGreaterThan(0);
+    expect(down).toBeLessThan(60);
+    expect(await metric(server.url, key, 'coremcp_store_fault_duration_seconds_count{kind="full"}')).toBe(1);
 
     await client.close();
     expect(await server.stop()).toBe(0);
