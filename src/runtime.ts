@@ -87,7 +87,7 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
         options.metrics === true ? {} : options.metrics,
       )
     : undefined;
-  const given = options.store ?? new MemoryStore();
+  const given: Store = options.store ?? new MemoryStore();
   const store = metrics ? reportStoreErrors(given, (kind) => metrics.recordStoreError(kind)) : given;
   const roles = { ...DEFAULT_ROLES, ...app.roles, ...options.roles };
   const authorizer = new RoleAuthorizer(roles);
@@ -95,6 +95,7 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
   for (const command of app.commands) registry.register(command);
 
   const started = performance.now();
+  const stopWatchingFaults = metrics && given.watchFaults?.((event) => metrics.recordStoreFault(event));
   await store.open();
   try {
     const state = new StateManager(store, {
@@ -144,9 +145,13 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
       health,
       recoveryMs,
       execute: (name, input, executeOptions) => executor.execute(name, input, executeOptions),
-      close: () => store.close(),
+      close: () => {
+        stopWatchingFaults?.();
+        return store.close();
+      },
     };
   } catch (error) {
+    stopWatchingFaults?.();
     await store.close();
     throw error;
   }

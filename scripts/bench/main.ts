@@ -20,6 +20,7 @@ import {
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { chaosSection, withChaosSection } from '../chaos/section.js';
 import { seedBoards } from './boards.js';
 import { historyScenario } from './history.js';
 import { inProcessScenario } from './in-process.js';
@@ -29,6 +30,19 @@ import { type BenchResults, renderReport } from './report.js';
 import { scaleScenario, startBoardServer } from './scale.js';
 import type { BenchConfig, Measurement, Scenario } from './scenario.js';
 import { killAll, stop } from './servers.js';
+
+/** The report, with the faults section `npm run chaos` wrote into the old one kept. */
+function keepChaos(out: string, report: string): string {
+  let old: string;
+  try {
+    old = readFileSync(out, 'utf8');
+  } catch {
+    return report;
+  }
+  const section = chaosSection(old);
+  return section === undefined ? report : withChaosSection(report, section);
+}
+
 import { medianOf } from './stats.js';
 import { measure, wireScenario } from './wire.js';
 
@@ -114,7 +128,7 @@ async function runBench(config: BenchConfig, dir: string, out: string, json?: st
       facts,
     };
     if (json) writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
-    writeFileSync(out, renderReport(results));
+    writeFileSync(out, keepChaos(out, renderReport(results)));
     log(`wrote ${out} in ${Math.round(results.durationS)} s`);
     const failed = Object.values(runs)
       .flat()
@@ -204,7 +218,7 @@ async function main(): Promise<void> {
   if (values['from-json']) {
     const saved = JSON.parse(readFileSync(values['from-json'], 'utf8')) as BenchResults;
     const out = resolve(values.out ?? new URL('../../docs/benchmarks.md', import.meta.url).pathname);
-    writeFileSync(out, renderReport({ ...saved, startedAt: new Date(saved.startedAt) }));
+    writeFileSync(out, keepChaos(out, renderReport({ ...saved, startedAt: new Date(saved.startedAt) })));
     log(`wrote ${out} from ${values['from-json']}`);
     return;
   }

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkAuditHeads, digestAuditHeads, GENESIS_HASH, verifyAuditRecords } from '../core/audit.js';
+import { verifyCommitsAgainstAudit } from '../core/audit-commits.js';
 import type { AuditQuery, AuditRecord, Store } from '../core/store.js';
 import { type CommonOptions, configOf, integerOption, storeOf } from './context.js';
 import { CheckFailed, UsageError } from './usage.js';
@@ -64,21 +65,29 @@ export async function auditVerify(options: CommonOptions & { json?: boolean }): 
       if (problem) throw new CheckFailed(`audit trail incomplete: ${problem}`);
     }
     const chains = verdict.chains?.size ?? 0;
+    // The chain can be intact and still not be the history: compare the commits with what it sealed.
+    const history = await verifyCommitsAgainstAudit(store);
+    if (history.problems.length > 0) {
+      throw new CheckFailed(`history does not match the audit chain:\n  ${history.problems.join('\n  ')}`);
+    }
     if (options.json) {
       const report: Record<string, unknown> = {
         ok: true,
         records: verdict.checked,
         lastHash: verdict.lastHash,
+        commits: history.commits,
       };
       if (heads) Object.assign(report, { chains, headsDigest: digestAuditHeads(heads) });
       process.stdout.write(`${JSON.stringify(report)}\n`);
     } else if (heads) {
       process.stdout.write(
-        `audit trail intact: ${verdict.checked} records in ${chains} chains, heads digest ${digestAuditHeads(heads)}\n`,
+        `audit trail intact: ${verdict.checked} records in ${chains} chains, heads digest ${digestAuditHeads(heads)}; ${history.commits} commits match the patch hashes their records sealed\n`,
       );
     } else {
       const last = verdict.lastHash === GENESIS_HASH ? '(empty)' : verdict.lastHash;
-      process.stdout.write(`audit chain intact: ${verdict.checked} records, last hash ${last}\n`);
+      process.stdout.write(
+        `audit chain intact: ${verdict.checked} records, last hash ${last}; ${history.commits} commits match the patch hashes their records sealed\n`,
+      );
     }
   });
 }

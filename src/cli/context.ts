@@ -65,6 +65,8 @@ export function storeOf(options: CommonOptions, config: CoreMcpConfig = {}): Sto
     return openStore({
       dataDir: dataDirOf(options),
       durability: config.store?.durability,
+      busyWaitMs: config.store?.busyWaitMs,
+      walLimitMiB: config.store?.walLimitMiB,
       url: options.store ?? process.env.COREMCP_STORE_URL ?? config.store?.url,
       schema: config.store?.schema,
       poolSize: config.store?.poolSize,

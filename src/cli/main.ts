@@ -17,6 +17,7 @@ import {
   stateRollback,
   stateSnapshot,
   stateUndo,
+  stateVerify,
 } from './state.js';
 import { CheckFailed, UsageError } from './usage.js';
 
@@ -164,6 +165,16 @@ export function buildProgram(): Command {
   ).action((options) => stateSnapshot(options));
   withCommon(
     state
+      .command('verify')
+      .description(
+        "check the database (SQLite's quick_check, or integrity_check with --full) and replay every document's history against its snapshots and head; exit 1 naming each problem",
+      )
+      .option('--doc <doc>', 'only this document')
+      .option('--full', 'the full integrity check (reads every page and index; slower)')
+      .option('--json', 'print JSON'),
+  ).action((options) => stateVerify(options));
+  withCommon(
+    state
       .command('compact')
       .description('remove commits older than the retention policy (a snapshot keeps the value)')
       .option('--doc <doc>', "document id (default: the store's only document, else `default`)")
@@ -245,7 +256,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`coremcp: ${error.message}\n`);
       return 1;
     }
-    // The store failed (unreachable, busy, full): the operator reads why on one line.
+    // Store faults (unreachable, corrupt, empty, locked or full) are for the operator: one line, no stack.
     if (isCoreMcpError(error) && (error.spec.expose || error.spec.family === 'recovery')) {
       process.stderr.write(`coremcp: ${error.code}: ${error.message}\n`);
       return 1;

@@ -3,8 +3,9 @@ import type { Principal } from '../core/access.js';
 import type { RollbackResult, UndoResult } from '../core/history.js';
 import { StateManager, type TransactResult } from '../core/state.js';
 import type { Store } from '../core/store.js';
+import { type HistoryReport, verifyHistory } from '../core/verify.js';
 import { type CommonOptions, configOf, integerOption, storeOf } from './context.js';
-import { UsageError } from './usage.js';
+import { CheckFailed, UsageError } from './usage.js';
 
 export interface StateOptions extends CommonOptions {
   doc?: string;
@@ -132,4 +133,37 @@ export async function stateUndo(options: StateOptions & { commandId: string }): 
   await withState(options, async (state) => {
     printCommit(await state.undo(options.commandId, { principal: operator() }));
   });
+}
+
+/**
+ * Checks the store end to end: the database's own check (quick, or `--full`), then every document's
+ * history replayed against its snapshots and head. Prints what it checked; exit 1 naming each problem.
+ */
+export async function stateVerify(options: StateOptions & { full?: boolean }): Promise<void> {
+  const store = storeOf(options, configOf(options));
+  await store.open();
+  let integrity: string[] = [];
+  const reports: HistoryReport[] = [];
+  try {
+    integrity = (await store.checkIntegrity?.({ full: options.full === true })) ?? [];
+    const docs = options.doc === undefined ? (await store.listDocuments()).map((d) => d.doc) : [options.doc];
+    for (const doc of docs) reports.push(await verifyHistory(store, doc));
+  } finally {
+    await store.close();
+  }
+  const problems = [
+    ...integrity.map((p) => `integrity: ${p}`),
+    ...reports.flatMap((r) => r.problems.map((p) => `${r.doc}: ${p}`)),
+  ];
+  if (options.json) printJson({ ok: problems.length === 0, integrity, documents: reports });
+  else {
+    process.stdout.write(
+      `integrity (${options.full ? 'integrity_check' : 'quick_check'}): ${integrity.length === 0 ? 'ok' : `${integrity.length} problems`}\n`,
+    );
+    for (const r of reports)
+      process.stdout.write(
+        `${r.doc}: revisions ${r.oldestRevision}..${r.head}, ${r.commits} commits and ${r.snapshots} snapshots replayed: ${r.problems.length === 0 ? 'ok' : `${r.problems.length} problems`}\n`,
+      );
+  }
+  if (problems.length > 0) throw new CheckFailed(`state verify failed:\n  ${problems.join('\n  ')}`);
 }

@@ -363,7 +363,8 @@ export const ERROR_CATALOG = {
     http: 503,
     expose: false,
     message: 'Storage is unavailable; try again',
-    description: 'The store failed and retries did not help. Nothing was committed.',
+    description:
+      'The store failed (an I/O error, a file that cannot be opened) and retries did not help. Nothing was committed.',
   },
   store_busy: {
     family: 'recovery',
@@ -372,7 +373,7 @@ export const ERROR_CATALOG = {
     expose: false,
     message: 'Storage is busy; try again',
     description:
-      'Another process held the write lock (a backup, the CLI, a second server) past the wait allowed. Nothing was committed; retry shortly.',
+      'Another process held the write lock (a backup, the CLI, a second server) past the wait allowed (2 s by default, waited without blocking the server). Nothing was committed; retry shortly.',
   },
   storage_full: {
     family: 'recovery',
@@ -381,7 +382,16 @@ export const ERROR_CATALOG = {
     expose: false,
     message: 'Storage is full',
     description:
-      'The disk (or the database quota) is full, or the store is read-only. Nothing was committed.',
+      'The disk (or the database quota) is full. Nothing was committed; reads still answer. Writes work again as soon as space is freed, without a restart.',
+  },
+  store_read_only: {
+    family: 'recovery',
+    jsonRpc: -31036,
+    http: 503,
+    expose: false,
+    message: 'Storage is read-only',
+    description:
+      'The database file or its file system became read-only (a remount, a permission change). Nothing was committed; reads still answer.',
   },
   store_corrupt: {
     family: 'recovery',
@@ -399,7 +409,7 @@ export const ERROR_CATALOG = {
     expose: true,
     message: 'Storage is failing; requests are paused',
     description:
-      'Recent store failures opened the circuit breaker: calls fail fast until a probe succeeds. Details carry `retryAfterSeconds`.',
+      'A store fault opened the circuit breaker: writes fail fast (50 ms at a time) until one probe write succeeds, which closes it. Details carry `retryAfterSeconds` and the `fault` (busy, full, read_only, io, corrupt, replaced).',
   },
   conflict_retries_exhausted: {
     family: 'recovery',

@@ -39,7 +39,7 @@ import { type Logger, silentLogger } from './log.js';
 import { touchedPaths } from './patch.js';
 import { checkResultIsJson } from './results.js';
 import type { PreviewedChange, StateManager } from './state.js';
-import type { AuditConsent, IdempotencyRecord } from './store.js';
+import type { AuditConsent, AuditEntry, IdempotencyRecord } from './store.js';
 import { CallSignal } from './timeout.js';
 import { validTraceparent } from './trace.js';
 
@@ -151,6 +151,8 @@ export interface ExecutionReport {
   traceparent?: string;
   /** The original error, unsanitized: for the server log only. */
   error?: unknown;
+  /** The store could not write this call's audit record (a full disk, a held lock); it was logged. */
+  auditUnrecorded?: true;
 }
 
 export interface ExecutorOptions {
@@ -193,6 +195,8 @@ class CallTrace {
   auditInput: JsonValue = null;
   handlerRan = false;
   replayed = false;
+  /** The store could not write the audit record; the call was answered anyway (or failed anyway). */
+  auditUnrecorded = false;
   /** A refusal to store for repeats of an idempotent call. */
   storedRefusal: IdempotencyRecord | undefined;
   /** Sequence values this call took, by name, in order: a re-run takes the same ones again. */
@@ -521,7 +525,7 @@ export class CommandExecutor {
     if (waiting) throw waiting;
     const value = result === undefined ? null : result;
     checkResultIsJson(value);
-    await this.state.store.recordAttempt({ audit: this.#audit(trace, 'ok') });
+    await this.#recordAnswered(trace, this.#audit(trace, 'ok'));
     return succeed(trace, { revision: trace.revision, committed: false, result: value as JsonValue });
   }
 
@@ -729,7 +733,7 @@ export class CommandExecutor {
     if ('inflight' in original) {
       const first = original.inflight;
       trace.replay({ doc: first.doc, revision: first.revision, commandId: first.commandId });
-      await this.state.store.recordAttempt({ audit: this.#audit(trace, 'ok', first.revision) });
+      await this.#recordAnswered(trace, this.#audit(trace, 'ok', first.revision));
       return succeed(trace, { revision: first.revision, committed: false, result: first.result });
     }
     const record = original.stored;
@@ -738,8 +742,36 @@ export class CommandExecutor {
       const stored = record.response as { message?: string; details?: JsonObject };
       throw errorForCode(record.outcome, stored.message, stored.details ? { details: stored.details } : {});
     }
-    await this.state.store.recordAttempt({ audit: this.#audit(trace, 'ok', record.revision) });
+    await this.#recordAnswered(trace, this.#audit(trace, 'ok', record.revision));
     return succeed(trace, { revision: record.revision, committed: false, result: record.response });
+  }
+
+  /**
+   * The audit record of a call that changed nothing and whose answer is already known: a read, or a
+   * repeat of an idempotent call. When the store cannot write it (a full disk, a read-only file, a
+   * held lock: a recovery-family fault), the answer is still given: reads keep working while writes
+   * cannot. The record is logged at error level instead, with its request id, and counted
+   * (`coremcp_audit_unrecorded_total`). Any other failure fails the call.
+   */
+  async #recordAnswered(trace: CallTrace, audit: AuditEntry): Promise<void> {
+    try {
+      await this.state.store.recordAttempt({ audit });
+    } catch (error) {
+      if (!isCoreMcpError(error) || error.spec.family !== 'recovery') throw error;
+      trace.auditUnrecorded = true;
+      this.#logger.error(
+        {
+          err: error,
+          requestId: trace.requestId,
+          command: trace.command,
+          principal: audit.principal,
+          outcome: audit.outcome,
+          doc: audit.doc,
+          revision: audit.revision,
+        },
+        'answered without an audit record: the store cannot write it',
+      );
+    }
   }
 
   #audit(trace: CallTrace, outcome: string, revision = trace.revision) {
@@ -791,6 +823,7 @@ export class CommandExecutor {
           idempotency: trace.storedRefusal,
         });
       } catch (auditError) {
+        trace.auditUnrecorded = true;
         this.#logger.error(
           { err: auditError, requestId: trace.requestId },
           'could not write the audit record of a failed call',
@@ -825,6 +858,7 @@ export class CommandExecutor {
     if (result.revision !== undefined) report.revision = result.revision;
     if (trace.traceparent !== undefined) report.traceparent = trace.traceparent;
     if (result.status === 'error') report.error = result.error;
+    if (trace.auditUnrecorded) report.auditUnrecorded = true;
     for (const observer of this.#observers) observer(report);
   }
 }

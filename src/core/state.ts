@@ -269,6 +269,12 @@ const SNAPSHOT_AFTER_OPS = 20_000;
 const FENCE_TTL_MS = 10_000;
 /** How long a writer waits behind a fence (or for one) before answering `store_busy`. */
 const FENCE_WAIT_MS = 15_000;
+/**
+ * A writer that lost this many races in a row to another process takes a short fence, so a process
+ * writing one document continuously cannot starve another's writes until they run out of retries.
+ */
+const FENCE_AFTER_CONFLICTS = 3;
+const STARVED_FENCE_TTL_MS = 250;
 
 // Freezing is done by freezeChanged() on what the commit created, not by walking the whole tree.
 const MUTATIVE_OPTIONS = {
@@ -737,6 +743,27 @@ export class StateManager {
     primary: string,
     fence: string | undefined,
   ): Promise<TransactResult<R>> {
+    let starved: string | undefined;
+    try {
+      return await this.#attemptsFenced(request, docs, primary, fence, (token) => {
+        starved = token;
+      });
+    } finally {
+      if (starved !== undefined)
+        await this.store
+          .releaseFence(docs, starved)
+          .catch((error: unknown) => this.#onBackgroundError(error, 'releasing a fence'));
+    }
+  }
+
+  async #attemptsFenced<R>(
+    request: TransactRequest<R>,
+    docs: readonly string[],
+    primary: string,
+    given: string | undefined,
+    onFence: (token: string) => void,
+  ): Promise<TransactResult<R>> {
+    let fence = given;
     const commandId = request.commandId ?? timeOrderedId();
     let fencedUntil: number | undefined;
     for (let attempt = 0; ; attempt++) {
@@ -908,6 +935,14 @@ export class StateManager {
           throw new RecoveryError('conflict_retries_exhausted', undefined, {
             details: { attempts: attempt + 1 },
           });
+        }
+        if (fence === undefined && attempt + 1 >= FENCE_AFTER_CONFLICTS) {
+          const token = timeOrderedId();
+          if (await this.store.fence(docs, token, STARVED_FENCE_TTL_MS)) {
+            fence = token;
+            onFence(token);
+            continue;
+          }
         }
         // Another process keeps winning: back off with jitter (exponential, at most ~50 ms) so the
         // writers interleave instead of colliding again at once.

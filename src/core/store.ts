@@ -16,6 +16,18 @@ import type { JsonPatch } from './patch.js';
  *   every chain readable through `auditHeads`.
  * - History is append-only; only `compact` removes commits, and only before a snapshot.
  */
+/**
+ * What went wrong with the store itself (not with a request): another process's write lock held
+ * past the wait allowed, a full disk, a read-only file, an I/O error, a corrupt file, or the database
+ * file (or its log) replaced or deleted under the server.
+ */
+export type StoreFaultKind = 'busy' | 'full' | 'read_only' | 'io' | 'corrupt' | 'replaced';
+
+/** A fault, or the first success after one (`downMs`: how long writes failed). */
+export type StoreFaultEvent =
+  | { type: 'fault'; kind: StoreFaultKind }
+  | { type: 'recovered'; kind: StoreFaultKind; downMs: number };
+
 export interface Store {
   /** A short name for logs and health checks: `memory`, `sqlite`, `postgres`. */
   readonly kind: string;
@@ -104,8 +116,26 @@ export interface Store {
    * Optional: a store only this process writes has nothing to report. Returns the stop function.
    */
   watchExternalChanges?(listener: () => void): () => void;
+  /**
+   * Proves the store can write now (readiness): one small write, no waiting for another process's
+   * lock. Throws the typed fault (`store_busy`, `storage_full`, ...) when it cannot. Optional.
+   */
+  probeWrite?(): Promise<void>;
+  /**
+   * The database's own consistency check (SQLite: `PRAGMA quick_check`, or `integrity_check` when
+   * `full`): the problems it found, none when intact. Optional.
+   */
+  checkIntegrity?(options?: { full?: boolean }): Promise<string[]>;
+  /** Calls `listener` on every store fault and on each recovery from one. Optional. */
+  watchFaults?(listener: (event: StoreFaultEvent) => void): () => void;
 
   /** Audit records with `seq > afterSeq`, ascending. */
+  /**
+   * Sequence numbers (at most 100) of audit rows whose indexed columns (seq, time, principal, command,
+   * hash) differ from the sealed record they store: what a filter on those columns would get wrong.
+   * Optional: a store that keeps only the record has nothing to compare.
+   */
+  auditColumnMismatches?(): Promise<number[]>;
   readAudit(query: AuditQuery): Promise<AuditRecord[]>;
   /**
    * Where each audit chain ends, for a store that keeps several (records carry `chain` and `link`):

@@ -133,7 +133,10 @@ function normalize(value: HealthCheckResult | HealthStatus | boolean | undefined
   return { status: 'unhealthy', detail: 'the check returned an invalid result' };
 }
 
-/** The store's checks: reachable (`ping`), and, when the store has a schema, migrations applied. */
+/**
+ * The store's checks: reachable (`store`), able to write now (`store_write`, when the store can probe),
+ * and, when the store has a schema, migrations applied (`migrations`).
+ */
 export function storeHealthChecks(store: Store, logger: Logger = silentLogger): Record<string, HealthCheck> {
   const checks: Record<string, HealthCheck> = {
     store: async () => {
@@ -146,6 +149,22 @@ export function storeHealthChecks(store: Store, logger: Logger = silentLogger): 
       }
     },
   };
+  const probeWrite = store.probeWrite?.bind(store);
+  if (probeWrite) {
+    // Reachable is not enough: a full disk or a read-only file still answers reads.
+    checks.store_write = async () => {
+      try {
+        await probeWrite();
+        return { status: 'healthy', detail: 'a write committed' };
+      } catch (error) {
+        logger.warn({ err: error }, 'readiness: the store cannot write');
+        return {
+          status: 'unhealthy',
+          detail: `cannot write: ${isCoreMcpError(error) ? error.code : 'store failed'}`,
+        };
+      }
+    };
+  }
   const schemaStatus = store.schemaStatus?.bind(store);
   if (schemaStatus) {
     checks.migrations = async () => {

@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { CommandExecutor, ExecutionReport } from '../core/executor.js';
 import type { CommitEvent, StateManager } from '../core/state.js';
+import type { StoreFaultEvent } from '../core/store.js';
 
 export interface MetricsOptions {
   /** Node process metrics (CPU, memory, event loop lag, GC, handles). Default true. */
@@ -54,6 +55,10 @@ export class CoreMetrics {
   readonly #authFailures: Counter<'reason'>;
   readonly #subscriptions: Gauge;
   readonly #storeErrors: Counter<'kind'>;
+  readonly #storeFaults: Counter<'kind'>;
+  readonly #storeRecoveries: Counter<'kind'>;
+  readonly #faultRecovery: Histogram<'kind'>;
+  readonly #auditUnrecorded: Counter<'command'>;
   readonly #outcomes = new BoundedLabel();
   readonly #reasons = new BoundedLabel();
   readonly #series = new Map<string, CommandSeries>();
@@ -113,7 +118,7 @@ export class CoreMetrics {
     });
     this.#recovery = new Gauge({
       name: 'coremcp_recovery_duration_seconds',
-      help: 'Time the last start took to open the store and load the declared documents.',
+      help: 'Time the last recovery took: the start (opening the store, loading the declared documents), or, later, the last store fault from its first failed write to the first write that worked again.',
       registers,
     });
     this.#authFailures = new Counter({
@@ -136,6 +141,31 @@ export class CoreMetrics {
       name: 'coremcp_store_errors_total',
       help: 'Store operations that failed, by operation (commit, loadDocument, ping, ...).',
       labelNames: ['kind'],
+      registers,
+    });
+    this.#storeFaults = new Counter({
+      name: 'coremcp_store_faults_total',
+      help: 'Store operations that met a fault, by kind (busy, full, read_only, io, corrupt, replaced).',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.#storeRecoveries = new Counter({
+      name: 'coremcp_store_recoveries_total',
+      help: 'Times the store wrote again after a fault, without a restart, by the kind of fault.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.#faultRecovery = new Histogram({
+      name: 'coremcp_store_fault_duration_seconds',
+      help: 'From the first failed write of a fault to the first write that succeeded after it, by kind.',
+      labelNames: ['kind'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers,
+    });
+    this.#auditUnrecorded = new Counter({
+      name: 'coremcp_audit_unrecorded_total',
+      help: 'Calls answered (reads, replays) or failed whose audit record the store could not write; each is logged with its request id.',
+      labelNames: ['command'],
       registers,
     });
   }
@@ -173,6 +203,7 @@ export class CoreMetrics {
     }
     series.duration.observe(report.durationMs / 1000);
     series.total.inc();
+    if (report.auditUnrecorded) this.#auditUnrecorded.inc({ command });
   }
 
   recordCommit(event: CommitEvent): void {
@@ -192,6 +223,17 @@ export class CoreMetrics {
   /** `kind` is the store operation that failed: a method name of the Store port. */
   recordStoreError(kind: string): void {
     this.#storeErrors.inc({ kind });
+  }
+
+  /** A store fault, or a recovery from one (`downMs`: how long writes failed). */
+  recordStoreFault(event: StoreFaultEvent): void {
+    if (event.type === 'fault') {
+      this.#storeFaults.inc({ kind: event.kind });
+      return;
+    }
+    this.#storeRecoveries.inc({ kind: event.kind });
+    this.#faultRecovery.observe({ kind: event.kind }, event.downMs / 1000);
+    this.#recovery.set(event.downMs / 1000);
   }
 
   /** Adds a source of open subscriptions (a surface, an HTTP server); its count is read at scrape time. */

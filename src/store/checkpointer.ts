@@ -4,23 +4,36 @@ import { Worker } from 'node:worker_threads';
 /**
  * Runs SQLite WAL checkpoints on a worker thread with its own connection, so a commit never pays for
  * copying the log back into the database (a few milliseconds every thousand pages, otherwise charged
- * to whichever commit crosses the threshold). PASSIVE checkpoints never block writers.
+ * to whichever commit crosses the threshold). PASSIVE checkpoints never block writers; the log is
+ * bounded by a TRUNCATE checkpoint once it passes `walLimitBytes`, and emptied after a second idle.
  */
 const WORKER = `
+const { statSync } = require('node:fs');
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.module);
 const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('busy_timeout = 100');
 const version = db.prepare('PRAGMA data_version').pluck();
+const walPath = workerData.path + '-wal';
+const walSize = () => statSync(walPath, { throwIfNoEntry: false })?.size ?? 0;
 let seen = -1;
+let idleTicks = 0;
 let last = '';
 const checkpoint = () => {
   try {
     // data_version moves when another connection commits: an idle database costs one cheap read.
     const now = version.get();
-    if (now === seen) return;
+    if (now === seen) {
+      // Idle for a while: give the log's disk space back (the file is truncated to zero bytes).
+      if (++idleTicks === workerData.idleTicks && walSize() > 0) db.pragma('wal_checkpoint(TRUNCATE)');
+      return;
+    }
     seen = now;
-    db.pragma('wal_checkpoint(PASSIVE)');
+    idleTicks = 0;
+    // Under sustained writes a PASSIVE checkpoint never catches up with the writer, so the log is
+    // never restarted and grows without bound: past the limit, TRUNCATE makes writers wait (they
+    // retry asynchronously) while it copies the log back and empties it.
+    db.pragma(walSize() > workerData.walLimitBytes ? 'wal_checkpoint(TRUNCATE)' : 'wal_checkpoint(PASSIVE)');
     last = '';
   } catch (error) {
     const message = String(error && error.message);
@@ -46,11 +59,20 @@ export interface Checkpointer {
  */
 export function startCheckpointer(
   path: string,
-  intervalMs: number,
+  options: { intervalMs: number; walLimitBytes: number },
   handlers: { onError: (message: string) => void; onExit: (message: string) => void },
 ): Checkpointer {
   const module = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(WORKER, { eval: true, workerData: { module, path, intervalMs } });
+  const worker = new Worker(WORKER, {
+    eval: true,
+    workerData: {
+      module,
+      path,
+      intervalMs: options.intervalMs,
+      walLimitBytes: options.walLimitBytes,
+      idleTicks: Math.max(1, Math.round(1000 / options.intervalMs)),
+    },
+  });
   let stopping = false;
   let failure = 'exited';
   worker.on('message', (message: string) => handlers.onError(message));

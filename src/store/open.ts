@@ -13,6 +13,10 @@ export interface StoreConfig {
   dataDir: string;
   /** SQLite's synchronous mode: `normal` (default) or `full`. */
   durability?: 'normal' | 'full' | undefined;
+  /** SQLite: the longest a write waits for another process's lock, in all (default 2,000 ms). */
+  busyWaitMs?: number | undefined;
+  /** SQLite: the write-ahead log is emptied once it passes this many MiB (default 16). */
+  walLimitMiB?: number | undefined;
   /** A database URL (`postgres://…`). Without one, SQLite in `dataDir`. */
   url?: string | undefined;
   /** PostgreSQL: the schema coremcp's tables live in (default: the URL's `?schema=`, else `coremcp`). */
@@ -36,6 +40,8 @@ export function openStore(config: StoreConfig): Store & CredentialStore {
     return new SqliteStore({
       path: join(config.dataDir, DATABASE_FILE),
       durability: config.durability ?? 'normal',
+      ...(config.busyWaitMs === undefined ? {} : { busyWaitMs: config.busyWaitMs }),
+      ...(config.walLimitMiB === undefined ? {} : { walLimitMiB: config.walLimitMiB }),
     });
   }
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(config.url)?.[1]?.toLowerCase();

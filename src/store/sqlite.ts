@@ -1,9 +1,9 @@
-import { mkdirSync } from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { GENESIS_HASH, sealAuditRecord } from '../core/audit.js';
 import type { IndexRange } from '../core/collections.js';
-import { SetupError, StateError } from '../core/errors.js';
+import { RecoveryError, SetupError, StateError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import type {
   ApiKeyRecord,
@@ -28,9 +28,11 @@ import type {
   Snapshot,
   Store,
   StoredEntry,
+  StoreFaultEvent,
   TaskRecord,
 } from '../core/store.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
+import { StoreGuard, storeFaultError, typedStoreError } from './sqlite-faults.js';
 
 export interface SqliteStoreOptions {
   /** Path of the database file, or `:memory:`. Parent folders are created. */
@@ -46,13 +48,94 @@ export interface SqliteStoreOptions {
    * never uses it all; a large collection's index pages stay in memory instead of being re-read.
    */
   cacheMiB?: number;
-  /** How long a write waits for another process's write lock, in ms (default 5,000). */
+  /**
+   * How long one write attempt waits, blocking, for another process's write lock, in ms (default 5).
+   * Kept short: better-sqlite3 waits synchronously, so this is time the event loop stands still.
+   */
   busyTimeoutMs?: number;
+  /**
+   * How long a write waits in all for another process's lock, retrying asynchronously with backoff,
+   * before it fails with `store_busy` (default 2,000 ms).
+   */
+  busyWaitMs?: number;
   /**
    * Checkpoint the write-ahead log on a worker thread this often, in ms (default 100), instead of in
    * the commit that crosses SQLite's threshold. 0 leaves checkpoints to SQLite, inline.
    */
   checkpointIntervalMs?: number;
+  /**
+   * The write-ahead log is emptied (a TRUNCATE checkpoint) once it grows past this, in MiB (default
+   * 16), and after a second without writes; SQLite's journal_size_limit is set to it too.
+   */
+  walLimitMiB?: number;
+  /** How often the database file and its log are checked for having been replaced, in ms (default 250). */
+  fileCheckIntervalMs?: number;
+}
+
+interface FileIdentity {
+  dev: number;
+  ino: number;
+}
+
+function identityOf(path: string): FileIdentity | undefined {
+  const stat = statSync(path, { throwIfNoEntry: false });
+  return stat && { dev: stat.dev, ino: stat.ino };
+}
+
+function sameFile(a: FileIdentity | undefined, b: FileIdentity | undefined): boolean {
+  return a === undefined ? b === undefined : b !== undefined && a.dev === b.dev && a.ino === b.ino;
+}
+
+const SQLITE_MAGIC = 'SQLite format 3\u0000';
+
+/**
+ * Refuses a database file that cannot be one before SQLite sees it: an empty file is not a first
+ * start (that would mint a new admin key over a lost database), a file without SQLite's header is
+ * not a database, and one shorter than its header says was truncated. Checked only when no
+ * write-ahead log holds newer pages (a crash mid-checkpoint may leave the file short until the log
+ * is replayed). A missing file is a first start.
+ */
+export function checkDatabaseFile(path: string): void {
+  const stat = statSync(path, { throwIfNoEntry: false });
+  if (!stat) return;
+  // SQLite would open a read-only file read-only without a word, and fail later, vaguely.
+  for (const target of [path, dirname(path)]) {
+    try {
+      accessSync(target, constants.W_OK);
+    } catch {
+      throw new RecoveryError(
+        'store_read_only',
+        `${target === path ? 'the database file' : 'the folder of the database'} ${target} is read-only; coremcp needs to write it (and its -wal and -shm files beside it)`,
+        { details: { fault: 'read_only' } },
+      );
+    }
+  }
+  const corrupt = (why: string) =>
+    new RecoveryError('store_corrupt', `the database file ${path} ${why}`, { details: { fault: 'corrupt' } });
+  if (stat.size === 0)
+    throw corrupt(
+      'is empty (0 bytes); a first start needs no file at all: restore it from a backup, or delete it to start over with a new admin key',
+    );
+  const header = Buffer.alloc(100);
+  const fd = openSync(path, 'r');
+  let read: number;
+  try {
+    read = readSync(fd, header, 0, 100, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (read < 100 || header.toString('latin1', 0, 16) !== SQLITE_MAGIC)
+    throw corrupt('is not a SQLite database (its header is missing or damaged); restore it from a backup');
+  const raw = header.readUInt16BE(16);
+  const pageSize = raw === 1 ? 65536 : raw;
+  const walSize = statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0;
+  if (walSize > 0) return;
+  // The page count in the header is valid only when its version stamp matches the change counter.
+  const pages = header.readUInt32BE(92) === header.readUInt32BE(24) ? header.readUInt32BE(28) : 0;
+  if (stat.size % pageSize !== 0 || stat.size < pages * pageSize)
+    throw corrupt(
+      `is truncated (${stat.size} bytes, its header says ${pages * pageSize}); restore it from a backup`,
+    );
 }
 
 /** Schema migrations, applied in order; `meta.schema_version` records how many ran. */
@@ -399,40 +482,76 @@ export class SqliteStore implements Store, CredentialStore {
   #restructureTx!: (request: RestructureRequest) => void;
   #fenceTx!: (docs: readonly string[], token: string, ttlMs: number) => boolean;
   #sequenceTx!: (name: string, floor: number) => number;
+  readonly #faultListeners = new Set<(event: StoreFaultEvent) => void>();
+  readonly #guard: StoreGuard;
+  #stopWatchingFiles: (() => void) | undefined;
+  #files: { db: FileIdentity; wal: FileIdentity | undefined } | undefined;
 
   constructor(options: SqliteStoreOptions) {
     this.#options = options;
     this.path = options.path;
+    this.#guard = new StoreGuard({
+      busyWaitMs: options.busyWaitMs,
+      onEvent: (event) => {
+        for (const listener of this.#faultListeners) listener(event);
+      },
+    });
+  }
+
+  watchFaults(listener: (event: StoreFaultEvent) => void): () => void {
+    this.#faultListeners.add(listener);
+    return () => this.#faultListeners.delete(listener);
   }
 
   async open(): Promise<void> {
     if (this.#db) return;
-    if (this.path !== ':memory:') mkdirSync(dirname(this.path), { recursive: true });
-    const db = new Database(this.path);
+    const onDisk = this.path !== ':memory:';
+    if (onDisk) {
+      mkdirSync(dirname(this.path), { recursive: true });
+      checkDatabaseFile(this.path);
+    }
+    let db: Database.Database;
+    try {
+      db = new Database(this.path);
+    } catch (error) {
+      throw typedStoreError(error);
+    }
+    const walLimitBytes = (this.#options.walLimitMiB ?? 16) * 1024 * 1024;
     try {
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${this.#options.durability === 'full' ? 'FULL' : 'NORMAL'}`);
-      db.pragma(`busy_timeout = ${this.#options.busyTimeoutMs ?? 5000}`);
+      // Nothing is served yet: the start may wait the whole budget for another process's lock.
+      db.pragma(`busy_timeout = ${this.#options.busyWaitMs ?? 2000}`);
       db.pragma(`cache_size = -${(this.#options.cacheMiB ?? 64) * 1024}`);
+      // When the log is restarted it is cut back to this size, whatever it grew to before.
+      db.pragma(`journal_size_limit = ${walLimitBytes}`);
       this.#migrate(db);
+      db.pragma(`busy_timeout = ${this.#options.busyTimeoutMs ?? 5}`);
       const interval = this.#options.checkpointIntervalMs ?? 100;
-      if (interval > 0 && this.path !== ':memory:') {
+      if (interval > 0 && onDisk) {
         db.pragma('wal_autocheckpoint = 0');
-        this.#checkpointer = startCheckpointer(this.path, interval, {
-          // Housekeeping: a failed checkpoint is retried on the next tick and nothing else fails.
-          onError: (message) => process.emitWarning(`coremcp: WAL checkpoint failed: ${message}`),
-          // Without the worker the log would grow without bound: give checkpoints back to SQLite.
-          onExit: (message) => {
-            process.emitWarning(`coremcp: WAL checkpointer stopped (${message}); checkpointing inline`);
-            this.#db?.pragma('wal_autocheckpoint = 1000');
+        this.#checkpointer = startCheckpointer(
+          this.path,
+          { intervalMs: interval, walLimitBytes },
+          {
+            // Housekeeping: a failed checkpoint is retried on the next tick and nothing else fails.
+            onError: (message) => process.emitWarning(`coremcp: WAL checkpoint failed: ${message}`),
+            // Without the worker the log would grow without bound: give checkpoints back to SQLite.
+            onExit: (message) => {
+              process.emitWarning(`coremcp: WAL checkpointer stopped (${message}); checkpointing inline`);
+              this.#db?.pragma('wal_autocheckpoint = 1000');
+            },
           },
-        });
+        );
       }
     } catch (error) {
+      await this.#checkpointer?.stop();
+      this.#checkpointer = undefined;
       db.close();
-      throw error;
+      throw typedStoreError(error);
     }
     this.#db = db;
+    if (onDisk) this.#watchFiles(this.#options.fileCheckIntervalMs ?? 250);
     this.#sql = prepareStatements(db);
     this.#commitTx = db.transaction((request: CommitRequest) => this.#commitInTx(request)).immediate;
     this.#attemptTx = db.transaction((request: AttemptRequest) => this.#attemptInTx(request)).immediate;
@@ -477,19 +596,52 @@ export class SqliteStore implements Store, CredentialStore {
   }
 
   async close(): Promise<void> {
+    this.#stopWatchingFiles?.();
+    this.#stopWatchingFiles = undefined;
     await this.#checkpointer?.stop();
     this.#checkpointer = undefined;
     this.#db?.close();
     this.#db = undefined;
   }
 
+  /**
+   * Readiness: the file is still the one opened, and a one-row write commits now (no waiting for a
+   * lock: a held lock answers `store_busy` at once). Goes through the circuit breaker, so a probe that
+   * succeeds closes an open circuit.
+   */
+  async probeWrite(): Promise<void> {
+    const db = this.#conn();
+    this.#checkFiles();
+    if (this.#guard.isolated) throw storeFaultError(this.#guard.isolated);
+    const at = new Date().toISOString();
+    await this.#guard.probe(() =>
+      db
+        .prepare(
+          "INSERT INTO meta (key, value) VALUES ('write_probe', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .run(at),
+    );
+  }
+
+  async checkIntegrity(options: { full?: boolean } = {}): Promise<string[]> {
+    const db = this.#conn();
+    const rows = this.#guard.read(
+      () =>
+        db.pragma(options.full ? 'integrity_check(100)' : 'quick_check(100)', { simple: false }) as unknown[],
+    );
+    const problems = rows.map((row) => String(Object.values(row as Record<string, unknown>)[0]));
+    return problems.length === 1 && problems[0] === 'ok' ? [] : problems;
+  }
+
   async ping(): Promise<void> {
-    this.#conn().prepare('SELECT 1').get();
+    const db = this.#conn();
+    this.#guard.read(() => db.prepare('SELECT 1').get());
   }
 
   /** The schema version this file is at. */
   get schemaVersion(): number {
-    return this.#version(this.#conn());
+    const db = this.#conn();
+    return this.#guard.read(() => this.#version(db));
   }
 
   async schemaStatus(): Promise<SchemaStatus> {
@@ -498,18 +650,20 @@ export class SqliteStore implements Store, CredentialStore {
 
   async listDocuments(): Promise<DocumentInfo[]> {
     this.#conn();
-    const rows = this.#sql.listDocuments.all() as Array<{
-      doc: string;
-      revision: number;
-      oldest_revision: number;
-      created_at: string;
-    }>;
-    return rows.map((r) => ({
-      doc: r.doc,
-      revision: r.revision,
-      oldestRevision: r.oldest_revision,
-      createdAt: r.created_at,
-    }));
+    return this.#guard.read(() => {
+      const rows = this.#sql.listDocuments.all() as Array<{
+        doc: string;
+        revision: number;
+        oldest_revision: number;
+        created_at: string;
+      }>;
+      return rows.map((r) => ({
+        doc: r.doc,
+        revision: r.revision,
+        oldestRevision: r.oldest_revision,
+        createdAt: r.created_at,
+      }));
+    });
   }
 
   async createDocument(
@@ -519,17 +673,20 @@ export class SqliteStore implements Store, CredentialStore {
     options: CreateOptions = {},
   ): Promise<boolean> {
     this.#conn();
-    return this.#createTx(doc, JSON.stringify(initial), at, options);
+    const text = JSON.stringify(initial);
+    return this.#guard.write(() => this.#createTx(doc, text, at, options));
   }
 
   async headRevision(doc: string): Promise<number> {
     this.#conn();
-    return (this.#sql.headRevision.get({ doc }) as number | undefined) ?? 0;
+    return this.#guard.read(() => {
+      return (this.#sql.headRevision.get({ doc }) as number | undefined) ?? 0;
+    });
   }
 
   async restructure(request: RestructureRequest): Promise<void> {
     this.#conn();
-    this.#restructureTx(request);
+    await this.#guard.write(() => this.#restructureTx(request));
   }
 
   async readEntries(
@@ -538,12 +695,14 @@ export class SqliteStore implements Store, CredentialStore {
     keys: readonly string[],
   ): Promise<Map<string, JsonValue>> {
     this.#conn();
-    const out = new Map<string, JsonValue>();
-    for (const key of keys) {
-      const text = this.#sql.entry.get(doc, collection, key) as string | undefined;
-      if (text !== undefined) out.set(key, JSON.parse(text));
-    }
-    return out;
+    return this.#guard.read(() => {
+      const out = new Map<string, JsonValue>();
+      for (const key of keys) {
+        const text = this.#sql.entry.get(doc, collection, key) as string | undefined;
+        if (text !== undefined) out.set(key, JSON.parse(text));
+      }
+      return out;
+    });
   }
 
   async listEntries(
@@ -552,11 +711,13 @@ export class SqliteStore implements Store, CredentialStore {
     range: { after?: string; limit: number },
   ): Promise<StoredEntry[]> {
     this.#conn();
-    const rows = this.#sql.entriesAfter.all(doc, collection, range.after ?? '', range.limit) as Array<{
-      key: string;
-      value: string;
-    }>;
-    return rows.map((row) => ({ key: row.key, value: JSON.parse(row.value) }));
+    return this.#guard.read(() => {
+      const rows = this.#sql.entriesAfter.all(doc, collection, range.after ?? '', range.limit) as Array<{
+        key: string;
+        value: string;
+      }>;
+      return rows.map((row) => ({ key: row.key, value: JSON.parse(row.value) }));
+    });
   }
 
   async queryIndex(
@@ -566,19 +727,21 @@ export class SqliteStore implements Store, CredentialStore {
     range: IndexRange,
   ): Promise<IndexedEntry[]> {
     this.#conn();
-    const asc = range.order === 'asc';
-    const after = range.after ?? (asc ? [range.from, ''] : [range.to, '']);
-    const rows = (asc ? this.#sql.indexAsc : this.#sql.indexDesc).all(
-      doc,
-      collection,
-      index,
-      range.from,
-      range.to,
-      after[0],
-      after[1],
-      range.limit,
-    ) as Array<{ ikey: string; key: string; value: string }>;
-    return rows.map((row) => ({ ikey: row.ikey, key: row.key, value: JSON.parse(row.value) }));
+    return this.#guard.read(() => {
+      const asc = range.order === 'asc';
+      const after = range.after ?? (asc ? [range.from, ''] : [range.to, '']);
+      const rows = (asc ? this.#sql.indexAsc : this.#sql.indexDesc).all(
+        doc,
+        collection,
+        index,
+        range.from,
+        range.to,
+        after[0],
+        after[1],
+        range.limit,
+      ) as Array<{ ikey: string; key: string; value: string }>;
+      return rows.map((row) => ({ ikey: row.ikey, key: row.key, value: JSON.parse(row.value) }));
+    });
   }
 
   async countIndex(
@@ -588,87 +751,102 @@ export class SqliteStore implements Store, CredentialStore {
     range: { from: string; to: string },
   ): Promise<number> {
     this.#conn();
-    return this.#sql.countIndex.get(doc, collection, index, range.from, range.to) as number;
+    return this.#guard.read(() => {
+      return this.#sql.countIndex.get(doc, collection, index, range.from, range.to) as number;
+    });
   }
 
   async loadDocument(doc: string): Promise<LoadedDocument | undefined> {
     this.#conn();
-    const head = this.#sql.head.get({ doc: doc }) as
-      | { revision: number; oldest_revision: number }
-      | undefined;
-    if (!head) return undefined;
-    const snap = this.#sql.latestSnapshot.get(doc, head.revision) as
-      | { revision: number; value: string }
-      | undefined;
-    if (!snap) throw new StateError('revision_compacted', `Document "${doc}" has no snapshot to start from`);
-    const commits = (this.#sql.commitsAfter.all(doc, snap.revision, head.revision, -1) as CommitRow[]).map(
-      toCommit,
-    );
-    const meta = this.#sql.documentMeta.get(doc) as {
-      collections: string;
-      version: number;
-      initial_hash: string | null;
-    };
-    const layout = JSON.parse(meta.collections) as CollectionLayout;
-    const sizes = new Map(
-      (this.#sql.sizes.all(doc) as Array<{ coll: string; size: number }>).map((row) => [row.coll, row.size]),
-    );
-    const collections: LoadedDocument['collections'] = {};
-    for (const [name, { indexes }] of Object.entries(layout))
-      collections[name] = { size: sizes.get(name) ?? 0, indexes };
-    return {
-      doc,
-      revision: head.revision,
-      oldestRevision: head.oldest_revision,
-      snapshot: { revision: snap.revision, value: JSON.parse(snap.value) },
-      commits,
-      collections,
-      version: meta.version,
-      ...(meta.initial_hash === null ? {} : { initialHash: meta.initial_hash }),
-    };
+    return this.#guard.read(() => {
+      const head = this.#sql.head.get({ doc: doc }) as
+        | { revision: number; oldest_revision: number }
+        | undefined;
+      if (!head) return undefined;
+      const snap = this.#sql.latestSnapshot.get(doc, head.revision) as
+        | { revision: number; value: string }
+        | undefined;
+      if (!snap)
+        throw new StateError('revision_compacted', `Document "${doc}" has no snapshot to start from`);
+      const commits = (this.#sql.commitsAfter.all(doc, snap.revision, head.revision, -1) as CommitRow[]).map(
+        toCommit,
+      );
+      const meta = this.#sql.documentMeta.get(doc) as {
+        collections: string;
+        version: number;
+        initial_hash: string | null;
+      };
+      const layout = JSON.parse(meta.collections) as CollectionLayout;
+      const sizes = new Map(
+        (this.#sql.sizes.all(doc) as Array<{ coll: string; size: number }>).map((row) => [
+          row.coll,
+          row.size,
+        ]),
+      );
+      const collections: LoadedDocument['collections'] = {};
+      for (const [name, { indexes }] of Object.entries(layout))
+        collections[name] = { size: sizes.get(name) ?? 0, indexes };
+      return {
+        doc,
+        revision: head.revision,
+        oldestRevision: head.oldest_revision,
+        snapshot: { revision: snap.revision, value: JSON.parse(snap.value) },
+        commits,
+        collections,
+        version: meta.version,
+        ...(meta.initial_hash === null ? {} : { initialHash: meta.initial_hash }),
+      };
+    });
   }
 
   async readSnapshot(doc: string, atOrBefore: number): Promise<Snapshot | undefined> {
     this.#conn();
-    const snap = this.#sql.latestSnapshot.get(doc, atOrBefore) as
-      | { revision: number; value: string }
-      | undefined;
-    return snap && { revision: snap.revision, value: JSON.parse(snap.value) };
+    return this.#guard.read(() => {
+      const snap = this.#sql.latestSnapshot.get(doc, atOrBefore) as
+        | { revision: number; value: string }
+        | undefined;
+      return snap && { revision: snap.revision, value: JSON.parse(snap.value) };
+    });
   }
 
   async readCommits(doc: string, range: CommitRange): Promise<CommitRecord[]> {
     this.#conn();
-    const rows = this.#sql.commitsAfter.all(
-      doc,
-      range.after,
-      range.to ?? Number.MAX_SAFE_INTEGER,
-      range.limit ?? -1,
-    ) as CommitRow[];
-    return rows.map(toCommit);
+    return this.#guard.read(() => {
+      const rows = this.#sql.commitsAfter.all(
+        doc,
+        range.after,
+        range.to ?? Number.MAX_SAFE_INTEGER,
+        range.limit ?? -1,
+      ) as CommitRow[];
+      return rows.map(toCommit);
+    });
   }
 
   async readCommand(commandId: string): Promise<CommitRecord[]> {
     this.#conn();
-    return (this.#sql.commitsOfCommand.all(commandId) as CommitRow[]).map(toCommit);
+    return this.#guard.read(() => {
+      return (this.#sql.commitsOfCommand.all(commandId) as CommitRow[]).map(toCommit);
+    });
   }
 
   async commit(request: CommitRequest): Promise<CommitOutcome> {
     this.#conn();
-    return this.#commitTx(request);
+    return this.#guard.write(() => this.#commitTx(request));
   }
 
   async recordAttempt(request: AttemptRequest): Promise<AuditRecord> {
     this.#conn();
-    return this.#attemptTx(request);
+    return this.#guard.write(() => this.#attemptTx(request));
   }
 
   async writeSnapshot(doc: string, snapshot: Snapshot): Promise<void> {
     this.#conn();
-    const head = this.#sql.head.get({ doc: doc }) as { revision: number } | undefined;
+    const head = this.#guard.read(() => this.#sql.head.get({ doc: doc })) as { revision: number } | undefined;
     if (!head) throw new StateError('not_found', `No document "${doc}"`);
     if (snapshot.revision > head.revision)
       throw new StateError('invalid_revision', 'Snapshot is later than the head');
-    this.#sql.insertSnapshotIfAbsent.run(doc, snapshot.revision, JSON.stringify(snapshot.value));
+    const text = JSON.stringify(snapshot.value);
+    await this.#guard.write(() => this.#sql.insertSnapshotIfAbsent.run(doc, snapshot.revision, text));
   }
 
   /**
@@ -678,14 +856,18 @@ export class SqliteStore implements Store, CredentialStore {
    */
   async compact(doc: string, throughRevision: number): Promise<number> {
     this.#conn();
-    const through = this.#compactTx(doc, throughRevision);
+    const through = await this.#guard.write(() => this.#compactTx(doc, throughRevision));
     if (through === undefined) return 0;
     let removed = 0;
     let limit = 256;
     for (;;) {
-      const started = performance.now();
-      const batch = this.#compactBatchTx(doc, through, limit);
-      const tookMs = performance.now() - started;
+      let tookMs = 0;
+      const batch = await this.#guard.write(() => {
+        const started = performance.now();
+        const removedNow = this.#compactBatchTx(doc, through, limit);
+        tookMs = performance.now() - started;
+        return removedNow;
+      });
       removed += batch;
       if (batch < limit) return removed;
       // Aim each batch at the time budget: halve after a slow one, grow after a quick one.
@@ -698,19 +880,21 @@ export class SqliteStore implements Store, CredentialStore {
 
   async revisionBefore(doc: string, at: string): Promise<number> {
     this.#conn();
-    const head = this.#sql.head.get({ doc }) as { revision: number; oldest_revision: number } | undefined;
-    if (!head) return 0;
-    // Commit times ascend with revisions, so a binary search over the (doc, revision) index finds the
-    // boundary in ~log2(history) point reads, with no index on time to pay for on every commit.
-    let lo = head.oldest_revision;
-    let hi = head.revision;
-    while (lo < hi) {
-      const mid = Math.ceil((lo + hi) / 2);
-      const time = this.#sql.commitTime.get(doc, mid) as string | undefined;
-      if (time !== undefined && time < at) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
+    return this.#guard.read(() => {
+      const head = this.#sql.head.get({ doc }) as { revision: number; oldest_revision: number } | undefined;
+      if (!head) return 0;
+      // Commit times ascend with revisions, so a binary search over the (doc, revision) index finds the
+      // boundary in ~log2(history) point reads, with no index on time to pay for on every commit.
+      let lo = head.oldest_revision;
+      let hi = head.revision;
+      while (lo < hi) {
+        const mid = Math.ceil((lo + hi) / 2);
+        const time = this.#sql.commitTime.get(doc, mid) as string | undefined;
+        if (time !== undefined && time < at) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    });
   }
 
   /**
@@ -732,7 +916,13 @@ export class SqliteStore implements Store, CredentialStore {
         listener();
         return;
       }
-      const now = version.get();
+      let now: unknown;
+      try {
+        now = version.get();
+      } catch {
+        // A store fault: the calls that meet it report it; the watcher tries again next tick.
+        return;
+      }
       if (now !== last) {
         last = now;
         listener();
@@ -744,84 +934,109 @@ export class SqliteStore implements Store, CredentialStore {
 
   async readAudit(query: AuditQuery): Promise<AuditRecord[]> {
     const db = this.#conn();
-    const where = ['seq > ?'];
-    const params: Array<string | number> = [query.afterSeq ?? 0];
-    if (query.principal !== undefined) {
-      where.push('principal = ?');
-      params.push(query.principal);
-    }
-    if (query.command !== undefined) {
-      where.push('command = ?');
-      params.push(query.command);
-    }
-    if (query.since !== undefined) {
-      where.push('at >= ?');
-      params.push(query.since);
-    }
-    params.push(query.limit ?? -1);
-    const rows = db
-      .prepare(`SELECT record FROM audit WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`)
-      .all(...params) as Array<{
-      record: string;
-    }>;
-    return rows.map((r) => JSON.parse(r.record) as AuditRecord);
+    return this.#guard.read(() => {
+      const where = ['seq > ?'];
+      const params: Array<string | number> = [query.afterSeq ?? 0];
+      if (query.principal !== undefined) {
+        where.push('principal = ?');
+        params.push(query.principal);
+      }
+      if (query.command !== undefined) {
+        where.push('command = ?');
+        params.push(query.command);
+      }
+      if (query.since !== undefined) {
+        where.push('at >= ?');
+        params.push(query.since);
+      }
+      params.push(query.limit ?? -1);
+      const rows = db
+        .prepare(`SELECT record FROM audit WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`)
+        .all(...params) as Array<{
+        record: string;
+      }>;
+      return rows.map((r) => JSON.parse(r.record) as AuditRecord);
+    });
+  }
+
+  async auditColumnMismatches(): Promise<number[]> {
+    const db = this.#conn();
+    return this.#guard.read(
+      () =>
+        db
+          .prepare(
+            `SELECT seq FROM audit WHERE seq IS NOT json_extract(record, '$.seq') OR at IS NOT json_extract(record, '$.at')
+               OR principal IS NOT json_extract(record, '$.principal') OR command IS NOT json_extract(record, '$.command')
+               OR hash IS NOT json_extract(record, '$.hash') ORDER BY seq LIMIT 100`,
+          )
+          .pluck()
+          .all() as number[],
+    );
   }
 
   async fence(docs: readonly string[], token: string, ttlMs: number): Promise<boolean> {
     this.#conn();
-    return this.#fenceTx(docs, token, ttlMs);
+    return this.#guard.write(() => this.#fenceTx(docs, token, ttlMs));
   }
 
   async releaseFence(docs: readonly string[], token: string): Promise<void> {
     this.#conn();
-    for (const doc of docs) this.#sql.deleteFence.run(doc, token);
+    await this.#guard.write(() => {
+      for (const doc of docs) this.#sql.deleteFence.run(doc, token);
+    });
   }
 
   async nextSequence(name: string, floor: number): Promise<number> {
     this.#conn();
-    return this.#sequenceTx(name, floor);
+    return this.#guard.write(() => this.#sequenceTx(name, floor));
   }
 
   async secret(name: string, create: () => string): Promise<string> {
     this.#conn();
-    const found = this.#sql.secret.get(name) as string | undefined;
+    const found = this.#guard.read(() => this.#sql.secret.get(name)) as string | undefined;
     if (found !== undefined) return found;
     // Another process may store one first: whichever row is there after the insert is the secret.
-    this.#sql.insertSecret.run(name, create());
-    return this.#sql.secret.get(name) as string;
+    const value = create();
+    await this.#guard.write(() => this.#sql.insertSecret.run(name, value));
+    return this.#guard.read(() => this.#sql.secret.get(name)) as string;
   }
 
   async findIdempotency(principal: string, key: string): Promise<IdempotencyRecord | undefined> {
     this.#conn();
-    const row = this.#sql.idempotency.get(principal, key) as { record: string } | undefined;
+    const row = this.#guard.read(() => this.#sql.idempotency.get(principal, key)) as
+      | { record: string }
+      | undefined;
     return row && (JSON.parse(row.record) as IdempotencyRecord);
   }
 
   async expireIdempotency(before: string): Promise<number> {
     this.#conn();
-    return this.#sql.expireIdempotency.run(before).changes;
+    return this.#guard.write(() => this.#sql.expireIdempotency.run(before).changes);
   }
 
   async trimIdempotency(principal: string, keep: number): Promise<number> {
     this.#conn();
-    return this.#sql.trimIdempotency.run({ principal, keep }).changes;
+    return this.#guard.write(() => this.#sql.trimIdempotency.run({ principal, keep }).changes);
   }
 
   async consumeOnce(id: string, expiresAt: string): Promise<boolean> {
     this.#conn();
     // The primary key decides between racing processes: one insert wins, the others change nothing.
-    return this.#sql.consume.run(id, expiresAt).changes === 1;
+    return this.#guard.write(() => this.#sql.consume.run(id, expiresAt).changes === 1);
   }
 
   async expireConsumed(before: string): Promise<number> {
     this.#conn();
-    return this.#sql.expireConsumed.run(before).changes;
+    return this.#guard.write(() => this.#sql.expireConsumed.run(before).changes);
   }
 
   async createTask(task: TaskRecord): Promise<void> {
     this.#conn();
     try {
-      this.#sql.insertTask.run(task.taskId, task.version, task.expiresAt ?? null, JSON.stringify(task));
+      const text = JSON.stringify(task);
+      await this.#guard.write(() =>
+        this.#sql.insertTask.run(task.taskId, task.version, task.expiresAt ?? null, text),
+      );
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
         throw new StateError('already_exists', `A task "${task.taskId}" exists`);
@@ -832,31 +1047,32 @@ export class SqliteStore implements Store, CredentialStore {
 
   async readTask(taskId: string): Promise<TaskRecord | undefined> {
     this.#conn();
-    const text = this.#sql.task.get(taskId) as string | undefined;
+    const text = this.#guard.read(() => this.#sql.task.get(taskId)) as string | undefined;
     return text === undefined ? undefined : (JSON.parse(text) as TaskRecord);
   }
 
   async updateTask(task: TaskRecord): Promise<boolean> {
     this.#conn();
-    const changes = this.#sql.updateTask.run(
-      task.version,
-      task.expiresAt ?? null,
-      JSON.stringify(task),
-      task.taskId,
-      task.version - 1,
-    ).changes;
+    const text = JSON.stringify(task);
+    const changes = await this.#guard.write(
+      () =>
+        this.#sql.updateTask.run(task.version, task.expiresAt ?? null, text, task.taskId, task.version - 1)
+          .changes,
+    );
     return changes === 1;
   }
 
   async expireTasks(before: string): Promise<number> {
     this.#conn();
-    return this.#sql.expireTasks.run(before).changes;
+    return this.#guard.write(() => this.#sql.expireTasks.run(before).changes);
   }
 
   async insertApiKey(key: ApiKeyRecord): Promise<void> {
     this.#conn();
     try {
-      this.#sql.insertKey.run(key.id, key.name, key.role, key.hash, key.createdAt, key.revokedAt ?? null);
+      await this.#guard.write(() =>
+        this.#sql.insertKey.run(key.id, key.name, key.role, key.hash, key.createdAt, key.revokedAt ?? null),
+      );
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         throw new StateError('already_exists', `An API key named "${key.name}" exists`);
@@ -867,19 +1083,19 @@ export class SqliteStore implements Store, CredentialStore {
 
   async findApiKeyByHash(hash: string): Promise<ApiKeyRecord | undefined> {
     this.#conn();
-    const row = this.#sql.keyByHash.get(hash) as KeyRow | undefined;
+    const row = this.#guard.read(() => this.#sql.keyByHash.get(hash)) as KeyRow | undefined;
     return row && toKey(row);
   }
 
   async listApiKeys(): Promise<ApiKeyRecord[]> {
     this.#conn();
-    return (this.#sql.listKeys.all() as KeyRow[]).map(toKey);
+    return (this.#guard.read(() => this.#sql.listKeys.all()) as KeyRow[]).map(toKey);
   }
 
   async revokeApiKey(idOrName: string, at: string): Promise<ApiKeyRecord | undefined> {
     this.#conn();
-    this.#sql.revokeKey.run(at, idOrName, idOrName);
-    const row = this.#sql.keyByIdOrName.get(idOrName, idOrName) as KeyRow | undefined;
+    await this.#guard.write(() => this.#sql.revokeKey.run(at, idOrName, idOrName));
+    const row = this.#guard.read(() => this.#sql.keyByIdOrName.get(idOrName, idOrName)) as KeyRow | undefined;
     return row && toKey(row);
   }
 
@@ -1023,6 +1239,15 @@ export class SqliteStore implements Store, CredentialStore {
     db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
     db.transaction(() => {
       const version = this.#version(db);
+      // Tables without a recorded version: the meta table was damaged or emptied. Migrating again
+      // would fail halfway or, worse, run over the data.
+      if (version === 0 && db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'documents'").get()) {
+        throw new RecoveryError(
+          'store_corrupt',
+          `the database file ${this.path} has coremcp's tables but no schema version: it is damaged; restore it from a backup`,
+          { details: { fault: 'corrupt' } },
+        );
+      }
       if (version > MIGRATIONS.length) {
         throw new SetupError(
           'store_too_new',
@@ -1034,6 +1259,41 @@ export class SqliteStore implements Store, CredentialStore {
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ).run(String(MIGRATIONS.length));
     }).immediate();
+  }
+
+  /**
+   * Compares the database file and its log with the ones this connection opened, every `intervalMs`
+   * (and before each readiness probe). A replaced or deleted file means later commits would go where
+   * nobody reads them: writes stop with `store_corrupt` and /readyz says so.
+   */
+  #watchFiles(intervalMs: number): void {
+    this.#files = { db: identityOf(this.path)!, wal: identityOf(`${this.path}-wal`) };
+    const timer = setInterval(() => this.#checkFiles(), intervalMs);
+    timer.unref();
+    this.#stopWatchingFiles = () => clearInterval(timer);
+  }
+
+  #checkFiles(): void {
+    const files = this.#files;
+    if (!files || this.#guard.isolated || !this.#db) return;
+    const db = identityOf(this.path);
+    const wal = identityOf(`${this.path}-wal`);
+    files.wal ??= wal;
+    const dbMoved = !sameFile(files.db, db);
+    if (!dbMoved && sameFile(files.wal, wal)) return;
+    if (!dbMoved) {
+      // Only the log went: this connection still holds it open, so copy it into the database
+      // file now, keeping the commits it acknowledged, before writes stop.
+      try {
+        this.#db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch {
+        // Another connection's lock; the worker's next checkpoint copies what is left.
+      }
+    }
+    process.emitWarning(
+      `coremcp: the database ${dbMoved ? 'file' : 'write-ahead log'} ${this.path}${dbMoved ? '' : '-wal'} was replaced or deleted under the server; writes are stopped until it is restored and the server restarted`,
+    );
+    this.#guard.isolate('replaced');
   }
 
   #conn(): Database.Database {

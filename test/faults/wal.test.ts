@@ -1,0 +1,141 @@
+/**
+ * The write-ahead log under sustained writes, and the files under a running server: the log stays
+ * bounded and is emptied when idle; a log or database file deleted or replaced under the server is
+ * noticed, writes stop with a typed error, and no acknowledged commit is lost silently.
+ */
+import { copyFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { errorCodeOf, httpClient, startServerProcess, structured } from '../helpers/servers.js';
+import { tempDir } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
+import { probe } from './faults.js';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+const walSize = (db: string) => statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0;
+
+async function serverIn(dir: string, config?: object) {
+  const args = ['--data-dir', dir];
+  if (config) {
+    writeFileSync(join(dir, 'coremcp.config.json'), JSON.stringify(config));
+    args.push('--config', join(dir, 'coremcp.config.json'));
+  }
+  const server = await startServerProcess(args);
+  cleanups.push(() => server.stop());
+  const client = await httpClient(server.url, server.firstKey);
+  cleanups.push(() => client.close());
+  return { server, client, key: server.firstKey! };
+}
+
+describe('the write-ahead log', () => {
+  it('stays bounded under sustained writes and is emptied once the writes stop', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const { server, key } = await serverIn(tmp.dir, {
+      store: { walLimitMiB: 1 },
+      limits: { rate: { perSecond: 100_000, burst: 100_000 } },
+    });
+    const db = join(tmp.dir, 'coremcp.db');
+    let largest = 0;
+    let writing = true;
+    const sampler = (async () => {
+      while (writing) {
+        largest = Math.max(largest, walSize(db));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    const writers = await Promise.all(Array.from({ length: 4 }, () => httpClient(server.url, key)));
+    cleanups.push(() => Promise.all(writers.map((w) => w.close())));
+    let written = 0;
+    await Promise.all(
+      writers.map(async (writer, w) => {
+        for (let i = 0; i < 250; i++) {
+          const result = await writer.callTool({
+            name: 'task.add',
+            arguments: { title: `writer ${w} task ${i}`, description: 'x'.repeat(2000) },
+          });
+          expect(errorCodeOf(result)).toBeUndefined();
+          written++;
+        }
+      }),
+    );
+    writing = false;
+    await sampler;
+    expect(written).toBe(1000);
+    // 1,000 commits write well over 10 MiB of log; the limit keeps it near 1 MiB.
+    expect(largest).toBeGreaterThan(0);
+    expect(largest, `largest log ${largest} bytes`).toBeLessThan(4 * 1024 * 1024);
+    await waitFor(() => walSize(db) === 0, { message: 'the idle log to be truncated to 0 bytes' });
+  });
+});
+
+describe('files changed under a running server', () => {
+  it('notices a deleted log, stops writes with store_corrupt, and keeps every acknowledged commit', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const { server, client, key } = await serverIn(tmp.dir);
+    const db = join(tmp.dir, 'coremcp.db');
+    const acknowledged: string[] = [];
+    const add = async (title: string) => {
+      const result = await client.callTool({ name: 'task.add', arguments: { title } });
+      if (errorCodeOf(result) === undefined)
+        acknowledged.push((structured(result).task as { id: string }).id);
+      return errorCodeOf(result);
+    };
+    for (let i = 0; i < 5; i++) expect(await add(`before ${i}`)).toBeUndefined();
+
+    rmSync(`${db}-wal`);
+    // Writes go on until the server notices; then they stop, typed.
+    const code = await waitFor(
+      async () => {
+        const outcome = await add('racing the check');
+        return outcome !== undefined && outcome;
+      },
+      { message: 'writes to stop after the log was deleted' },
+    );
+    expect(code).toBe('store_corrupt');
+    const ready = await probe(server.url, '/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body.checks?.store_write?.detail).toMatch(/store_corrupt/);
+    expect((await probe(server.url, '/healthz')).status).toBe(200);
+    expect(server.stderr()).toMatch(/write-ahead log .* was replaced or deleted under the server/);
+
+    await client.close();
+    expect(await server.stop()).toBe(0);
+    const restarted = await startServerProcess(['--data-dir', tmp.dir]);
+    cleanups.push(() => restarted.stop());
+    const again = await httpClient(restarted.url, key);
+    cleanups.push(() => again.close());
+    const list = await again.callTool({ name: 'task.list', arguments: {} });
+    const ids = (structured(list).tasks as Array<{ id: string }>).map((t) => t.id);
+    expect(ids).toEqual(expect.arrayContaining(acknowledged));
+    expect(acknowledged.length).toBeGreaterThanOrEqual(5);
+  });
+
+  it('notices a replaced database file and stops writes with store_corrupt', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const { server, client } = await serverIn(tmp.dir);
+    const db = join(tmp.dir, 'coremcp.db');
+    expect(
+      errorCodeOf(await client.callTool({ name: 'task.add', arguments: { title: 'one' } })),
+    ).toBeUndefined();
+    copyFileSync(db, `${db}.copy`);
+    renameSync(`${db}.copy`, db);
+    const ready = await waitFor(
+      async () => {
+        const report = await probe(server.url, '/readyz');
+        return report.status === 503 && report;
+      },
+      { message: '/readyz to go unready after the file was replaced' },
+    );
+    expect(ready.body.checks?.store_write?.detail).toMatch(/store_corrupt/);
+    const refused = await client.callTool({ name: 'task.add', arguments: { title: 'two' } });
+    expect(errorCodeOf(refused)).toBe('store_corrupt');
+    expect((await probe(server.url, '/healthz')).status).toBe(200);
+  });
+});
