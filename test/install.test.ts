@@ -14,7 +14,9 @@ const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
 const section = readme.slice(readme.indexOf('## Write your own app'), readme.indexOf('\n## State'));
 const setup = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
 const app = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
-const serveLine = [...section.matchAll(/```sh\n([\s\S]*?)```/g)][1]?.[1];
+const shellBlocks = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((match) => match[1]!);
+const serveLine = shellBlocks[1];
+const initLines = shellBlocks[2]?.trim().split('\n');
 
 const home = tempDir('coremcp-home-');
 let env: NodeJS.ProcessEnv;
@@ -46,9 +48,12 @@ it('installs from the packed tarball into an empty project and serves the README
   writeFileSync(join(project, 'stock.ts'), app!);
 
   const installed = join(project, 'node_modules/coremcp');
-  // What was shipped is complete: every source map names files the package holds, no tests ride along.
+  // What was shipped is complete: every source map names files the package holds, no tests ride along
+  // (but the test `coremcp init` writes into a new project).
   const shipped = files(installed);
-  expect(shipped.some((path) => path.endsWith('.test.ts'))).toBe(false);
+  expect(shipped.filter((path) => path.endsWith('.test.ts'))).toEqual([
+    join(installed, 'templates/app/app.test.ts'),
+  ]);
   for (const map of shipped.filter((path) => path.endsWith('.map'))) {
     const { sources, sourceRoot } = JSON.parse(readFileSync(map, 'utf8')) as {
       sources: string[];
@@ -93,4 +98,60 @@ it('installs from the packed tarball into an empty project and serves the README
   } finally {
     await server.stop();
   }
+}, 180_000);
+
+it('scaffolds a project with `coremcp init` that passes its own npm test and serves with npm start', async () => {
+  const started = performance.now();
+  const tarball = join(home.dir, `coremcp-${VERSION}.tgz`);
+  const stock = join(home.dir, 'stock');
+  expect(existsSync(tarball) && existsSync(join(stock, 'node_modules/coremcp')), 'the README test ran').toBe(
+    true,
+  );
+  // The README's lines; the first runs the installed bin, with the templates the package ships.
+  expect(initLines?.[0]).toBe(`cd ~/stock && npx coremcp init ~/desk --coremcp ~/coremcp-${VERSION}.tgz`);
+  expect(initLines?.[1]).toBe('cd ~/desk && npm install && npm test && npm start');
+  const created = await shell(initLines![0]!, { cwd: home.dir, env });
+  expect(created.stdout).toContain('npm install && npm test && npm start');
+  const desk = join(home.dir, 'desk');
+  expect(readdirSync(desk).sort()).toEqual([
+    '.gitignore',
+    'README.md',
+    'app.test.ts',
+    'app.ts',
+    'coremcp.config.json',
+    'package.json',
+    'tsconfig.json',
+  ]);
+  expect(JSON.parse(readFileSync(join(desk, 'package.json'), 'utf8'))).toMatchObject({
+    name: 'desk',
+    type: 'module',
+    dependencies: { coremcp: `file:${tarball}` },
+  });
+  expect(readFileSync(join(desk, '.gitignore'), 'utf8')).toContain('.coremcp/');
+  await expect(shell('npx coremcp init ~/desk', { cwd: stock, env })).rejects.toThrow(/not empty.*--force/s);
+
+  await shell('npm install', { cwd: desk, env });
+  const tested = await shell('npm test 2>&1', { cwd: desk, env });
+  expect(tested.stdout).toMatch(/# pass 3\b/);
+  expect(tested.stdout).toMatch(/# fail 0\b/);
+  await shell('npm run check', { cwd: desk, env });
+
+  const server = await serveProject('npm start -- --http 127.0.0.1:0 --log-level warn', { cwd: desk, env });
+  try {
+    const key = /\n {2}(cmcp_\S+)\n/.exec(server.stderr())?.[1];
+    const client = await httpClient(server.url, key);
+    try {
+      const opened = structured(
+        await client.callTool({ name: 'ticket.open', arguments: { title: 'Hello' } }),
+      );
+      expect(opened.ticket).toMatchObject({ id: 'TK-1', status: 'open' });
+    } finally {
+      await client.close();
+    }
+  } finally {
+    await server.stop();
+  }
+  console.log(
+    `init test: scaffolded, installed, tested and served in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
 }, 180_000);

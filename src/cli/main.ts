@@ -5,6 +5,7 @@ import { isCoreMcpError } from '../core/errors.js';
 import { auditExport, auditTail, auditVerify } from './audit.js';
 import { DEFAULT_CONSOLE_LISTEN, runConsole } from './console.js';
 import { health } from './health.js';
+import { init } from './init.js';
 import { createKey, listKeys, revokeKey } from './keys.js';
 import { migrate } from './migrate.js';
 import { serve } from './serve.js';
@@ -99,6 +100,17 @@ export function buildProgram(): Command {
         ]),
       ),
   ).action((app: string | undefined, options) => runConsole(app, options));
+
+  program
+    .command('init')
+    .description('create a project: an app with two documents, its test, a config with an agent role')
+    .argument('[dir]', 'folder to create it in (default: this one); must be empty')
+    .option(
+      '--coremcp <spec>',
+      'what package.json depends on for coremcp: a version, a git URL or a tarball path',
+    )
+    .option('--force', 'write into a folder that is not empty (overwrites the files it creates)')
+    .action((dir: string | undefined, options) => init(dir, options));
 
   program
     .command('health')
