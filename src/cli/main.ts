@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { isCoreMcpError } from '../core/errors.js';
 import { auditExport, auditTail, auditVerify } from './audit.js';
 import { DEFAULT_CONSOLE_LISTEN, runConsole } from './console.js';
+import { dev } from './dev.js';
 import { health } from './health.js';
 import { init } from './init.js';
 import { createKey, listKeys, revokeKey } from './keys.js';
@@ -70,6 +71,29 @@ export function buildProgram(): Command {
         ]),
       ),
   ).action((app: string | undefined, options) => serve(app, options));
+
+  withCommon(
+    program
+      .command('dev')
+      .description(
+        'serve an app over HTTP and serve it again when its files change (same port, data and key); prints a client configuration',
+      )
+      .argument('[app]', 'module whose default export is defineApp({...}) (default ./app.ts)')
+      .option('--http <address>', 'serve Streamable HTTP on [host:]port (default 127.0.0.1:3000)')
+      .option('--role <role>', 'role of the key in the printed client configuration (default admin)')
+      .option('--no-console', 'do not serve the web console')
+      .addOption(
+        new Option('--log-level <level>', 'log level (logs go to stderr)').choices([
+          'fatal',
+          'error',
+          'warn',
+          'info',
+          'debug',
+          'trace',
+          'silent',
+        ]),
+      ),
+  ).action((app: string | undefined, options) => dev(app, options));
 
   withCommon(
     program
@@ -263,5 +287,7 @@ export async function main(argv: string[]): Promise<number> {
 
 const code = await main(process.argv);
 // `serve` and `console` keep running on their own handles; everything else ends here.
-const longRunning = process.argv.slice(2).some((arg) => arg === 'serve' || arg === 'console');
+const longRunning = process.argv
+  .slice(2)
+  .some((arg) => arg === 'serve' || arg === 'console' || arg === 'dev');
 if (code !== 0 || !longRunning) process.exitCode = code;
