@@ -138,9 +138,17 @@ it('scaffolds a project with `coremcp init` that passes its own npm test and ser
 
   const server = await serveProject('npm start -- --http 127.0.0.1:0 --log-level warn', { cwd: desk, env });
   try {
-    const key = /\n {2}(cmcp_\S+)\n/.exec(server.stderr())?.[1];
-    const client = await httpClient(server.url, key);
+    // The first start's second key is the agent's, with the scaffold's least-privilege `agent` role.
+    expect(server.stderr()).toContain('agent (role agent:');
+    const agentKey = [...server.stderr().matchAll(/\n {2}(cmcp_\S+)\n/g)][1]?.[1];
+    const client = await httpClient(server.url, agentKey);
     try {
+      expect((await client.listTools()).tools.map((tool) => tool.name).sort()).toEqual([
+        'desk.status',
+        'ticket.close',
+        'ticket.list',
+        'ticket.open',
+      ]);
       const opened = structured(
         await client.callTool({ name: 'ticket.open', arguments: { title: 'Hello' } }),
       );

@@ -19,6 +19,7 @@ import {
   stateSnapshot,
   stateUndo,
 } from './state.js';
+import { stateList } from './state-list.js';
 import { CheckFailed, UsageError } from './usage.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
@@ -40,6 +41,10 @@ export function buildProgram(): Command {
     )
     .version(version)
     .showHelpAfterError()
+    .addHelpText(
+      'after',
+      '\nErrors are one line on stderr; --debug (or COREMCP_DEBUG=1) adds the stack trace.\nExit codes: 0 ok, 1 failure, 2 usage error.',
+    )
     .exitOverride();
 
   withCommon(
@@ -162,6 +167,12 @@ export function buildProgram(): Command {
   const state = program.command('state').description('read the state and its history');
   withCommon(
     state
+      .command('list')
+      .description('list documents: revision, size, collection entries, last change (time, who, command)')
+      .option('--json', 'print JSON'),
+  ).action((options) => stateList(options));
+  withCommon(
+    state
       .command('get')
       .description(
         'print a document (at head, or at --revision); collections hold their first page, `more` says how to go on',
@@ -215,9 +226,13 @@ export function buildProgram(): Command {
   withCommon(
     state
       .command('undo')
-      .description("undo one command's change (refused if later commits touched the same paths)")
-      .argument('<commandId>', 'command id of the commit (see `state history`)'),
-  ).action((commandId: string, options) => stateUndo({ ...options, commandId }));
+      .description(
+        "undo one command's change, named by its command id or by --doc D --revision N (refused if later commits touched the same paths)",
+      )
+      .argument('[commandId]', 'command id of the commit (see `state history`)')
+      .option('--doc <doc>', "document id (default: the store's only document)")
+      .option('--revision <n>', 'the revision the command made, instead of its id'),
+  ).action((commandId: string | undefined, options) => stateUndo({ ...options, commandId }));
 
   const audit = program.command('audit').description('check and read the tamper-evident audit trail');
   withCommon(
@@ -248,11 +263,43 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Whether to print stacks: `--debug` anywhere on the command line, or `COREMCP_DEBUG` set. */
+function debugging(argv: readonly string[]): boolean {
+  const env = process.env.COREMCP_DEBUG;
+  return argv.includes('--debug') || (env !== undefined && env !== '' && env !== '0' && env !== 'false');
+}
+
+/** One line on stderr, and a hint on how to go on when there is one. */
+function report(message: string, hint?: string): void {
+  process.stderr.write(`coremcp: ${message}\n${hint ? `hint: ${hint}\n` : ''}`);
+}
+
+/** Errors from the system that an operator fixes, said plainly: a port in use, a folder that cannot be written. */
+function systemError(error: unknown): { message: string; hint: string } | undefined {
+  const { code, port, address, path, syscall } = (error ?? {}) as NodeJS.ErrnoException & {
+    port?: number;
+    address?: string;
+  };
+  if (code === 'EADDRINUSE')
+    return {
+      message: `${address ?? 'the address'}:${port ?? '?'} is already in use`,
+      hint: 'stop the process listening there, or choose another port with --http [host:]port',
+    };
+  if (code === 'EACCES' || code === 'EPERM')
+    return {
+      message: `permission denied${syscall ? ` (${syscall}${path ? ` ${path}` : ''})` : ''}`,
+      hint: 'choose a folder you may write with --data-dir, or a port above 1023',
+    };
+  if (code === 'ENOENT' && path) return { message: `no such file or folder: ${path}`, hint: '' };
+  return undefined;
+}
+
 /** Exit codes: 0 ok, 1 failure, 2 usage error. */
 export async function main(argv: string[]): Promise<number> {
+  const debug = debugging(argv);
   const program = buildProgram();
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync(argv.filter((arg) => arg !== '--debug'));
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) {
@@ -264,23 +311,32 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       return 2;
     }
+    if (debug && error instanceof Error) process.stderr.write(`${error.stack}\n`);
     if (error instanceof CheckFailed) {
-      process.stderr.write(`coremcp: ${error.message}\n`);
+      report(error.message);
       return 1;
     }
     if (error instanceof UsageError) {
-      process.stderr.write(`coremcp: ${error.message}\n`);
+      report(error.message);
       return 2;
     }
     if (isCoreMcpError(error) && (error.code === 'invalid_input' || error.code === 'invalid_revision')) {
-      process.stderr.write(`coremcp: ${error.message}\n`);
+      report(error.message);
       return 2;
     }
     if (isCoreMcpError(error) && error.spec.expose) {
-      process.stderr.write(`coremcp: ${error.code}: ${error.message}\n`);
+      report(`${error.code}: ${error.message}`);
       return 1;
     }
-    process.stderr.write(`coremcp: ${(error as Error)?.stack ?? String(error)}\n`);
+    const known = systemError(error);
+    if (known) {
+      report(known.message, known.hint || undefined);
+      return 1;
+    }
+    report(
+      (error as Error)?.message?.split('\n')[0] ?? String(error),
+      debug ? undefined : 'run again with --debug (or COREMCP_DEBUG=1) for the stack trace',
+    );
     return 1;
   }
 }
