@@ -296,27 +296,47 @@ function localUser(roles: readonly string[]): Principal {
 }
 
 /**
- * On the first start (no API key was ever made) creates an admin key and prints it, once, to stderr
- * with a client configuration ready to paste. Later starts find keys and print nothing.
+ * On the first start (no API key was ever made) creates the operator's admin key and, when serving
+ * MCP over HTTP, an agent key with a least-privilege role (the configured `agent` role if there is
+ * one, else `member`), and prints both once to stderr. The client configuration it prints carries the
+ * agent key, so a model is not handed the admin tools (rollback, undo) by default. Later starts find
+ * keys and print nothing.
  */
 async function announceFirstKey(core: Core, url: string | undefined): Promise<void> {
   if (!core.keys || (await core.keys.list()).length > 0) return;
-  const { key, record } = await core.keys.create('admin', 'admin');
-  core.logger.info({ keyId: record.id, name: record.name }, 'created the first admin API key');
-  const config = url && {
-    mcpServers: { [core.app.name]: { type: 'http', url, headers: { Authorization: `Bearer ${key}` } } },
-  };
+  const admin = await core.keys.create('admin', 'admin');
+  core.logger.info({ keyId: admin.record.id, name: admin.record.name }, 'created the first admin API key');
+  const agentRole = core.authorizer.roleNames.includes('agent') ? 'agent' : 'member';
+  const agent = url ? await core.keys.create('agent', agentRole) : undefined;
+  if (agent) core.logger.info({ keyId: agent.record.id, role: agentRole }, 'created the first agent API key');
+  const config = url &&
+    agent && {
+      mcpServers: {
+        [core.app.name]: { type: 'http', url, headers: { Authorization: `Bearer ${agent.key}` } },
+      },
+    };
   process.stderr.write(
     [
       '',
-      'coremcp: first start: created an admin API key. It is shown ONCE; store it now:',
+      `coremcp: first start: created ${agent ? 'two API keys. They are' : 'an admin API key. It is'} shown ONCE; store ${agent ? 'them' : 'it'} now:`,
       '',
-      `  ${key}`,
+      '  admin (role admin: everything; for you and the web console):',
       '',
-      ...(config
-        ? ['Client configuration (paste into your MCP client):', '', JSON.stringify(config, null, 2), '']
+      `  ${admin.key}`,
+      '',
+      ...(agent && config
+        ? [
+            `  agent (role ${agentRole}: the app's commands; no rollback, undo or key management):`,
+            '',
+            `  ${agent.key}`,
+            '',
+            'Client configuration for agents, with the agent key (paste into your MCP client):',
+            '',
+            JSON.stringify(config, null, 2),
+            '',
+          ]
         : ['Sign in to the console with it.', '']),
-      'More keys: coremcp keys create --name NAME --role member',
+      `More keys: coremcp keys create --name NAME --role ${agentRole}`,
       '',
     ].join('\n'),
   );

@@ -88,6 +88,21 @@ describe('document migrations', () => {
       value: { people: { ada: { first: 'Ada', last: 'Lovelace' } } },
     });
     expect((await runCli(['migrate', V2, '--data-dir', tmp.dir])).stdout).toMatch(/nothing to migrate/);
+    // Run from the CLI, the migration is the operator's commit.
+    const audit = await runCli([
+      'audit',
+      'tail',
+      '--command',
+      'state.migrate',
+      '--json',
+      '--data-dir',
+      tmp.dir,
+    ]);
+    expect(JSON.parse(audit.stdout.trim().split('\n').at(-1)!)).toMatchObject({
+      principal: (await import('node:os')).userInfo().username,
+      via: 'cli',
+      outcome: 'ok',
+    });
   });
 
   it('refuses to start an older app on a document a newer one migrated, with one line and exit 1', async () => {

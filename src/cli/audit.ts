@@ -3,6 +3,7 @@ import { checkAuditHeads, digestAuditHeads, GENESIS_HASH, verifyAuditRecords } f
 import { verifyCommitsAgainstAudit } from '../core/audit-commits.js';
 import type { AuditQuery, AuditRecord, Store } from '../core/store.js';
 import { type CommonOptions, configOf, integerOption, storeOf } from './context.js';
+import { type Column, table, time, widths } from './format.js';
 import { CheckFailed, UsageError } from './usage.js';
 
 export interface AuditOptions extends CommonOptions {
@@ -92,10 +93,15 @@ export async function auditVerify(options: CommonOptions & { json?: boolean }): 
   });
 }
 
-function line(record: AuditRecord): string {
-  const where = record.doc === undefined ? '' : ` ${record.doc}@${record.revision ?? '-'}`;
-  return `${record.seq}\t${record.at}\t${record.principal} (${record.via})\t${record.command}\t${record.outcome}${where}\n`;
-}
+const COLUMNS: ReadonlyArray<Column<AuditRecord>> = [
+  { header: 'SEQ', value: (r) => String(r.seq), right: true },
+  { header: 'TIME', value: (r) => time(r.at) },
+  { header: 'PRINCIPAL', value: (r) => r.principal },
+  { header: 'VIA', value: (r) => r.via },
+  { header: 'COMMAND', value: (r) => r.command },
+  { header: 'OUTCOME', value: (r) => r.outcome },
+  { header: 'DOC@REV', value: (r) => (r.doc === undefined ? '-' : `${r.doc}@${r.revision ?? '-'}`) },
+];
 
 function queryOf(options: AuditOptions): AuditQuery {
   const query: AuditQuery = {};
@@ -117,7 +123,6 @@ function isoTime(value: string): string {
 /** The last `--limit` matching records (default 20), then with `--follow` new ones as they come. */
 export async function auditTail(options: AuditOptions): Promise<void> {
   const limit = integerOption('--limit', options.limit, 1) ?? 20;
-  const print = (r: AuditRecord) => process.stdout.write(options.json ? `${JSON.stringify(r)}\n` : line(r));
   await withStore(options, async (store) => {
     const query = queryOf(options);
     const recent: AuditRecord[] = [];
@@ -125,8 +130,20 @@ export async function auditTail(options: AuditOptions): Promise<void> {
       recent.push(...records);
       recent.splice(0, Math.max(0, recent.length - limit));
     });
-    for (const r of recent) print(r);
+    if (options.json) for (const r of recent) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else
+      process.stdout.write(
+        table(COLUMNS, recent, {
+          empty: options.follow ? 'no audit records yet; following' : 'no audit records',
+        }),
+      );
     if (!options.follow) return;
+    // Rows that come later line up with the first ones, as far as they fit.
+    const minWidths = widths(COLUMNS, recent);
+    const print = (r: AuditRecord) =>
+      process.stdout.write(
+        options.json ? `${JSON.stringify(r)}\n` : table(COLUMNS, [r], { header: false, minWidths }),
+      );
     const stop = new AbortController();
     process.once('SIGINT', () => stop.abort());
     process.once('SIGTERM', () => stop.abort());

@@ -2,6 +2,8 @@ import type { CredentialStore, Store } from '../core/store.js';
 import { ApiKeys } from '../security/apikeys.js';
 import { DEFAULT_ROLES } from '../security/rbac.js';
 import { type CommonOptions, configOf, storeOf } from './context.js';
+import { table, time } from './format.js';
+import { auditedByOperator } from './operator.js';
 import { UsageError } from './usage.js';
 
 async function withKeys<T>(
@@ -27,7 +29,12 @@ export async function createKey(
 ): Promise<void> {
   await withKeys(options, async (keys, store) => {
     const manager = options.anyRole ? new ApiKeys(store) : keys;
-    const { key, record } = await manager.create(options.name, options.role);
+    const { key, record } = await auditedByOperator(
+      store,
+      'admin.keys.create',
+      { name: options.name, role: options.role },
+      () => manager.create(options.name, options.role),
+    );
     process.stdout.write(`${key}\n`);
     process.stderr.write(
       `coremcp: created key "${record.name}" (id ${record.id}, role ${record.role}); it is shown only this once\n`,
@@ -42,22 +49,29 @@ export async function listKeys(options: CommonOptions & { json?: boolean }): Pro
       process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
       return;
     }
-    if (list.length === 0) {
-      process.stdout.write('no keys\n');
-      return;
-    }
-    for (const k of list) {
-      process.stdout.write(
-        `${k.id}  ${k.name.padEnd(24)} ${k.role.padEnd(10)} created ${k.createdAt}${k.revokedAt ? `  REVOKED ${k.revokedAt}` : ''}\n`,
-      );
-    }
+    process.stdout.write(
+      table(
+        [
+          { header: 'ID', value: (k) => k.id },
+          { header: 'NAME', value: (k) => k.name },
+          { header: 'ROLE', value: (k) => k.role },
+          { header: 'CREATED', value: (k) => time(k.createdAt) },
+          { header: 'REVOKED', value: (k) => time(k.revokedAt) },
+        ],
+        list,
+        { empty: 'no keys' },
+      ),
+    );
   });
 }
 
 export async function revokeKey(options: CommonOptions & { key: string }): Promise<void> {
-  await withKeys(options, async (keys) => {
-    const revoked = await keys.revoke(options.key);
-    if (!revoked) throw new UsageError(`no key with id or name "${options.key}"`);
+  await withKeys(options, async (keys, store) => {
+    const revoked = await auditedByOperator(store, 'admin.keys.revoke', { id: options.key }, async () => {
+      const found = await keys.revoke(options.key);
+      if (!found) throw new UsageError(`no key with id or name "${options.key}"`);
+      return found;
+    });
     process.stdout.write(`revoked ${revoked.name} (${revoked.id}) at ${revoked.revokedAt}\n`);
   });
 }

@@ -28,6 +28,11 @@ export async function loadApp(path: string | undefined): Promise<AppDefinition> 
   } else {
     module = (await import(url)) as Record<string, unknown>;
   }
+  return appOf(module, path);
+}
+
+/** The app a loaded module exports: its default export (or one named `app`) made by `defineApp`. */
+export function appOf(module: Record<string, unknown>, path: string | undefined): AppDefinition {
   // tsx may wrap a CommonJS-style default in another default.
   const candidates = [
     module.default,

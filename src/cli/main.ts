@@ -5,7 +5,9 @@ import { isCoreMcpError } from '../core/errors.js';
 import { StoreConfigError } from '../store/config-error.js';
 import { auditExport, auditTail, auditVerify } from './audit.js';
 import { DEFAULT_CONSOLE_LISTEN, runConsole } from './console.js';
+import { dev } from './dev.js';
 import { health } from './health.js';
+import { init } from './init.js';
 import { createKey, listKeys, revokeKey } from './keys.js';
 import { migrate } from './migrate.js';
 import { serve } from './serve.js';
@@ -19,6 +21,7 @@ import {
   stateUndo,
   stateVerify,
 } from './state.js';
+import { stateList } from './state-list.js';
 import { CheckFailed, UsageError } from './usage.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
@@ -40,6 +43,10 @@ export function buildProgram(): Command {
     )
     .version(version)
     .showHelpAfterError()
+    .addHelpText(
+      'after',
+      '\nErrors are one line on stderr; --debug (or COREMCP_DEBUG=1) adds the stack trace.\nExit codes: 0 ok, 1 failure, 2 usage error.',
+    )
     .exitOverride();
 
   withCommon(
@@ -74,6 +81,29 @@ export function buildProgram(): Command {
 
   withCommon(
     program
+      .command('dev')
+      .description(
+        'serve an app over HTTP and serve it again when its files change (same port, data and key); prints a client configuration',
+      )
+      .argument('[app]', 'module whose default export is defineApp({...}) (default ./app.ts)')
+      .option('--http <address>', 'serve Streamable HTTP on [host:]port (default 127.0.0.1:3000)')
+      .option('--role <role>', 'role of the key in the printed client configuration (default admin)')
+      .option('--no-console', 'do not serve the web console')
+      .addOption(
+        new Option('--log-level <level>', 'log level (logs go to stderr)').choices([
+          'fatal',
+          'error',
+          'warn',
+          'info',
+          'debug',
+          'trace',
+          'silent',
+        ]),
+      ),
+  ).action((app: string | undefined, options) => dev(app, options));
+
+  withCommon(
+    program
       .command('migrate')
       .description(
         "run the app's document migrations that are due, each an audited commit (serve does it at start)",
@@ -103,6 +133,17 @@ export function buildProgram(): Command {
   ).action((app: string | undefined, options) => runConsole(app, options));
 
   program
+    .command('init')
+    .description('create a project: an app with two documents, its test, a config with an agent role')
+    .argument('[dir]', 'folder to create it in (default: this one); must be empty')
+    .option(
+      '--coremcp <spec>',
+      'what package.json depends on for coremcp: a version, a git URL or a tarball path',
+    )
+    .option('--force', 'write into a folder that is not empty (overwrites the files it creates)')
+    .action((dir: string | undefined, options) => init(dir, options));
+
+  program
     .command('health')
     .description("ask a running server's /readyz; prints the report; exit 0 only when healthy")
     .option('--url <url>', 'server URL, its MCP URL, or a health URL (default http://127.0.0.1:3000/readyz)')
@@ -126,6 +167,12 @@ export function buildProgram(): Command {
   ).action((key: string, options) => revokeKey({ ...options, key }));
 
   const state = program.command('state').description('read the state and its history');
+  withCommon(
+    state
+      .command('list')
+      .description('list documents: revision, size, collection entries, last change (time, who, command)')
+      .option('--json', 'print JSON'),
+  ).action((options) => stateList(options));
   withCommon(
     state
       .command('get')
@@ -191,9 +238,13 @@ export function buildProgram(): Command {
   withCommon(
     state
       .command('undo')
-      .description("undo one command's change (refused if later commits touched the same paths)")
-      .argument('<commandId>', 'command id of the commit (see `state history`)'),
-  ).action((commandId: string, options) => stateUndo({ ...options, commandId }));
+      .description(
+        "undo one command's change, named by its command id or by --doc D --revision N (refused if later commits touched the same paths)",
+      )
+      .argument('[commandId]', 'command id of the commit (see `state history`)')
+      .option('--doc <doc>', "document id (default: the store's only document)")
+      .option('--revision <n>', 'the revision the command made, instead of its id'),
+  ).action((commandId: string | undefined, options) => stateUndo({ ...options, commandId }));
 
   const audit = program.command('audit').description('check and read the tamper-evident audit trail');
   withCommon(
@@ -224,11 +275,43 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Whether to print stacks: `--debug` anywhere on the command line, or `COREMCP_DEBUG` set. */
+function debugging(argv: readonly string[]): boolean {
+  const env = process.env.COREMCP_DEBUG;
+  return argv.includes('--debug') || (env !== undefined && env !== '' && env !== '0' && env !== 'false');
+}
+
+/** One line on stderr, and a hint on how to go on when there is one. */
+function report(message: string, hint?: string): void {
+  process.stderr.write(`coremcp: ${message}\n${hint ? `hint: ${hint}\n` : ''}`);
+}
+
+/** Errors from the system that an operator fixes, said plainly: a port in use, a folder that cannot be written. */
+function systemError(error: unknown): { message: string; hint: string } | undefined {
+  const { code, port, address, path, syscall } = (error ?? {}) as NodeJS.ErrnoException & {
+    port?: number;
+    address?: string;
+  };
+  if (code === 'EADDRINUSE')
+    return {
+      message: `${address ?? 'the address'}:${port ?? '?'} is already in use`,
+      hint: 'stop the process listening there, or choose another port with --http [host:]port',
+    };
+  if (code === 'EACCES' || code === 'EPERM')
+    return {
+      message: `permission denied${syscall ? ` (${syscall}${path ? ` ${path}` : ''})` : ''}`,
+      hint: 'choose a folder you may write with --data-dir, or a port above 1023',
+    };
+  if (code === 'ENOENT' && path) return { message: `no such file or folder: ${path}`, hint: '' };
+  return undefined;
+}
+
 /** Exit codes: 0 ok, 1 failure, 2 usage error. */
 export async function main(argv: string[]): Promise<number> {
+  const debug = debugging(argv);
   const program = buildProgram();
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync(argv.filter((arg) => arg !== '--debug'));
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) {
@@ -240,33 +323,44 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       return 2;
     }
+    if (debug && error instanceof Error) process.stderr.write(`${error.stack}\n`);
     if (error instanceof CheckFailed) {
-      process.stderr.write(`coremcp: ${error.message}\n`);
+      report(error.message);
       return 1;
     }
     if (error instanceof UsageError) {
-      process.stderr.write(`coremcp: ${error.message}\n`);
+      report(error.message);
       return 2;
     }
     if (isCoreMcpError(error) && (error.code === 'invalid_input' || error.code === 'invalid_revision')) {
-      process.stderr.write(`coremcp: ${error.message}\n`);
+      report(error.message);
       return 2;
     }
     if (error instanceof StoreConfigError) {
-      process.stderr.write(`coremcp: ${error.message}\n`);
+      report(error.message);
       return 1;
     }
     // Store faults (unreachable, corrupt, empty, locked or full) are for the operator: one line, no stack.
     if (isCoreMcpError(error) && (error.spec.expose || error.spec.family === 'recovery')) {
-      process.stderr.write(`coremcp: ${error.code}: ${error.message}\n`);
+      report(`${error.code}: ${error.message}`);
       return 1;
     }
-    process.stderr.write(`coremcp: ${(error as Error)?.stack ?? String(error)}\n`);
+    const known = systemError(error);
+    if (known) {
+      report(known.message, known.hint || undefined);
+      return 1;
+    }
+    report(
+      (error as Error)?.message?.split('\n')[0] ?? String(error),
+      debug ? undefined : 'run again with --debug (or COREMCP_DEBUG=1) for the stack trace',
+    );
     return 1;
   }
 }
 
 const code = await main(process.argv);
 // `serve` and `console` keep running on their own handles; everything else ends here.
-const longRunning = process.argv.slice(2).some((arg) => arg === 'serve' || arg === 'console');
+const longRunning = process.argv
+  .slice(2)
+  .some((arg) => arg === 'serve' || arg === 'console' || arg === 'dev');
 if (code !== 0 || !longRunning) process.exitCode = code;

@@ -2,6 +2,7 @@ import type { PlannedMigration } from '../core/state.js';
 import { createCore } from '../runtime.js';
 import { type CommonOptions, configOf, createLogger, storeOf } from './context.js';
 import { loadApp } from './load-app.js';
+import { operatorPrincipal } from './operator.js';
 
 export interface MigrateOptions extends CommonOptions {
   dryRun?: boolean;
@@ -22,7 +23,11 @@ export async function migrate(appPath: string | undefined, options: MigrateOptio
     migrate: false,
   });
   try {
-    const planned = await core.state.migrate({ dryRun: options.dryRun === true });
+    // Run from the CLI, the migrations are the operator's commits (serve runs them as `system`).
+    const planned = await core.state.migrate({
+      dryRun: options.dryRun === true,
+      principal: operatorPrincipal(),
+    });
     if (options.json) {
       process.stdout.write(
         `${JSON.stringify({ dryRun: options.dryRun === true, migrations: planned }, null, 2)}\n`,

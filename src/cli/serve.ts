@@ -1,4 +1,5 @@
 import { isLoopback } from '../http/listen.js';
+import type { AppDefinition } from '../mcp/app.js';
 import { type ServerOptions, startServer } from '../server.js';
 import { type CommonOptions, configOf, createLogger, storeOf } from './context.js';
 import { loadApp } from './load-app.js';
@@ -60,8 +61,12 @@ export function consoleBanner(url: string): string {
   return `coremcp: console at ${url} (sign in with an API key: the admin key printed at first start, or one from \`coremcp keys create --name NAME --role admin\`)\n`;
 }
 
-/** The flags and the config file, checked, as the one options object `startServer` takes. */
-async function serverOptions(appPath: string | undefined, flags: ServeOptions): Promise<ServerOptions> {
+/** The flags and the config file, checked, as the one options object `startServer` takes (`app`: already loaded). */
+export async function serverOptions(
+  appPath: string | undefined,
+  flags: ServeOptions,
+  app?: AppDefinition,
+): Promise<ServerOptions> {
   const config = configOf(flags);
   const logger = createLogger(flags.logLevel);
   const listen = typeof flags.http === 'string' ? parseListen(flags.http) : DEFAULT_HTTP;
@@ -78,7 +83,7 @@ async function serverOptions(appPath: string | undefined, flags: ServeOptions): 
     );
   }
   return {
-    app: await loadApp(appPath),
+    app: app ?? (await loadApp(appPath)),
     store: storeOf(flags, config),
     roles: config.roles,
     logger,

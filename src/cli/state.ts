@@ -1,10 +1,10 @@
-import { userInfo } from 'node:os';
-import type { Principal } from '../core/access.js';
 import type { RollbackResult, UndoResult } from '../core/history.js';
 import { StateManager, type TransactResult } from '../core/state.js';
 import type { Store } from '../core/store.js';
 import { type HistoryReport, verifyHistory } from '../core/verify.js';
 import { type CommonOptions, configOf, integerOption, storeOf } from './context.js';
+import { table, time } from './format.js';
+import { auditedByOperator, operatorPrincipal as operator } from './operator.js';
 import { CheckFailed, UsageError } from './usage.js';
 
 export interface StateOptions extends CommonOptions {
@@ -72,20 +72,27 @@ export async function stateHistory(
       return;
     }
     process.stdout.write(`${doc}: head ${page.head}, history from ${page.oldestRevision}\n`);
-    for (const c of page.commits) {
-      const paths = [...new Set(c.patches.map((p) => p.path))];
-      const shown = paths.slice(0, 4).join(' ') + (paths.length > 4 ? ` (+${paths.length - 4})` : '');
-      process.stdout.write(
-        `${String(c.revision).padStart(6)}  ${c.at}  ${c.principal.padEnd(16)} ${c.command.padEnd(20)} ${c.commandId}  ${shown}\n`,
-      );
-    }
+    process.stdout.write(
+      table(
+        [
+          { header: 'REVISION', value: (c) => String(c.revision), right: true },
+          { header: 'TIME', value: (c) => time(c.at) },
+          { header: 'PRINCIPAL', value: (c) => c.principal },
+          { header: 'COMMAND', value: (c) => c.command },
+          { header: 'COMMAND ID', value: (c) => c.commandId },
+          {
+            header: 'PATHS',
+            value: (c) => {
+              const paths = [...new Set(c.patches.map((p) => p.path))];
+              return paths.slice(0, 4).join(' ') + (paths.length > 4 ? ` (+${paths.length - 4})` : '');
+            },
+          },
+        ],
+        page.commits,
+        { empty: 'no commits in this range' },
+      ),
+    );
   });
-}
-
-/** The operator at the keyboard: whoever can open the data folder acts as admin; audited by OS user name. */
-function operator(): Principal {
-  const name = userInfo().username || 'operator';
-  return Object.freeze({ id: name, name, roles: Object.freeze(['admin']), via: 'cli' });
 }
 
 /** A history operation's outcome, with the commit it made (none when nothing changed). */
@@ -102,7 +109,16 @@ export async function stateDiff(options: StateOptions & { from?: string; to?: st
 }
 
 export async function stateSnapshot(options: StateOptions): Promise<void> {
-  await withState(options, async (state, doc) => printJson({ doc, snapshot: await state.snapshot(doc) }));
+  await withState(options, async (state, doc, store) => {
+    const snapshot = await auditedByOperator(
+      store,
+      'state.snapshot',
+      { doc },
+      () => state.snapshot(doc),
+      () => ({ doc }),
+    );
+    printJson({ doc, snapshot });
+  });
 }
 
 export async function stateCompact(
@@ -116,9 +132,22 @@ export async function stateCompact(
       'state compact needs --keep-commits K and/or --keep-days D (or "retention" in the config)',
     );
   }
-  await withState(options, async (state, doc) =>
-    printJson(await state.compact(doc, { keepCommits, keepDays })),
-  );
+  await withState(options, async (state, doc, store) => {
+    const input = {
+      doc,
+      ...(keepCommits === undefined ? {} : { keepCommits }),
+      ...(keepDays === undefined ? {} : { keepDays }),
+    };
+    printJson(
+      await auditedByOperator(
+        store,
+        'state.compact',
+        input,
+        () => state.compact(doc, { keepCommits, keepDays }),
+        () => ({ doc }),
+      ),
+    );
+  });
 }
 
 export async function stateRollback(options: StateOptions & { to?: string }): Promise<void> {
@@ -129,9 +158,26 @@ export async function stateRollback(options: StateOptions & { to?: string }): Pr
   });
 }
 
-export async function stateUndo(options: StateOptions & { commandId: string }): Promise<void> {
-  await withState(options, async (state) => {
-    printCommit(await state.undo(options.commandId, { principal: operator() }));
+/** Undoes one command: named by its id, or by the document and the revision it made. */
+export async function stateUndo(
+  options: StateOptions & { commandId?: string; revision?: string },
+): Promise<void> {
+  const revision = integerOption('--revision', options.revision, 1);
+  if ((options.commandId === undefined) === (revision === undefined))
+    throw new UsageError('state undo takes a command id, or --revision N (with --doc D)');
+  await withState(options, async (state, doc) => {
+    let commandId = options.commandId;
+    if (commandId === undefined) {
+      const head = (await state.get(doc)).revision;
+      const commit =
+        revision! <= head
+          ? (await state.history(doc, revision! - 1, 1)).commits.find((c) => c.revision === revision)
+          : undefined;
+      if (!commit)
+        throw new UsageError(`${doc} has no commit at revision ${revision} (see \`state history\`)`);
+      commandId = commit.commandId;
+    }
+    printCommit(await state.undo(commandId, { principal: operator() }));
   });
 }
 

@@ -449,10 +449,11 @@ export class StateManager {
   }
 
   /**
-   * The document migrations that are due, run (each step its own audited commit, by `system`) or,
-   * with `dryRun`, only planned: the first step run on a draft, its patches reported, nothing committed.
+   * The document migrations that are due, run (each step its own audited commit, by `principal`,
+   * default `system`) or, with `dryRun`, only planned: the first step run on a draft, its patches
+   * reported, nothing committed.
    */
-  async migrate(options: { dryRun?: boolean } = {}): Promise<PlannedMigration[]> {
+  async migrate(options: { dryRun?: boolean; principal?: Principal } = {}): Promise<PlannedMigration[]> {
     const planned: PlannedMigration[] = [];
     for (const [doc, definition] of this.#declared) {
       const from = this.#versions.get(doc) ?? definition.version;
@@ -462,7 +463,7 @@ export class StateManager {
         const step = definition.migrations[to]!;
         const result = await this.transact({
           docs: [doc],
-          principal: SYSTEM_PRINCIPAL,
+          principal: options.principal ?? SYSTEM_PRINCIPAL,
           command: 'state.migrate',
           auditInput: { doc, from: to - 1, to },
           setVersion: to,

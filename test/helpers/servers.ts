@@ -69,6 +69,8 @@ export interface ServerProcess {
   url: string;
   /** The admin key printed at first start, if this start printed one. */
   firstKey: string | undefined;
+  /** The agent key printed beside it (role `agent` if configured, else `member`). */
+  agentKey: string | undefined;
   stderr: () => string;
   child: ChildProcess;
   stop(): Promise<number | null>;
@@ -112,6 +114,7 @@ export async function startServerProcess(
   return {
     url,
     firstKey: /\n {2}(cmcp_\S+)\n/.exec(stderr)?.[1],
+    agentKey: [...stderr.matchAll(/\n {2}(cmcp_\S+)\n/g)][1]?.[1],
     stderr: () => stderr,
     child,
     stop: () =>
