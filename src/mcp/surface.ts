@@ -200,15 +200,15 @@ export class McpSurface {
     this.#unsubscribe = deps.state.onCommit((event) => this.#onCommit(event));
   }
 
-  /**
-   * Why a 2026-07-28 tools/call's `Mcp-Param-*` headers disagree with its arguments (SEP-2243), or
-   * undefined when they agree or the tool mirrors nothing.
-   */
   /** Whether a tool declares `x-mcp-header` parameters (its calls carry `Mcp-Param-*` headers). */
   declaresParamHeaders(tool: string): boolean {
     return this.#paramHeaders.has(tool);
   }
 
+  /**
+   * Why a 2026-07-28 tools/call's `Mcp-Param-*` headers disagree with its arguments (SEP-2243), or
+   * undefined when they agree or the tool mirrors nothing.
+   */
   paramHeaderMismatch(
     tool: unknown,
     args: unknown,
