@@ -486,6 +486,7 @@ export class SqliteStore implements Store, CredentialStore {
     this.path = options.path;
     this.#guard = new StoreGuard({
       busyWaitMs: options.busyWaitMs,
+      refine: (kind) => (kind === 'io' && this.#readOnlyFile() ? 'read_only' : kind),
       onEvent: (event) => {
         for (const listener of this.#faultListeners) listener(event);
       },
@@ -1277,6 +1278,19 @@ export class SqliteStore implements Store, CredentialStore {
       `coremcp: the database ${dbMoved ? 'file' : 'write-ahead log'} ${this.path}${dbMoved ? '' : '-wal'} was replaced or deleted under the server; writes are stopped until it is restored and the server restarted`,
     );
     this.#guard.isolate('replaced');
+  }
+
+  /** Whether the database, its log or its folder can no longer be written (only asked after an I/O error). */
+  #readOnlyFile(): boolean {
+    if (this.path === ':memory:') return false;
+    for (const target of [this.path, `${this.path}-wal`, dirname(this.path)]) {
+      try {
+        accessSync(target, constants.W_OK);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return true;
+      }
+    }
+    return false;
   }
 
   #conn(): Database.Database {
