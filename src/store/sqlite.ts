@@ -503,6 +503,13 @@ export class SqliteStore implements Store, CredentialStore {
     const onDisk = this.path !== ':memory:';
     if (onDisk) {
       mkdirSync(dirname(this.path), { recursive: true });
+      // A file another process is creating this very moment is empty for a few milliseconds.
+      for (
+        let waited = 0;
+        waited < 500 && statSync(this.path, { throwIfNoEntry: false })?.size === 0;
+        waited += 50
+      )
+        await new Promise((resolve) => setTimeout(resolve, 50));
       checkDatabaseFile(this.path);
     }
     let db: Database.Database;
