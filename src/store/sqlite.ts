@@ -832,6 +832,9 @@ export class SqliteStore implements Store, CredentialStore {
 
   async commit(request: CommitRequest): Promise<CommitOutcome> {
     this.#conn();
+    // One stat (under a microsecond): a commit into a file renamed over or deleted since it was
+    // opened would be acknowledged and lost, so that is checked before each, not only every 250 ms.
+    if (this.#files && !sameFile(this.#files.db, identityOf(this.path))) this.#checkFiles();
     return this.#guard.write(() => this.#commitTx(request));
   }
 
