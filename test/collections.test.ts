@@ -24,6 +24,7 @@ import fc from 'fast-check';
 import jsonpatch from 'fast-json-patch';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { verifyHistory } from '../src/core/verify.js';
 import { PostgresStore } from '../src/store/postgres.js';
 import { MIGRATIONS } from '../src/store/sqlite.js';
 import { freshSchema, PG_URL } from './helpers/postgres.js';
@@ -608,5 +609,9 @@ describe('data written before collections', () => {
     });
     const collections = await core.state.collectionsOf('board');
     expect(collections.tasks?.size).toBe(0);
+    // The history replays against the snapshots, the restructured one included (state verify).
+    const verified = await verifyHistory(core.store, 'board');
+    expect(verified.problems).toEqual([]);
+    expect(verified.commits).toBe(5);
   });
 });

@@ -2,7 +2,8 @@
  * `npm run chaos`: a real `coremcp serve --http` under a bounded mixed load (several principals, both
  * HTTP eras, and a second `serve --stdio` process on the same data directory), while faults are
  * injected in turn with real processes and files: another process holding the write lock, a full
- * disk (a small tmpfs, when this process may mount one), `kill -9` mid-write and SIGTERM under load.
+ * disk and a read-only database (a small loop-mounted ext4, when this process may mount one), `kill -9`
+ * mid-write and SIGTERM under load.
  * Measures recovery time after each fault clears, the share of failed writes a retry recovered,
  * command success outside the fault windows and acknowledged commits lost, and writes them into
  * docs/benchmarks.md.
@@ -72,24 +73,49 @@ function freePort(): Promise<number> {
   });
 }
 
-/** A tmpfs data directory (a disk that really fills), or a plain temporary one when mounting is refused. */
-function dataDisk(): { root: string; dir: string; mounted: boolean; remove: () => void } {
+/**
+ * The data directory: a 48 MiB ext4 file system on a loop device when this process may mount one (a
+ * disk that really fills, and files that can be made immutable), else a tmpfs (no read-only fault),
+ * else a plain temporary folder (neither).
+ */
+function dataDisk(): {
+  root: string;
+  dir: string;
+  full: boolean;
+  readOnly: boolean;
+  kind: string;
+  remove: () => void;
+} {
   const root = mkdtempSync(join(tmpdir(), 'coremcp-chaos-'));
-  let mounted = false;
+  const image = `${root}.img`;
+  const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: 'ignore' });
+  let kind = 'a plain temporary folder';
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', root], { stdio: 'ignore' });
-    mounted = true;
+    run('truncate', ['-s', '48M', image]);
+    run('mkfs.ext4', ['-q', '-F', '-m', '0', image]);
+    run('mount', ['-o', 'loop', image, root]);
+    kind = 'a 48 MiB ext4 file system on a loop device';
   } catch {
-    // Not root, or no mounts in this container: the full-disk fault is left out.
+    rmSync(image, { force: true });
+    try {
+      run('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', root]);
+      kind = 'a 48 MiB tmpfs';
+    } catch {
+      // Not root, or no mounts in this container: the disk faults are left out.
+    }
   }
+  const mounted = kind !== 'a plain temporary folder';
   const dir = join(root, 'data');
   return {
     root,
     dir,
-    mounted,
+    full: mounted,
+    readOnly: kind.includes('ext4'),
+    kind,
     remove: () => {
-      if (mounted) execFileSync('umount', ['-l', root], { stdio: 'ignore' });
+      if (mounted) run('umount', ['-l', root]);
       rmSync(root, { recursive: true, force: true });
+      rmSync(image, { force: true });
     },
   };
 }
@@ -240,17 +266,35 @@ async function main(): Promise<void> {
       await fault('foreign write lock (3 s)', async () => released(await holdLock(db)), 3000);
       // Held within the wait: calls are delayed, not failed.
       await fault('foreign write lock (1 s)', async () => released(await holdLock(db)), 1000);
-      if (disk.mounted)
+      if (disk.readOnly)
         await fault(
-          'disk full',
+          'database made read-only (chattr +i)',
           async () => {
-            const free = fillDisk(join(disk.root, 'filler'));
+            const files = ['coremcp.db', 'coremcp.db-wal'].map((f) => join(disk.dir, f));
+            execFileSync('chattr', ['+i', ...files]);
             return async () => {
-              free();
+              execFileSync('chattr', ['-i', ...files]);
               return undefined;
             };
           },
           1500,
+        );
+      if (disk.full)
+        await fault(
+          'disk full',
+          async () => {
+            const filledAt = now();
+            const free = fillDisk(join(disk.root, 'filler'));
+            return async () => {
+              // A full disk bites only once the log must grow: hold it until a write has failed.
+              const bitten = () =>
+                record.attempts.some((a) => a.code === 'storage_full' && a.start >= filledAt);
+              for (let waited = 0; !bitten() && waited < 10_000; waited += 50) await sleep(50);
+              free();
+              return undefined;
+            };
+          },
+          1000,
         );
       await fault(
         'kill -9 mid-write, restart',
@@ -286,7 +330,7 @@ async function main(): Promise<void> {
     await server.exited;
 
     const lost = await lostCommits(db, record);
-    const report = renderReport(record, runs, lost, disk.mounted);
+    const report = renderReport(record, runs, lost, disk.kind);
     process.stdout.write(report);
     writeSection(OUT, report);
     process.stderr.write(`chaos: wrote the report into ${OUT}\n`);
@@ -334,7 +378,7 @@ function renderReport(
   record: LoadRecord,
   runs: FaultRun[],
   lost: { lost: number; duplicates: number; tasks: number },
-  mounted: boolean,
+  disk: string,
 ): string {
   // A fault's window: from its injection until every client has written successfully again.
   const windows = runs.map((r) => {
@@ -370,7 +414,7 @@ function renderReport(
   const lines = [
     '## 8. Faults and recovery (`npm run chaos`)',
     '',
-    `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} cores (load average ${loadavg()[0]!.toFixed(2)} at the end), ${ROUNDS} round${ROUNDS === 1 ? '' : 's'} of each fault. A real \`coremcp serve --http\` on 127.0.0.1 takes writes (\`task.add\`, each with an idempotency key) from three principals (two 2026-07-28 clients, one 2025-11-25) while a second \`coremcp serve --stdio\` process writes to the same data directory as a fourth. A failed write is retried with its key (backoff 25–500 ms) until it succeeds or 15 s pass. Recovery time: from the fault's removal (lock released, space freed, restarted process listening) to the end of the first successful write, probed back to back by a fifth client.${mounted ? ' The data directory is a 48 MiB tmpfs, filled to the last byte for the disk-full fault.' : ' Mounting a tmpfs was refused here, so the disk-full fault was not run.'}`,
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} cores (load average ${loadavg()[0]!.toFixed(2)} at the end), ${ROUNDS} round${ROUNDS === 1 ? '' : 's'} of each fault. A real \`coremcp serve --http\` on 127.0.0.1 takes writes (\`task.add\`, each with an idempotency key) from three principals (two 2026-07-28 clients, one 2025-11-25) while a second \`coremcp serve --stdio\` process writes to the same data directory as a fourth. A failed write is retried with its key (backoff 25–500 ms) until it succeeds or 15 s pass. Recovery time: from the fault's removal (lock released, space freed, files writable again, restarted process listening) to the end of the first successful write, probed back to back by a fifth client. The data directory is ${disk}${disk.includes('ext4') ? ': filled to the last byte for the disk-full fault (held at least 1 s and until a write has failed: a full disk bites only once the log must grow), its database and log made immutable (`chattr +i`, writes refused even through open descriptors) for the read-only fault' : disk.includes('tmpfs') ? ': filled to the last byte for the disk-full fault (held at least 1 s and until a write has failed); tmpfs has no immutable files, so the read-only fault was not run' : ': mounting was refused, so the disk-full and read-only faults were not run'}.`,
     '',
     '| fault | injected | recovery time (each) | seed |',
     '|---|---|---|---|',
@@ -399,7 +443,7 @@ function renderReport(
         .join(', ') || 'none'
     } (\`transport\`: the connection was refused or reset, while the process was down).`,
     '',
-    'Not injected here: a read-only file system under a running server (a tmpfs cannot be remounted read-only while files on it are open for writing; `test/faults/disk.test.ts` proves the refusal at start), and a deleted or replaced database file (`test/faults/wal.test.ts`).',
+    'Not injected here: a read-only file system at start (refused with one `store_read_only` line, `test/faults/disk.test.ts`), and a deleted or replaced database file or log (writes stop for good with `store_corrupt` until a restart, by design; `test/faults/wal.test.ts`).',
     '',
   ];
   return `${lines.join('\n')}\n`;

@@ -63,6 +63,11 @@ export interface StoreGuardOptions {
   /** How long the circuit stays open before one call probes the store again (default 50 ms). */
   halfOpenAfterMs?: number | undefined;
   onEvent?: ((event: StoreFaultEvent) => void) | undefined;
+  /**
+   * A second look at a fault, given what SQLite said: SQLite reports a write refused by a file made
+   * read-only under it as an I/O error, which only the file itself can tell apart.
+   */
+  refine?: ((kind: StoreFaultKind) => StoreFaultKind) | undefined;
 }
 
 /**
@@ -78,12 +83,14 @@ export class StoreGuard {
   readonly #patient;
   readonly #onEvent: (event: StoreFaultEvent) => void;
   readonly #halfOpenAfterMs: number;
+  readonly #refine: (kind: StoreFaultKind) => StoreFaultKind;
   #down: { kind: StoreFaultKind; since: number } | undefined;
   #isolated: { kind: StoreFaultKind; dispose: () => void } | undefined;
 
   constructor(options: StoreGuardOptions = {}) {
     this.#onEvent = options.onEvent ?? (() => {});
     this.#halfOpenAfterMs = options.halfOpenAfterMs ?? 50;
+    this.#refine = options.refine ?? ((kind) => kind);
     this.#breaker = circuitBreaker(
       handleWhen((error) => sqliteFaultOf(error) !== undefined),
       { halfOpenAfter: this.#halfOpenAfterMs, breaker: new ConsecutiveBreaker(1) },
@@ -186,7 +193,8 @@ export class StoreGuard {
     }
   }
 
-  #fail(kind: StoreFaultKind, error: unknown): never {
+  #fail(raw: StoreFaultKind, error: unknown): never {
+    const kind = this.#refine(raw);
     this.#onEvent({ type: 'fault', kind });
     this.#down ??= { kind, since: performance.now() };
     throw storeFaultError(kind, error);

@@ -492,6 +492,7 @@ export class SqliteStore implements Store, CredentialStore {
     this.path = options.path;
     this.#guard = new StoreGuard({
       busyWaitMs: options.busyWaitMs,
+      refine: (kind) => (kind === 'io' && this.#readOnlyFile() ? 'read_only' : kind),
       onEvent: (event) => {
         for (const listener of this.#faultListeners) listener(event);
       },
@@ -508,6 +509,13 @@ export class SqliteStore implements Store, CredentialStore {
     const onDisk = this.path !== ':memory:';
     if (onDisk) {
       mkdirSync(dirname(this.path), { recursive: true });
+      // A file another process is creating this very moment is empty for a few milliseconds.
+      for (
+        let waited = 0;
+        waited < 500 && statSync(this.path, { throwIfNoEntry: false })?.size === 0;
+        waited += 50
+      )
+        await new Promise((resolve) => setTimeout(resolve, 50));
       checkDatabaseFile(this.path);
     }
     let db: Database.Database;
@@ -831,6 +839,9 @@ export class SqliteStore implements Store, CredentialStore {
 
   async commit(request: CommitRequest): Promise<CommitOutcome> {
     this.#conn();
+    // One stat (under a microsecond): a commit into a file renamed over or deleted since it was
+    // opened would be acknowledged and lost, so that is checked before each, not only every 250 ms.
+    if (this.#files && !sameFile(this.#files.db, identityOf(this.path))) this.#checkFiles();
     return this.#guard.write(() => this.#commitTx(request));
   }
 
@@ -1294,6 +1305,19 @@ export class SqliteStore implements Store, CredentialStore {
       `coremcp: the database ${dbMoved ? 'file' : 'write-ahead log'} ${this.path}${dbMoved ? '' : '-wal'} was replaced or deleted under the server; writes are stopped until it is restored and the server restarted`,
     );
     this.#guard.isolate('replaced');
+  }
+
+  /** Whether the database, its log or its folder can no longer be written (only asked after an I/O error). */
+  #readOnlyFile(): boolean {
+    if (this.path === ':memory:') return false;
+    for (const target of [this.path, `${this.path}-wal`, dirname(this.path)]) {
+      try {
+        accessSync(target, constants.W_OK);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return true;
+      }
+    }
+    return false;
   }
 
   #conn(): Database.Database {

@@ -3,10 +3,12 @@
  * codes, reads keep answering, /readyz names the failing check, and the server recovers without a
  * restart when space is freed.
  */
+import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { errorCodeOf, httpClient, runCli, startServerProcess, structured } from '../helpers/servers.js';
+import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
 import { probe, smallDisk } from './faults.js';
 
@@ -136,5 +138,51 @@ describe('a read-only file system', () => {
     cleanups.push(() => again.close());
     const list = await again.callTool({ name: 'task.list', arguments: {} });
     expect((structured(list).tasks as unknown[]).length).toBe(1);
+  });
+});
+
+describe('a database made read-only under the running server', () => {
+  it('fails writes with store_read_only, answers reads, and writes again once it is writable', async () => {
+    // An immutable file (chattr +i) refuses writes even through descriptors already open; tmpfs has no
+    // such flag, so this runs in the temporary folder (ext4 here).
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const server = await startServerProcess(['--data-dir', tmp.dir]);
+    cleanups.push(() => server.stop());
+    const key = server.firstKey!;
+    const client = await httpClient(server.url, key);
+    cleanups.push(() => client.close());
+    expect(
+      errorCodeOf(await client.callTool({ name: 'task.add', arguments: { title: 'kept' } })),
+    ).toBeUndefined();
+    const files = ['coremcp.db', 'coremcp.db-wal'].map((f) => join(tmp.dir, f));
+    execFileSync('chattr', ['+i', ...files]);
+    let immutable = true;
+    cleanups.push(() => {
+      if (immutable) execFileSync('chattr', ['-i', ...files]);
+    });
+
+    const refused = await client.callTool({ name: 'task.add', arguments: { title: 'refused' } });
+    expect(errorCodeOf(refused)).toBe('store_read_only');
+    const ready = await probe(server.url, '/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body.checks?.store_write?.detail).toMatch(/store_read_only|circuit_open/);
+    const list = await client.callTool({ name: 'task.list', arguments: {} });
+    expect(errorCodeOf(list)).toBeUndefined();
+    expect((structured(list).tasks as unknown[]).length).toBe(1);
+
+    execFileSync('chattr', ['-i', ...files]);
+    immutable = false;
+    await waitFor(
+      async () =>
+        errorCodeOf(await client.callTool({ name: 'task.add', arguments: { title: 'after' } })) === undefined,
+      { message: 'a write to succeed once the files were writable again' },
+    );
+    expect((await probe(server.url, '/readyz')).status).toBe(200);
+    expect(await metric(server.url, key, 'coremcp_store_faults_total{kind="read_only"}')).toBeGreaterThan(0);
+    await client.close();
+    expect(await server.stop()).toBe(0);
+    const board = await runCli(['state', 'get', '--doc', 'board', '--data-dir', tmp.dir]);
+    expect(board.stdout).not.toContain('refused');
   });
 });

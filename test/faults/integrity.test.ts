@@ -39,8 +39,12 @@ async function populated(): Promise<{ dir: string; db: string }> {
 }
 
 async function refusedStart(dir: string) {
+  const db = join(dir, 'coremcp.db');
+  const before = readFileSync(db);
   const result = await runCli(['serve', '--http', '127.0.0.1:0', '--data-dir', dir]);
   expect(result.code).toBe(1);
+  // The refusal changed nothing: not a byte of the file, and no log or key beside it.
+  expect(readFileSync(db).equals(before)).toBe(true);
   // One line, typed, no stack, no new admin key.
   expect(result.stderr.trim().split('\n'), result.stderr).toHaveLength(1);
   expect(result.stderr).not.toMatch(/\n\s+at |cmcp_/);

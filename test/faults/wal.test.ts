@@ -126,6 +126,9 @@ describe('files changed under a running server', () => {
     ).toBeUndefined();
     copyFileSync(db, `${db}.copy`);
     renameSync(`${db}.copy`, db);
+    // At once, before any periodic check could run: the commit itself looks first.
+    const first = await client.callTool({ name: 'task.add', arguments: { title: 'lost?' } });
+    expect(errorCodeOf(first)).toBe('store_corrupt');
     const ready = await waitFor(
       async () => {
         const report = await probe(server.url, '/readyz');
