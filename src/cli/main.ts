@@ -136,7 +136,7 @@ export function buildProgram(): Command {
     .argument('[dir]', 'folder to create it in (default: this one); must be empty')
     .option(
       '--coremcp <spec>',
-      'what package.json depends on for coremcp: a version, a git URL or a tarball path',
+      'what package.json depends on for coremcp: a version, a git URL or a tarball path (default: how this coremcp was installed)',
     )
     .option('--force', 'write into a folder that is not empty (overwrites the files it creates)')
     .action((dir: string | undefined, options) => init(dir, options));
