@@ -215,9 +215,17 @@ describe('first start', () => {
       ]);
       const agent = await httpClient(server.url, server.agentKey);
       try {
-        const tools = (await agent.listTools()).tools.map((t) => t.name);
+        const listed = (await agent.listTools()).tools;
+        const tools = listed.map((t) => t.name);
         expect(tools).toContain('task.add');
         expect(tools).not.toContain('state.rollback');
+        // A member's path rules deny /settings/** on the board: the tool says so before anyone calls it.
+        expect(listed.find((t) => t.name === 'board.settings')?.description).toMatch(
+          /You may not change \/settings\/\*\* in "board": such a call is refused as forbidden\.\)$/,
+        );
+        expect(listed.find((t) => t.name === 'task.list')?.description).not.toMatch(/may not change/);
+        const settings = await agent.callTool({ name: 'board.settings', arguments: { wipLimit: 3 } });
+        expect(errorCodeOf(settings)).toBe('forbidden');
         expect(
           structured(await agent.callTool({ name: 'task.add', arguments: { title: 'hi' } })).task,
         ).toBeDefined();

@@ -108,7 +108,8 @@ it('scaffolds a project with `coremcp init` that passes its own npm test and ser
     true,
   );
   // The README's lines; the first runs the installed bin, with the templates the package ships.
-  expect(initLines?.[0]).toBe(`cd ~/stock && npx coremcp init ~/desk --coremcp ~/coremcp-${VERSION}.tgz`);
+  // Without --coremcp: the new project depends on the tarball ~/stock was installed from.
+  expect(initLines?.[0]).toBe('cd ~/stock && npx coremcp init ~/desk');
   expect(initLines?.[1]).toBe('cd ~/desk && npm install && npm test && npm start');
   const created = await shell(initLines![0]!, { cwd: home.dir, env });
   expect(created.stdout).toContain('npm install && npm test && npm start');

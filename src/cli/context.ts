@@ -50,7 +50,14 @@ function destination(): DestinationStream {
   if (format === 'pretty' || (format !== 'json' && process.stderr.isTTY)) {
     // Loaded only for a terminal: servers writing JSON never pay for it.
     const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
-    return pretty({ destination: 2, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
+    // One line per record (a command's line with its fields), as a terminal reads best.
+    return pretty({
+      destination: 2,
+      sync: true,
+      translateTime: 'SYS:HH:MM:ss.l',
+      ignore: 'pid,hostname',
+      singleLine: true,
+    });
   }
   return pino.destination(2);
 }

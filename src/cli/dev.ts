@@ -79,6 +79,10 @@ export async function dev(appPath: string | undefined, flags: DevOptions): Promi
   const port = Number(new URL(url).port);
   const key = await devKey(server, dataDirOf(flags), flags.role ?? 'admin');
   process.stderr.write(banner(current.app, url, key, server.consoleUrl));
+  if (!isEsm(path))
+    say(
+      `${basename(path)} loads as CommonJS, whose modules stay cached: edits will not show until you restart. Set "type": "module" in its package.json (or name it .mts) to reload on save.`,
+    );
 
   let watchers: FSWatcher[] = [];
   let timer: NodeJS.Timeout | undefined;
@@ -139,6 +143,23 @@ export async function dev(appPath: string | undefined, flags: DevOptions): Promi
   };
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());
+}
+
+/** Whether Node loads the file as an ES module: `.mts`/`.mjs`, or the nearest package.json says `"type": "module"`. */
+function isEsm(file: string): boolean {
+  if (/\.m[tj]s$/.test(file)) return true;
+  if (/\.c[tj]s$/.test(file)) return false;
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        return (JSON.parse(readFileSync(manifest, 'utf8')) as { type?: unknown }).type === 'module';
+      } catch {
+        return false;
+      }
+    }
+    if (dirname(dir) === dir) return false;
+  }
 }
 
 function hostPort(host: string, port: number): string {

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { basename, join, relative, resolve } from 'node:path';
+import { basename, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { UsageError } from './usage.js';
 
 /** The files `coremcp init` copies, as the package ships them (type-checked and linted in this repository). */
@@ -24,7 +25,10 @@ const FILES: Record<string, string> = {
 };
 
 export interface InitOptions {
-  /** What the project's package.json depends on for coremcp: a version range, a git URL or a tarball path. */
+  /**
+   * What the project's package.json depends on for coremcp: a version range, a git URL or a tarball
+   * path. Default: the way the running coremcp was installed (its lockfile entry), else `^version`.
+   */
   coremcp?: string;
   force?: boolean;
 }
@@ -72,7 +76,7 @@ export function init(dir: string | undefined, options: InitOptions): void {
     `  ${where === '.' ? '' : `cd ${where} && `}npm install && npm test && npm start`,
     '',
   ];
-  if (options.coremcp === undefined)
+  if (options.coremcp === undefined && spec.startsWith('^'))
     lines.push(
       `package.json depends on coremcp ${spec}. If npm cannot find that version, point "coremcp" at a git URL`,
       'or a tarball from `npm pack` instead (or run init again with --coremcp SPEC).',
@@ -90,8 +94,36 @@ function packageName(folder: string): string {
   return name.slice(0, 214) || 'coremcp-app';
 }
 
+/**
+ * How the running coremcp was installed, so a new project gets the same: the `resolved` of
+ * `node_modules/coremcp` in the lockfile of the project (or npx cache) it runs from — a tarball
+ * path, made absolute, or a git URL pinned to its commit. Undefined when it runs from elsewhere (a
+ * clone) or came from the registry.
+ */
+export function installedSpec(
+  packageDir: string = fileURLToPath(new URL('../../../', import.meta.url)),
+): string | undefined {
+  const marker = `${sep}node_modules${sep}coremcp`;
+  const at = packageDir.replace(/[\\/]+$/, '').lastIndexOf(marker);
+  if (at < 0) return undefined;
+  const root = packageDir.slice(0, at);
+  let resolved: unknown;
+  try {
+    const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as {
+      packages?: Record<string, { resolved?: unknown }>;
+    };
+    resolved = lock.packages?.['node_modules/coremcp']?.resolved;
+  } catch {
+    return undefined;
+  }
+  if (typeof resolved !== 'string') return undefined;
+  if (resolved.startsWith('file:')) return `file:${resolve(root, resolved.slice('file:'.length))}`;
+  if (/^(git\+|git:|github:)/.test(resolved)) return resolved;
+  return undefined;
+}
+
 function dependencySpec(given: string | undefined): string {
-  if (given === undefined) return `^${MANIFEST.version}`;
+  if (given === undefined) return installedSpec() ?? `^${MANIFEST.version}`;
   if (given.trim() === '') throw new UsageError('--coremcp needs a version range, a git URL or a path');
   const path = given.startsWith('~/') ? join(homedir(), given.slice(2)) : given;
   if (/^(\.{1,2}|~)?\//.test(given) || /\.(tgz|tar\.gz)$/.test(given)) {

@@ -25,7 +25,7 @@ async function withKeys<T>(
 
 /** Prints the new key alone on stdout, so `KEY=$(coremcp keys create ...)` works. */
 export async function createKey(
-  options: CommonOptions & { name: string; role: string; anyRole?: boolean },
+  options: CommonOptions & { name: string; role: string; anyRole?: boolean; json?: boolean },
 ): Promise<void> {
   await withKeys(options, async (keys, store) => {
     const manager = options.anyRole ? new ApiKeys(store) : keys;
@@ -35,7 +35,8 @@ export async function createKey(
       { name: options.name, role: options.role },
       () => manager.create(options.name, options.role),
     );
-    process.stdout.write(`${key}\n`);
+    const { hash: _hash, ...shown } = record;
+    process.stdout.write(options.json ? `${JSON.stringify({ key, ...shown }, null, 2)}\n` : `${key}\n`);
     process.stderr.write(
       `coremcp: created key "${record.name}" (id ${record.id}, role ${record.role}); it is shown only this once\n`,
     );
@@ -65,13 +66,18 @@ export async function listKeys(options: CommonOptions & { json?: boolean }): Pro
   });
 }
 
-export async function revokeKey(options: CommonOptions & { key: string }): Promise<void> {
+export async function revokeKey(options: CommonOptions & { key: string; json?: boolean }): Promise<void> {
   await withKeys(options, async (keys, store) => {
     const revoked = await auditedByOperator(store, 'admin.keys.revoke', { id: options.key }, async () => {
       const found = await keys.revoke(options.key);
       if (!found) throw new UsageError(`no key with id or name "${options.key}"`);
       return found;
     });
-    process.stdout.write(`revoked ${revoked.name} (${revoked.id}) at ${revoked.revokedAt}\n`);
+    const { hash: _hash, ...shown } = revoked;
+    process.stdout.write(
+      options.json
+        ? `${JSON.stringify(shown, null, 2)}\n`
+        : `revoked ${revoked.name} (${revoked.id}) at ${revoked.revokedAt}\n`,
+    );
   });
 }

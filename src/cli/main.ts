@@ -138,7 +138,7 @@ export function buildProgram(): Command {
     .argument('[dir]', 'folder to create it in (default: this one); must be empty')
     .option(
       '--coremcp <spec>',
-      'what package.json depends on for coremcp: a version, a git URL or a tarball path',
+      'what package.json depends on for coremcp: a version, a git URL or a tarball path (default: how this coremcp was installed)',
     )
     .option('--force', 'write into a folder that is not empty (overwrites the files it creates)')
     .action((dir: string | undefined, options) => init(dir, options));
@@ -157,13 +157,18 @@ export function buildProgram(): Command {
       .description('create a key; prints the key alone on stdout (it is never shown again)')
       .requiredOption('--name <name>', 'a unique name; the principal id the key acts as')
       .requiredOption('--role <role>', 'role the key grants (admin, member, viewer, or a configured role)')
-      .option('--allow-unknown-role', 'accept a role defined only by an app'),
+      .option('--allow-unknown-role', 'accept a role defined only by an app')
+      .option('--json', 'print the key with its record as JSON'),
   ).action((options) => createKey({ ...options, anyRole: options.allowUnknownRole }));
   withCommon(
     keys.command('list').description('list keys (never the keys themselves)').option('--json', 'print JSON'),
   ).action((options) => listKeys(options));
   withCommon(
-    keys.command('revoke').description('revoke a key by id or name').argument('<key>', 'key id or name'),
+    keys
+      .command('revoke')
+      .description('revoke a key by id or name')
+      .argument('<key>', 'key id or name')
+      .option('--json', 'print the revoked key record as JSON'),
   ).action((key: string, options) => revokeKey({ ...options, key }));
 
   const state = program.command('state').description('read the state and its history');

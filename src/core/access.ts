@@ -44,6 +44,11 @@ export interface Authorizer {
     doc: string,
     paths: readonly string[],
   ): string | undefined;
+  /**
+   * JSON Pointer patterns in `doc` the principal may never write through this command, whatever the
+   * input: what a tool's description warns of. Optional; none when not implemented.
+   */
+  deniedPaths?(principal: Principal, command: CommandGrant, doc: string): readonly string[];
 }
 
 /** The principal for changes the server makes on its own (start-up, direct `state.update` calls). */

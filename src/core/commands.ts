@@ -217,6 +217,8 @@ export interface CommandDefinition {
   readonly outputJsonSchema: JsonObject | undefined;
   /** Resolves the document for a validated input. */
   readonly resolveDoc: (input: unknown) => string | Promise<string>;
+  /** The document, when it is fixed (an id or a handle), not chosen by a function of the input. */
+  readonly fixedDoc: string | undefined;
   /** Resolves the other documents (`also`) for a validated input; none for most commands. */
   readonly resolveAlso: ((input: unknown) => readonly string[] | Promise<readonly string[]>) | undefined;
   readonly precondition: ((ctx: QueryContext<unknown, unknown>) => true | string) | undefined;
@@ -288,6 +290,7 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
   };
   const selector = spec.doc ?? DEFAULT_DOCUMENT;
   let resolveDoc: (input: unknown) => string | Promise<string>;
+  let fixedDoc: string | undefined;
   if (typeof selector === 'function') {
     resolveDoc = (value) => {
       const doc = (selector as (input: unknown) => string | Promise<string>)(value);
@@ -298,6 +301,7 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
     if (!DOCUMENT_ID_PATTERN.test(doc))
       throw new TypeError(`command "${name}": document id "${doc}" is not valid`);
     resolveDoc = () => doc;
+    fixedDoc = doc;
   }
   const version = spec.version ?? 1;
   if (!Number.isSafeInteger(version) || version < 1)
@@ -345,6 +349,7 @@ export function defineCommand<Schema extends z.ZodType = typeof EMPTY_INPUT, S =
     inputJsonSchema: deepFreeze(inputJsonSchema),
     outputJsonSchema: spec.output ? deepFreeze(toJsonSchema(spec.output, 'output')) : undefined,
     resolveDoc,
+    fixedDoc,
     resolveAlso,
     precondition: spec.precondition as CommandDefinition['precondition'],
     documentAction: spec.documentAction ?? 'write',

@@ -448,7 +448,18 @@ export class McpSurface {
     const key = [...principal.roles].sort().join('\u0000');
     let tools = this.#toolsByRoles.get(key);
     if (!tools) {
-      tools = this.#deps.executor.visibleCommands(principal).map(toTool);
+      const { authorizer } = this.#deps;
+      tools = this.#deps.executor.visibleCommands(principal).map((command) => {
+        const tool = toTool(command);
+        // Say up front what this caller's path rules will refuse, rather than let an agent find out.
+        const denied =
+          command.readOnly || command.fixedDoc === undefined
+            ? []
+            : (authorizer.deniedPaths?.(principal, command, command.fixedDoc) ?? []);
+        if (denied.length > 0)
+          tool.description = `${tool.description} (You may not change ${denied.join(', ')} in "${command.fixedDoc}": such a call is refused as forbidden.)`;
+        return tool;
+      });
       this.#toolsByRoles.set(key, tools);
     }
     return tools;

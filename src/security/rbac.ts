@@ -102,6 +102,8 @@ interface PathRules {
   docs: RegExp;
   allow: Segments[] | undefined;
   deny: Segments[];
+  /** The deny patterns as configured, for people to read. */
+  denied: string[];
 }
 
 interface CompiledRole {
@@ -149,6 +151,7 @@ export class RoleAuthorizer implements Authorizer {
           docs: globToRegExp(docs),
           allow: rules.allow?.map((p) => parsePattern(p, name)),
           deny: (rules.deny ?? []).map((p) => parsePattern(p, name)),
+          denied: [...(rules.deny ?? [])],
         })),
       });
     }
@@ -184,6 +187,21 @@ export class RoleAuthorizer implements Authorizer {
       if (!roles.some((role) => this.#allowsPath(role, doc, segments))) return path;
     }
     return undefined;
+  }
+
+  /** Patterns denied in `doc` by every role that lets the principal write it through `command`. */
+  deniedPaths(principal: Principal, command: CommandGrant, doc: string): readonly string[] {
+    const roles = this.#rolesOf(principal).filter(
+      (role) =>
+        this.#grantsCommand(role, command) &&
+        role.documents.some((d) => d.actions.has('write') && d.docs.test(doc)),
+    );
+    // A path one role denies, another may allow: only what all of them deny is never writable.
+    const denied = roles.map(
+      (role) => new Set(role.paths.filter((rules) => rules.docs.test(doc)).flatMap((rules) => rules.denied)),
+    );
+    const [first, ...rest] = denied;
+    return first ? [...first].filter((pattern) => rest.every((set) => set.has(pattern))) : [];
   }
 
   #grantsCommand(role: CompiledRole, command: CommandGrant): boolean {
