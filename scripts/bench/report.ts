@@ -309,6 +309,12 @@ export function renderReport(results: BenchResults): string {
       ),
       '',
     );
+    out.push(
+      `Notification latency A → B, with the two instances otherwise idle: a follower on B (\`subscriptions/listen\` on the board, SDK client) and a writer on A, one commit at a time; ` +
+        `from A answering the call to B's follower receiving \`notifications/resources/updated\` with that revision (PostgreSQL \`NOTIFY\`, B's LISTEN connection, B catching its head up by diff): ` +
+        `p50 **${num(at('pg.16', 'notify.p50Ms'))} ms**, p99 ${num(at('pg.16', 'notify.p99Ms'))} ms, max ${num(at('pg.16', 'notify.maxMs'))} ms.`,
+      '',
+    );
   }
   out.push('## Reproduce', '');
   out.push(
