@@ -183,6 +183,28 @@ describe('the audit trail chained per document', () => {
     expect(await verify(core.store)).toMatch(/chain "attempts:\d" ends at link 0 but the store recorded 1/);
   });
 
+  it('keeps the attempt chains whole under many concurrent writers on two handles', async () => {
+    const name = await schema();
+    const one = store(name);
+    const two = store(name);
+    await one.open();
+    await two.open();
+    cleanups.push(
+      () => one.close(),
+      () => two.close(),
+    );
+    const audit = { at: '2026-01-01T00:00:00.000Z', requestId: 'r', principal: 'p', via: 'test', input: {} };
+    await Promise.all(
+      Array.from({ length: 120 }, (_, i) =>
+        (i % 2 === 0 ? one : two).recordAttempt({ audit: { ...audit, command: `q${i}`, outcome: 'ok' } }),
+      ),
+    );
+    const records = await one.readAudit({});
+    expect(records).toHaveLength(120);
+    expect(new Set(records.map((r) => r.command)).size).toBe(120);
+    expect(await verify(one)).toBeUndefined();
+  });
+
   it('notices a record changed in place', async () => {
     const name = await schema();
     const core = await createCore({ app: taskboard, store: store(name) });
