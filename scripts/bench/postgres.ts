@@ -101,7 +101,8 @@ async function sdkClient(url: string, key: string): Promise<Client> {
 
 /**
  * A follower on B (`subscriptions/listen` on the board, the real SDK client) and a writer on A: the
- * time from A answering a commit to B's follower hearing its revision, one commit at a time.
+ * time from the writer sending a commit to B's follower hearing its revision (the whole call
+ * included), one commit at a time, and how often B heard it before A's answer reached the writer.
  */
 async function notificationLatency(a: HttpServer, b: HttpServer, key: string): Promise<Measurement> {
   const writer = await sdkClient(a.url, key);
@@ -116,17 +117,19 @@ async function notificationLatency(a: HttpServer, b: HttpServer, key: string): P
   });
   const subscription = await follower.listen({ resourceSubscriptions: ['coremcp://state/board'] });
   const samples = new Float64Array(NOTIFY_SAMPLES);
+  let beforeAnswer = 0;
   try {
     for (let i = 0; i < NOTIFY_SAMPLES; i++) {
+      const sent = performance.now();
       const result = await writer.callTool({
         name: i % 2 === 0 ? 'task.claim' : 'task.release',
         arguments: { id: `T-${BOARD_TASKS}` },
       });
-      const answered = performance.now();
       const revision = result._meta?.['coremcp/revision'];
       if (result.isError || typeof revision !== 'number')
         throw new Error(`notify probe: ${JSON.stringify(result)}`);
-      if (!heard.has(revision)) {
+      if (heard.has(revision)) beforeAnswer++;
+      else {
         await new Promise<void>((resolve, reject) => {
           const timer = setTimeout(() => reject(new Error(`B never heard revision ${revision}`)), 10_000);
           waiting.set(revision, () => {
@@ -136,7 +139,7 @@ async function notificationLatency(a: HttpServer, b: HttpServer, key: string): P
         });
         waiting.delete(revision);
       }
-      samples[i] = Math.max(0, heard.get(revision)! - answered);
+      samples[i] = heard.get(revision)! - sent;
     }
   } finally {
     await subscription.close();
@@ -144,7 +147,12 @@ async function notificationLatency(a: HttpServer, b: HttpServer, key: string): P
     await follower.close();
   }
   const { p50, p99, max } = summarizeLatencies(samples, NOTIFY_SAMPLES);
-  return { 'notify.p50Ms': p50, 'notify.p99Ms': p99, 'notify.maxMs': max };
+  return {
+    'notify.p50Ms': p50,
+    'notify.p99Ms': p99,
+    'notify.maxMs': max,
+    'notify.beforeAnswerShare': beforeAnswer / NOTIFY_SAMPLES,
+  };
 }
 
 export async function postgresScenario(dir: string, config: BenchConfig): Promise<Scenario> {
