@@ -37,6 +37,11 @@ import { ChangeFeed, quoteIdent } from './postgres-listen.js';
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database`; `?schema=NAME` picks the schema (see `schema`). */
   url: string;
+  /**
+   * Where the LISTEN connection goes, when `url` is a pooler in transaction mode (PgBouncer), which
+   * cannot carry LISTEN: PostgreSQL itself (default: `url`).
+   */
+  listenUrl?: string | undefined;
   /** The PostgreSQL schema coremcp's tables live in (default: the URL's `schema`, else `coremcp`). */
   schema?: string | undefined;
   /** Connections in the pool (default 10). The LISTEN connection is one more, outside it. */
@@ -1106,7 +1111,13 @@ export class PostgresStore implements Store, CredentialStore {
     this.#feed = new ChangeFeed({
       driver: this.#driver!,
       // Named so an operator (or a test) can tell it from the pool's connections.
-      connection: { ...this.#connection, application_name: `coremcp-listen:${process.pid}` },
+      connection: {
+        ...this.#connection,
+        ...(this.#options.listenUrl === undefined
+          ? {}
+          : { connectionString: parsePostgresUrl(this.#options.listenUrl).connectionString }),
+        application_name: `coremcp-listen:${process.pid}`,
+      },
       channel: this.#channel,
       self: this.#self,
       pollIntervalMs: this.#options.pollIntervalMs ?? 2000,
