@@ -269,6 +269,13 @@ const SNAPSHOT_AFTER_OPS = 20_000;
 const FENCE_TTL_MS = 10_000;
 /** How long a writer waits behind a fence (or for one) before answering `store_busy`. */
 const FENCE_WAIT_MS = 15_000;
+/** Lost races after which a write fences its documents for its next attempt. */
+const CONTENTION_FENCE_AFTER = 1;
+/**
+ * How long such a fence holds at most (it is released as soon as the write ends): long enough for a
+ * handler's run and one commit, short enough that a process dying with it stalls others briefly.
+ */
+const CONTENTION_FENCE_TTL_MS = 2000;
 
 // Freezing is done by freezeChanged() on what the commit created, not by walking the whole tree.
 const MUTATIVE_OPTIONS = {
@@ -731,11 +738,37 @@ export class StateManager {
     }
   }
 
+  /**
+   * Runs a write, retrying lost races. A write that lost twice to another process takes a short
+   * fence on its documents (when none is held), so its next attempt cannot lose again: writers in
+   * other processes wait behind it instead of starving it under sustained load on one document.
+   */
   async #attempts<R>(
     request: TransactRequest<R>,
     docs: readonly string[],
     primary: string,
     fence: string | undefined,
+  ): Promise<TransactResult<R>> {
+    let contention: string | undefined;
+    try {
+      return await this.#attemptLoop(request, docs, primary, fence, (token) => {
+        contention = token;
+      });
+    } finally {
+      if (contention !== undefined) {
+        await this.store
+          .releaseFence(docs, contention)
+          .catch((error: unknown) => this.#onBackgroundError(error, 'releasing a fence'));
+      }
+    }
+  }
+
+  async #attemptLoop<R>(
+    request: TransactRequest<R>,
+    docs: readonly string[],
+    primary: string,
+    fence: string | undefined,
+    fenced: (token: string) => void,
   ): Promise<TransactResult<R>> {
     const commandId = request.commandId ?? timeOrderedId();
     let fencedUntil: number | undefined;
@@ -908,6 +941,14 @@ export class StateManager {
           throw new RecoveryError('conflict_retries_exhausted', undefined, {
             details: { attempts: attempt + 1 },
           });
+        }
+        if (fence === undefined && attempt >= CONTENTION_FENCE_AFTER) {
+          const token = timeOrderedId();
+          if (await this.store.fence(docs, token, CONTENTION_FENCE_TTL_MS)) {
+            fence = token;
+            fenced(token);
+            continue;
+          }
         }
         // Another process keeps winning: back off with jitter (exponential, at most ~50 ms) so the
         // writers interleave instead of colliding again at once.
