@@ -137,23 +137,26 @@ describe('serve', () => {
 });
 
 describe('store URLs', () => {
-  it('refuses a PostgreSQL URL with a one-line usage error, from --store, the environment or the config', async () => {
+  it('reports an unreachable PostgreSQL in one line, exit 1, without its password, from --store, the environment or the config', async () => {
     const viaFlag = await runCli([
       'state',
       'get',
       '--store',
-      'postgres://app:secret@db:5432/app',
+      'postgres://app:secret@127.0.0.1:1/app',
       ...dataDir,
     ]);
     const viaEnv = await runCli(['keys', 'list', ...dataDir], {
-      env: { COREMCP_STORE_URL: 'postgresql://db/app' },
+      env: { COREMCP_STORE_URL: 'postgresql://app:secret@127.0.0.1:1/app' },
     });
     const config = join(tmp.dir, 'postgres.config.json');
-    writeFileSync(config, JSON.stringify({ store: { url: 'postgres://db/app' } }));
+    writeFileSync(config, JSON.stringify({ store: { url: 'postgres://app:secret@127.0.0.1:1/app' } }));
     const viaConfig = await runCli(['serve', '--config', config, ...dataDir]);
     for (const result of [viaFlag, viaEnv, viaConfig]) {
-      expect(result.code).toBe(2);
-      expect(result.stderr).toMatch(/^coremcp: PostgreSQL is not available yet;[^\n]*\n$/);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(
+        /^coremcp: store_unavailable: cannot reach PostgreSQL at 127\.0\.0\.1:1\/app: [^\n]*\n$/,
+      );
+      expect(result.stderr).not.toContain('secret');
     }
   });
 

@@ -4,12 +4,11 @@
  * the outage get a typed error in bounded time (never a hang, never a stack), `/readyz` turns 503, and
  * both recover by themselves.
  */
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import taskboard from '../examples/taskboard/app.js';
 import { PostgresStore } from '../src/store/postgres.js';
-import { freshSchema, PG_URL } from './helpers/postgres.js';
+import { FlakyProxy, freshSchema, PG_URL } from './helpers/postgres.js';
 import { errorCodeOf, httpClient, startInProcess } from './helpers/servers.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -17,48 +16,6 @@ const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-/** A TCP proxy to PostgreSQL that can be taken down (connections cut, port closed) and brought back. */
-class FlakyProxy {
-  readonly #target = new URL(PG_URL);
-  readonly #sockets = new Set<Socket>();
-  #server: Server | undefined;
-  port = 0;
-
-  async up(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = createConnectionTo(this.#target);
-      for (const s of [client, upstream]) {
-        this.#sockets.add(s);
-        s.on('close', () => this.#sockets.delete(s));
-        s.on('error', () => {});
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
-    this.port = (server.address() as { port: number }).port;
-    this.#server = server;
-  }
-
-  async down(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    for (const s of this.#sockets) s.destroy();
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  }
-
-  url(): string {
-    const url = new URL(PG_URL);
-    url.port = String(this.port);
-    return url.toString();
-  }
-}
-
-function createConnectionTo(target: URL): Socket {
-  return connect(Number(target.port || 5432), target.hostname);
-}
 
 describe('PostgreSQL unreachable under a running server', () => {
   it('answers calls with a typed error in bounded time, turns /readyz 503, and recovers by itself', async () => {

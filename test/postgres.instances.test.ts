@@ -3,7 +3,8 @@
  * concurrent writers through both lose no update, revisions stay gapless and `coremcp audit verify`
  * passes; instance B's followers (2026 `subscriptions/listen`, 2025 `resources/subscribe`,
  * `StateReplica`) hear commits made on A, also after B's LISTEN connection is cut; a key revoked
- * through the store is refused by B at once. The store is named three ways: `--store` (A), the config
+ * through the store is refused by B at once; a third instance killed with SIGKILL under load loses no
+ * acknowledged commit while A keeps serving. The store is named three ways: `--store` (A), the config
  * file's `store.url` (B) and `$COREMCP_STORE_URL` (the CLI).
  */
 import { writeFileSync } from 'node:fs';
@@ -212,6 +213,51 @@ describe('two instances on one PostgreSQL schema', () => {
     });
     expect(response.status).toBe(401);
     await expect(onB.callTool({ name: 'counter.read', arguments: {} })).rejects.toThrow();
+  });
+
+  it('loses no acknowledged commit when an instance is killed (SIGKILL) under write load, and A keeps serving', async () => {
+    const c = await startServerProcess([APP, '--store', url], { cwd: tmp.dir });
+    const acknowledged: number[] = [];
+    const failed: string[] = [];
+    const write = async (client: Client, stopAt: () => boolean) => {
+      while (!stopAt()) {
+        try {
+          const result = await client.callTool({ name: 'counter.bump', arguments: {} });
+          if (!result.isError) acknowledged.push(result._meta?.['coremcp/revision'] as number);
+        } catch (error) {
+          failed.push((error as Error).message);
+          return; // the connection to the killed instance is gone
+        }
+      }
+    };
+    const onC = await Promise.all([client(c), client(c)]);
+    const onA = await Promise.all([client(a), client(a)]);
+    let done = false;
+    const writers = [...onC, ...onA].map((w) => write(w, () => done));
+    const killAfter = acknowledged.length + 40;
+    await waitFor(() => acknowledged.length >= killAfter, { message: '40 commits before the kill' });
+    c.child.kill('SIGKILL');
+    const killedAt = acknowledged.length;
+    await waitFor(() => c.child.exitCode !== null || c.child.signalCode !== null, { message: 'C to die' });
+    // A goes on serving: 30 more commits through it after the kill (C's writers have stopped on errors).
+    await waitFor(() => acknowledged.length >= killedAt + 30, { message: 'A to keep committing' });
+    done = true;
+    await Promise.all(writers);
+    expect(failed.length).toBeGreaterThan(0);
+    const store = new PostgresStore({ url });
+    await store.open();
+    try {
+      const commits = await store.readCommits('counter', { after: 0 });
+      const revisions = new Set(commits.map((commit) => commit.revision));
+      expect(acknowledged.filter((r) => !revisions.has(r))).toEqual([]);
+      expect(commits.map((commit) => commit.revision)).toEqual(
+        Array.from({ length: commits.length }, (_, i) => i + 1),
+      );
+    } finally {
+      await store.close();
+    }
+    const verified = await runCli(['audit', 'verify'], { env: cliEnv(), cwd: tmp.dir });
+    expect(verified.code, verified.stderr).toBe(0);
   });
 
   it('fails to start with one line and exit code 1 when PostgreSQL cannot be reached', async () => {

@@ -11,7 +11,7 @@ import type { Store } from '../src/core/store.js';
 import { openStore, StoreConfigError } from '../src/store/open.js';
 import { PostgresStore } from '../src/store/postgres.js';
 import counterApp from './fixtures/counter-app.js';
-import { freshSchema, PG_URL, pgQuery } from './helpers/postgres.js';
+import { FlakyProxy, freshSchema, PG_URL, pgQuery } from './helpers/postgres.js';
 import { waitFor } from './helpers/wait.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -183,6 +183,28 @@ describe('the audit trail chained per document', () => {
     expect(await verify(core.store)).toMatch(/chain "attempts:\d" ends at link 0 but the store recorded 1/);
   });
 
+  it('keeps the attempt chains whole under many concurrent writers on two handles', async () => {
+    const name = await schema();
+    const one = store(name);
+    const two = store(name);
+    await one.open();
+    await two.open();
+    cleanups.push(
+      () => one.close(),
+      () => two.close(),
+    );
+    const audit = { at: '2026-01-01T00:00:00.000Z', requestId: 'r', principal: 'p', via: 'test', input: {} };
+    await Promise.all(
+      Array.from({ length: 120 }, (_, i) =>
+        (i % 2 === 0 ? one : two).recordAttempt({ audit: { ...audit, command: `q${i}`, outcome: 'ok' } }),
+      ),
+    );
+    const records = await one.readAudit({});
+    expect(records).toHaveLength(120);
+    expect(new Set(records.map((r) => r.command)).size).toBe(120);
+    expect(await verify(one)).toBeUndefined();
+  });
+
   it('notices a record changed in place', async () => {
     const name = await schema();
     const core = await createCore({ app: taskboard, store: store(name) });
@@ -243,6 +265,61 @@ describe('the LISTEN connection', () => {
       'committed',
     );
     await waitFor(() => calls > before, { message: 'the watcher to hear a commit on the new connection' });
+  });
+});
+
+describe('the LISTEN connection behind a pooler', () => {
+  it('goes to listenUrl: with the pool’s way to PostgreSQL cut, the watcher still hears commits', async () => {
+    const name = await schema();
+    const pooler = new FlakyProxy();
+    await pooler.up();
+    cleanups.push(() => pooler.down());
+    const watched = new PostgresStore({
+      url: pooler.url(),
+      listenUrl: PG_URL,
+      schema: name,
+      pollIntervalMs: 0,
+    });
+    const writer = store(name);
+    await watched.open();
+    await writer.open();
+    cleanups.push(
+      () => watched.close(),
+      () => writer.close(),
+    );
+    await writer.createDocument('d', {}, '2026-01-01T00:00:00.000Z');
+    let calls = 0;
+    cleanups.push(watched.watchExternalChanges(() => calls++));
+    await waitFor(() => watched.listenerPid !== undefined, { message: 'the LISTEN connection' });
+    const listener = watched.listenerPid;
+    await pooler.down();
+    const before = calls;
+    const commit = {
+      doc: 'd',
+      revision: 1,
+      commandId: 'c1',
+      command: 'x',
+      principal: 'p',
+      at: '2026-01-01T00:00:00.000Z',
+      patches: [{ op: 'add' as const, path: '/a', value: 1 }],
+      inverse: [{ op: 'remove' as const, path: '/a' }],
+    };
+    const audit = {
+      at: commit.at,
+      requestId: 'r',
+      principal: 'p',
+      via: 'test',
+      command: 'x',
+      input: {},
+      outcome: 'ok',
+    };
+    expect((await writer.commit({ changes: [{ commit, expectedRevision: 0 }], audit })).status).toBe(
+      'committed',
+    );
+    await waitFor(() => calls > before, {
+      message: 'the watcher to hear the commit over its direct connection',
+    });
+    expect(watched.listenerPid).toBe(listener);
   });
 });
 

@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { createCore, localPrincipal, PostgresStore } from 'coremcp';
 import pg from 'pg';
 import taskboard from '../../examples/taskboard/app.js';
@@ -23,6 +24,7 @@ import {
   startCoremcpHttp,
   stop,
 } from './servers.js';
+import { summarizeLatencies } from './stats.js';
 import { httpChannel, type RpcChannel, type RpcResponse } from './transports.js';
 import type { Target } from './wire.js';
 import { measure } from './wire.js';
@@ -79,6 +81,78 @@ async function seedOnPostgres(url: string): Promise<void> {
   } finally {
     await core.close();
   }
+}
+
+/** Commits whose notification latency one run measures. */
+const NOTIFY_SAMPLES = 50;
+
+async function sdkClient(url: string, key: string): Promise<Client> {
+  const client = new Client(
+    { name: 'coremcp-bench', version: '1.0.0' },
+    { versionNegotiation: { mode: { pin: '2026-07-28' } } },
+  );
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(url), {
+      requestInit: { headers: { Authorization: `Bearer ${key}` } },
+    }),
+  );
+  return client;
+}
+
+/**
+ * A follower on B (`subscriptions/listen` on the board, the real SDK client) and a writer on A: the
+ * time from the writer sending a commit to B's follower hearing its revision (the whole call
+ * included), one commit at a time, and how often B heard it before A's answer reached the writer.
+ */
+async function notificationLatency(a: HttpServer, b: HttpServer, key: string): Promise<Measurement> {
+  const writer = await sdkClient(a.url, key);
+  const follower = await sdkClient(b.url, key);
+  const heard = new Map<number, number>();
+  const waiting = new Map<number, () => void>();
+  follower.setNotificationHandler('notifications/resources/updated', (n) => {
+    const revision = (n.params as { _meta?: Record<string, unknown> })._meta?.['coremcp/revision'];
+    if (typeof revision !== 'number') return;
+    heard.set(revision, performance.now());
+    waiting.get(revision)?.();
+  });
+  const subscription = await follower.listen({ resourceSubscriptions: ['coremcp://state/board'] });
+  const samples = new Float64Array(NOTIFY_SAMPLES);
+  let beforeAnswer = 0;
+  try {
+    for (let i = 0; i < NOTIFY_SAMPLES; i++) {
+      const sent = performance.now();
+      const result = await writer.callTool({
+        name: i % 2 === 0 ? 'task.claim' : 'task.release',
+        arguments: { id: `T-${BOARD_TASKS}` },
+      });
+      const revision = result._meta?.['coremcp/revision'];
+      if (result.isError || typeof revision !== 'number')
+        throw new Error(`notify probe: ${JSON.stringify(result)}`);
+      if (heard.has(revision)) beforeAnswer++;
+      else {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`B never heard revision ${revision}`)), 10_000);
+          waiting.set(revision, () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        waiting.delete(revision);
+      }
+      samples[i] = heard.get(revision)! - sent;
+    }
+  } finally {
+    await subscription.close();
+    await writer.close();
+    await follower.close();
+  }
+  const { p50, p99, max } = summarizeLatencies(samples, NOTIFY_SAMPLES);
+  return {
+    'notify.p50Ms': p50,
+    'notify.p99Ms': p99,
+    'notify.maxMs': max,
+    'notify.beforeAnswerShare': beforeAnswer / NOTIFY_SAMPLES,
+  };
 }
 
 export async function postgresScenario(dir: string, config: BenchConfig): Promise<Scenario> {
@@ -160,6 +234,8 @@ export async function postgresScenario(dir: string, config: BenchConfig): Promis
             out[`${c.id}.serverCpuMsPerCall`] = cpu / m.calls!;
             out[`${c.id}.resentPer1000`] = (1000 * counter.resent) / m.calls!;
           }
+          // The load generator's clients work T-1…T-16; the probe's task is the board's last.
+          Object.assign(out, await notificationLatency(a!, b!, pgKey));
           return out;
         },
       },

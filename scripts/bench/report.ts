@@ -342,6 +342,13 @@ export function renderReport(results: BenchResults): string {
       ),
       '',
     );
+    out.push(
+      `Notification latency A → B, with the two instances otherwise idle: a follower on B (\`subscriptions/listen\` on the board, SDK client) and a writer on A, one commit at a time; ` +
+        `from the writer sending \`tools/call\` to A until B's follower receives \`notifications/resources/updated\` with that revision (the whole call on A, PostgreSQL \`NOTIFY\`, B's LISTEN connection, B catching its head up by diff): ` +
+        `p50 **${num(at('pg.16', 'notify.p50Ms'))} ms**, p99 ${num(at('pg.16', 'notify.p99Ms'))} ms, max ${num(at('pg.16', 'notify.maxMs'))} ms; ` +
+        `B's follower heard the commit before A's answer reached the writer in ${num(100 * (at('pg.16', 'notify.beforeAnswerShare') ?? Number.NaN), 0)}% of them.`,
+      '',
+    );
   }
   out.push('## Reproduce', '');
   out.push(

@@ -89,6 +89,8 @@ export const configSchema = z.strictObject({
       poolSize: z.number().int().min(1).max(1000).optional(),
       /** PostgreSQL: the server cancels a statement running longer than this, in ms (default 10,000). */
       statementTimeoutMs: z.number().int().min(100).max(3_600_000).optional(),
+      /** PostgreSQL: where the LISTEN connection goes when `url` is a transaction-mode pooler (default `url`). */
+      listenUrl: z.string().min(1).max(2048).optional(),
       /** PostgreSQL: look for other instances' commits at least this often, in ms, besides LISTEN (default 2,000; 0 = LISTEN only). */
       pollIntervalMs: z.number().int().min(0).max(3_600_000).optional(),
       durability: z.enum(['normal', 'full']).optional(),

@@ -79,6 +79,7 @@ export function storeOf(options: CommonOptions, config: CoreMcpConfig = {}): Sto
       poolSize: config.store?.poolSize,
       statementTimeoutMs: config.store?.statementTimeoutMs,
       pollIntervalMs: config.store?.pollIntervalMs,
+      listenUrl: process.env.COREMCP_STORE_LISTEN_URL ?? config.store?.listenUrl,
     });
   } catch (error) {
     if (error instanceof StoreConfigError) throw new UsageError(error.message);

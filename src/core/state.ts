@@ -269,12 +269,13 @@ const SNAPSHOT_AFTER_OPS = 20_000;
 const FENCE_TTL_MS = 10_000;
 /** How long a writer waits behind a fence (or for one) before answering `store_busy`. */
 const FENCE_WAIT_MS = 15_000;
+/** Lost races after which a write fences its documents for its next attempt. */
+const CONTENTION_FENCE_AFTER = 1;
 /**
- * A writer that lost this many races in a row to another process takes a short fence, so a process
- * writing one document continuously cannot starve another's writes until they run out of retries.
+ * How long such a fence holds at most (it is released as soon as the write ends): long enough for a
+ * handler's run and one commit, short enough that a process dying with it stalls others briefly.
  */
-const FENCE_AFTER_CONFLICTS = 3;
-const STARVED_FENCE_TTL_MS = 250;
+const CONTENTION_FENCE_TTL_MS = 2000;
 
 // Freezing is done by freezeChanged() on what the commit created, not by walking the whole tree.
 const MUTATIVE_OPTIONS = {
@@ -738,33 +739,38 @@ export class StateManager {
     }
   }
 
+  /**
+   * Runs a write, retrying lost races. A write that lost twice to another process takes a short
+   * fence on its documents (when none is held), so its next attempt cannot lose again: writers in
+   * other processes wait behind it instead of starving it under sustained load on one document.
+   */
   async #attempts<R>(
     request: TransactRequest<R>,
     docs: readonly string[],
     primary: string,
     fence: string | undefined,
   ): Promise<TransactResult<R>> {
-    let starved: string | undefined;
+    let contention: string | undefined;
     try {
-      return await this.#attemptsFenced(request, docs, primary, fence, (token) => {
-        starved = token;
+      return await this.#attemptLoop(request, docs, primary, fence, (token) => {
+        contention = token;
       });
     } finally {
-      if (starved !== undefined)
+      if (contention !== undefined) {
         await this.store
-          .releaseFence(docs, starved)
+          .releaseFence(docs, contention)
           .catch((error: unknown) => this.#onBackgroundError(error, 'releasing a fence'));
+      }
     }
   }
 
-  async #attemptsFenced<R>(
+  async #attemptLoop<R>(
     request: TransactRequest<R>,
     docs: readonly string[],
     primary: string,
-    given: string | undefined,
-    onFence: (token: string) => void,
+    fence: string | undefined,
+    fenced: (token: string) => void,
   ): Promise<TransactResult<R>> {
-    let fence = given;
     const commandId = request.commandId ?? timeOrderedId();
     let fencedUntil: number | undefined;
     for (let attempt = 0; ; attempt++) {
@@ -937,11 +943,11 @@ export class StateManager {
             details: { attempts: attempt + 1 },
           });
         }
-        if (fence === undefined && attempt + 1 >= FENCE_AFTER_CONFLICTS) {
+        if (fence === undefined && attempt >= CONTENTION_FENCE_AFTER) {
           const token = timeOrderedId();
-          if (await this.store.fence(docs, token, STARVED_FENCE_TTL_MS)) {
+          if (await this.store.fence(docs, token, CONTENTION_FENCE_TTL_MS)) {
             fence = token;
-            onFence(token);
+            fenced(token);
             continue;
           }
         }

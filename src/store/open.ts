@@ -25,6 +25,8 @@ export interface StoreConfig {
   poolSize?: number | undefined;
   /** PostgreSQL: the server cancels a statement running longer than this, in ms (default 10,000). */
   statementTimeoutMs?: number | undefined;
+  /** PostgreSQL: where the LISTEN connection goes when `url` is a transaction-mode pooler (default `url`). */
+  listenUrl?: string | undefined;
   /** PostgreSQL: look for other instances' commits at least this often, in ms (default 2,000; 0 = LISTEN only). */
   pollIntervalMs?: number | undefined;
 }
@@ -54,6 +56,7 @@ export function openStore(config: StoreConfig): Store & CredentialStore {
         poolSize: config.poolSize,
         statementTimeoutMs: config.statementTimeoutMs,
         pollIntervalMs: config.pollIntervalMs,
+        listenUrl: config.listenUrl,
       });
     default:
       throw new StoreConfigError(

@@ -37,6 +37,11 @@ import { ChangeFeed, quoteIdent } from './postgres-listen.js';
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database`; `?schema=NAME` picks the schema (see `schema`). */
   url: string;
+  /**
+   * Where the LISTEN connection goes, when `url` is a pooler in transaction mode (PgBouncer), which
+   * cannot carry LISTEN: PostgreSQL itself (default: `url`).
+   */
+  listenUrl?: string | undefined;
   /** The PostgreSQL schema coremcp's tables live in (default: the URL's `schema`, else `coremcp`). */
   schema?: string | undefined;
   /** Connections in the pool (default 10). The LISTEN connection is one more, outside it. */
@@ -613,25 +618,33 @@ export class PostgresStore implements Store, CredentialStore {
     return rows[0]!.value;
   }
 
+  /**
+   * Appends to one of the chains of records that change no document, picked at random, in two round
+   * trips: read its end (drawing the sequence number), then one statement that moves the end only if
+   * it is still there and writes the record only if it did. A writer that lost tries another chain.
+   */
   async recordAttempt(request: AttemptRequest): Promise<AuditRecord> {
-    const chain = `attempts:${Math.floor(Math.random() * ATTEMPT_CHAINS)}`;
-    return this.#tx(async (client) => {
-      const head = (await client.query(this.#sql.lockChain, [chain, GENESIS_HASH])).rows[0] as {
-        link: number;
-        hash: string;
-        seq: number;
-      };
+    const idem = request.idempotency;
+    for (;;) {
+      const chain = `attempts:${Math.floor(Math.random() * ATTEMPT_CHAINS)}`;
+      const head = (
+        await this.#query<{ link: number; hash: string; seq: number }>(this.#sql.readChain, [
+          chain,
+          GENESIS_HASH,
+        ])
+      )[0]!;
       const record = sealAuditRecord(request.audit, head.seq, head.hash, { chain, link: head.link + 1 });
-      const idem = request.idempotency;
-      await client.query(this.#sql.writeAttempt, [
-        ...auditParams(record),
-        idem?.principal ?? null,
-        idem?.key ?? null,
-        idem?.at ?? null,
-        idem ? JSON.stringify(idem) : null,
-      ]);
-      return record;
-    });
+      const written = (
+        await this.#query<{ won: number }>(this.#sql.writeAttempt, [
+          ...auditParams(record),
+          idem?.principal ?? null,
+          idem?.key ?? null,
+          idem?.at ?? null,
+          idem ? JSON.stringify(idem) : null,
+        ])
+      )[0]!;
+      if (written.won === 1) return record;
+    }
   }
 
   async writeSnapshot(doc: string, snapshot: Snapshot): Promise<void> {
@@ -933,7 +946,8 @@ export class PostgresStore implements Store, CredentialStore {
         ])
       )[0]!.won;
     } catch (error) {
-      if ((error as { code?: string }).code === '23505' && request.idempotency) {
+      const failed = error as { code?: string; constraint?: string };
+      if (failed.code === '23505' && failed.constraint === 'idempotency_pkey' && request.idempotency) {
         const idem = request.idempotency;
         return { status: 'duplicate', record: await this.findIdempotency(idem.principal, idem.key) };
       }
@@ -1097,7 +1111,13 @@ export class PostgresStore implements Store, CredentialStore {
     this.#feed = new ChangeFeed({
       driver: this.#driver!,
       // Named so an operator (or a test) can tell it from the pool's connections.
-      connection: { ...this.#connection, application_name: `coremcp-listen:${process.pid}` },
+      connection: {
+        ...this.#connection,
+        ...(this.#options.listenUrl === undefined
+          ? {}
+          : { connectionString: parsePostgresUrl(this.#options.listenUrl).connectionString }),
+        application_name: `coremcp-listen:${process.pid}`,
+      },
       channel: this.#channel,
       self: this.#self,
       pollIntervalMs: this.#options.pollIntervalMs ?? 2000,
@@ -1416,16 +1436,24 @@ function statementTexts(s: string) {
              WHERE z.doc = x.d AND z.coll = x.c AND EXISTS (SELECT 1 FROM h))
      SELECT (SELECT count(*) FROM h)::int AS won,
             (SELECT count(pg_notify($24, n)) FROM unnest($25::text[]) AS n WHERE EXISTS (SELECT 1 FROM h))::int AS notified`,
-    lockChain: `INSERT INTO ${s}.audit_chains AS c (chain, link, hash) VALUES ($1, 0, $2)
-       ON CONFLICT (chain) DO UPDATE SET link = c.link
-       RETURNING link, hash, nextval('${s}.audit_seq') AS seq`,
+    readChain: `SELECT COALESCE((SELECT link FROM ${s}.audit_chains WHERE chain = $1), 0) AS link,
+         COALESCE((SELECT hash FROM ${s}.audit_chains WHERE chain = $1), $2) AS hash,
+         nextval('${s}.audit_seq') AS seq`,
+    // The chain's end moves from link $3 - 1 to $3 only if it is still there (a first record creates
+    // it); the record and the idempotency record are written only if it moved.
     writeAttempt: `WITH
+       h AS (INSERT INTO ${s}.audit_chains AS c (chain, link, hash) SELECT $2, $3::bigint, $7 WHERE $3::bigint = 1
+             ON CONFLICT (chain) DO UPDATE SET link = excluded.link, hash = excluded.hash WHERE c.link = $3::bigint - 1
+             RETURNING 1),
+       u AS (UPDATE ${s}.audit_chains SET link = $3::bigint, hash = $7 WHERE chain = $2 AND link = $3::bigint - 1 AND $3::bigint > 1
+             RETURNING 1),
+       w AS (SELECT 1 FROM h UNION ALL SELECT 1 FROM u),
        a AS (INSERT INTO ${s}.audit (seq, chain, link, at, principal, command, hash, record)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
+             SELECT $1, $2, $3::bigint, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM w)),
        i AS (INSERT INTO ${s}.idempotency (principal, key, at, record)
-             SELECT $9, $10, $11, $12 WHERE $9::text IS NOT NULL
+             SELECT $9, $10, $11, $12 WHERE $9::text IS NOT NULL AND EXISTS (SELECT 1 FROM w)
              ON CONFLICT (principal, key) DO NOTHING)
-     UPDATE ${s}.audit_chains SET link = $3, hash = $7 WHERE chain = $2`,
+     SELECT (SELECT count(*) FROM w)::int AS won`,
     auditHeads: `SELECT 'doc:' || doc AS chain, audit_link AS link, audit_hash AS hash FROM ${s}.documents
        UNION ALL SELECT chain, link, hash FROM ${s}.audit_chains`,
     sizes: `SELECT coll, size FROM ${s}.collection_sizes WHERE doc = $1`,
