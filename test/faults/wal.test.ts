@@ -56,7 +56,7 @@ describe('the write-ahead log', () => {
         for (let i = 0; i < 250; i++) {
           const result = await writer.callTool({
             name: 'task.add',
-            arguments: { title: `writer ${w} task ${i}`, description: 'x'.repeat(2000) },
+            arguments: { title: `writer ${w} task ${i}`, description: 'x'.repeat(4000) },
           });
           expect(errorCodeOf(result)).toBeUndefined();
           written++;
@@ -66,9 +66,10 @@ describe('the write-ahead log', () => {
     writing = false;
     await sampler;
     expect(written).toBe(1000);
-    // 1,000 commits write well over 10 MiB of log; the limit keeps it near 1 MiB.
+    // 1,000 commits write over 20 MiB of log; the limit keeps it near 1 MiB, plus what writers add
+    // between two checkpoints (100 ms apart, longer when the machine is busy).
     expect(largest).toBeGreaterThan(0);
-    expect(largest, `largest log ${largest} bytes`).toBeLessThan(4 * 1024 * 1024);
+    expect(largest, `largest log ${largest} bytes`).toBeLessThan(8 * 1024 * 1024);
     await waitFor(() => walSize(db) === 0, { message: 'the idle log to be truncated to 0 bytes' });
   });
 });
