@@ -216,6 +216,22 @@ describe('the audit trail chained per document', () => {
     );
     expect(await verify(core.store)).toBe('hash does not match the record content');
   });
+
+  it('names the rows whose indexed columns differ from the sealed record, and proves it can write', async () => {
+    const name = await schema();
+    const core = await createCore({ app: taskboard, store: store(name) });
+    cleanups.push(() => core.close());
+    await core.execute('task.add', { title: 'one' }, { principal: alice });
+    await core.execute('task.add', { title: 'two' }, { principal: alice });
+    await core.store.probeWrite!();
+    expect(await core.store.auditColumnMismatches!()).toEqual([]);
+    // A filter by principal would now miss alice's second record: the chain itself is intact.
+    const [second] = await pgQuery<{ seq: string }>(
+      `UPDATE "${name}".audit SET principal = 'mallory' WHERE chain = 'doc:board' AND link = 2 RETURNING seq`,
+    );
+    expect(await verify(core.store)).toBeUndefined();
+    expect(await core.store.auditColumnMismatches!()).toEqual([Number(second!.seq)]);
+  });
 });
 
 describe('the LISTEN connection', () => {

@@ -353,6 +353,16 @@ export class PostgresStore implements Store, CredentialStore {
     await this.#query('SELECT 1');
   }
 
+  /** Readiness: one small write (a primary that went read-only, a full disk or a lost lock all fail it). */
+  async probeWrite(): Promise<void> {
+    await this.#query(this.#sql.writeProbe, [new Date().toISOString()]);
+  }
+
+  async auditColumnMismatches(): Promise<number[]> {
+    const rows = await this.#query<{ seq: string }>(this.#sql.auditColumnMismatches);
+    return rows.map((row) => Number(row.seq));
+  }
+
   async schemaStatus(): Promise<SchemaStatus> {
     const rows = await this.#query<{ value: string }>(this.#sql.schemaVersion);
     return { version: rows[0] ? Number(rows[0].value) : 0, expected: PG_MIGRATIONS.length };
@@ -1351,6 +1361,13 @@ function statements(s: string): Record<keyof ReturnType<typeof statementTexts>, 
 function statementTexts(s: string) {
   return {
     schemaVersion: `SELECT value FROM ${s}.meta WHERE key = 'schema_version'`,
+    writeProbe: `INSERT INTO ${s}.meta (key, value) VALUES ('write_probe', $1)
+       ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+    auditColumnMismatches: `SELECT seq FROM (SELECT seq, at, principal, command, hash, record::jsonb AS r FROM ${s}.audit) a
+       WHERE seq IS DISTINCT FROM (r->>'seq')::bigint OR at IS DISTINCT FROM r->>'at'
+          OR principal IS DISTINCT FROM r->>'principal' OR command IS DISTINCT FROM r->>'command'
+          OR hash IS DISTINCT FROM r->>'hash'
+       ORDER BY seq LIMIT 100`,
     listDocuments: `SELECT doc, revision, oldest_revision, created_at FROM ${s}.documents ORDER BY doc`,
     headRevision: `SELECT revision FROM ${s}.documents WHERE doc = $1`,
     headState: `SELECT revision, fence_token, fence_until FROM ${s}.documents WHERE doc = $1`,
