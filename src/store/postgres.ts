@@ -33,6 +33,7 @@ import type {
 import { StoreConfigError } from './config-error.js';
 import { isConnectionError, isRetryable, storeErrorOf } from './postgres-errors.js';
 import { ChangeFeed, quoteIdent } from './postgres-listen.js';
+import { type CommitRow, type KeyRow, toCommit, toKey } from './rows.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database`; `?schema=NAME` picks the schema (see `schema`). */
@@ -186,58 +187,6 @@ function typesOf(driver: PgModule): pg.CustomTypesConfig {
     getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
       oid === 20 ? (value: string) => Number(value) : driver.types.getTypeParser(oid, format)) as never,
   };
-}
-
-interface CommitRow {
-  doc: string;
-  revision: number;
-  command_id: string;
-  command: string;
-  principal: string;
-  at: string;
-  patches: string;
-  inverse: string;
-  request_id: string | null;
-  idempotency_key: string | null;
-  audit_seq: number | null;
-}
-
-interface KeyRow {
-  id: string;
-  name: string;
-  role: string;
-  hash: string;
-  created_at: string;
-  revoked_at: string | null;
-}
-
-function toCommit(row: CommitRow): CommitRecord {
-  const commit: CommitRecord = {
-    doc: row.doc,
-    revision: row.revision,
-    commandId: row.command_id,
-    command: row.command,
-    principal: row.principal,
-    at: row.at,
-    patches: JSON.parse(row.patches),
-    inverse: JSON.parse(row.inverse),
-  };
-  if (row.request_id !== null) commit.requestId = row.request_id;
-  if (row.idempotency_key !== null) commit.idempotencyKey = row.idempotency_key;
-  if (row.audit_seq !== null) commit.auditSeq = row.audit_seq;
-  return commit;
-}
-
-function toKey(row: KeyRow): ApiKeyRecord {
-  const key: ApiKeyRecord = {
-    id: row.id,
-    name: row.name,
-    role: row.role,
-    hash: row.hash,
-    createdAt: row.created_at,
-  };
-  if (row.revoked_at !== null) key.revokedAt = row.revoked_at;
-  return key;
 }
 
 /** Ends a transaction with ROLLBACK and hands `value` back as its result. */
