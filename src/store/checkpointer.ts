@@ -30,10 +30,15 @@ const checkpoint = () => {
     }
     seen = now;
     idleTicks = 0;
-    // Under sustained writes a PASSIVE checkpoint never catches up with the writer, so the log is
-    // never restarted and grows without bound: past the limit, TRUNCATE makes writers wait (they
-    // retry asynchronously) while it copies the log back and empties it.
-    db.pragma(walSize() > workerData.walLimitBytes ? 'wal_checkpoint(TRUNCATE)' : 'wal_checkpoint(PASSIVE)');
+    // A PASSIVE checkpoint copies the log back without blocking anyone, but never restarts it, so
+    // under sustained writes the log would grow without bound. Past the limit it is emptied with
+    // TRUNCATE, which holds writers off while it works: only once a PASSIVE has copied every frame
+    // (so TRUNCATE has nothing left to copy and is quick), or when the log is far past the limit.
+    const [result] = db.pragma('wal_checkpoint(PASSIVE)');
+    const size = walSize();
+    const copied = result && result.log === result.checkpointed;
+    if (size > workerData.walLimitBytes && (copied || size > 4 * workerData.walLimitBytes))
+      db.pragma('wal_checkpoint(TRUNCATE)');
     last = '';
   } catch (error) {
     const message = String(error && error.message);
