@@ -412,7 +412,7 @@ function renderReport(
   for (const a of record.attempts) if (!a.ok) codes.set(a.code ?? '?', (codes.get(a.code ?? '?') ?? 0) + 1);
   const faultsRecovered = runs.filter((r) => r.recoveryMs !== undefined).length;
   const lines = [
-    '## 8. Faults and recovery (`npm run chaos`)',
+    '## 9. Faults and recovery (`npm run chaos`)',
     '',
     `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} cores (load average ${loadavg()[0]!.toFixed(2)} at the end), ${ROUNDS} round${ROUNDS === 1 ? '' : 's'} of each fault. A real \`coremcp serve --http\` on 127.0.0.1 takes writes (\`task.add\`, each with an idempotency key) from three principals (two 2026-07-28 clients, one 2025-11-25) while a second \`coremcp serve --stdio\` process writes to the same data directory as a fourth. A failed write is retried with its key (backoff 25–500 ms) until it succeeds or 15 s pass. Recovery time: from the fault's removal (lock released, space freed, files writable again, restarted process listening) to the end of the first successful write, probed back to back by a fifth client. The data directory is ${disk}${disk.includes('ext4') ? ': filled to the last byte for the disk-full fault (held at least 1 s and until a write has failed: a full disk bites only once the log must grow), its database and log made immutable (`chattr +i`, writes refused even through open descriptors) for the read-only fault' : disk.includes('tmpfs') ? ': filled to the last byte for the disk-full fault (held at least 1 s and until a write has failed); tmpfs has no immutable files, so the read-only fault was not run' : ': mounting was refused, so the disk-full and read-only faults were not run'}.`,
     '',

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 /** The heading of the section `npm run chaos` owns in docs/benchmarks.md. */
-export const CHAOS_HEADING = '## 8. Faults and recovery';
+export const CHAOS_HEADING = '## 9. Faults and recovery';
 
 /** The chaos section of a report, or undefined: so `npm run bench` can keep it when it rewrites the file. */
 export function chaosSection(text: string): string | undefined {
