@@ -1,7 +1,6 @@
 import { userInfo } from 'node:os';
 import type { Principal } from '../core/access.js';
-import { buildAuditEntry } from '../core/audit.js';
-import { timeOrderedId } from '../core/ids.js';
+import { auditedAction } from '../core/audit.js';
 import type { JsonObject } from '../core/json.js';
 import type { Store } from '../core/store.js';
 
@@ -15,36 +14,12 @@ export function operatorPrincipal(): Principal {
  * Runs an operator action that is not a command (a key made or revoked, a snapshot, a compaction)
  * and records it in the audit chain as the operator, `via: cli`: `ok`, or the error's code.
  */
-export async function auditedByOperator<T>(
+export function auditedByOperator<T>(
   store: Store,
   command: string,
   input: JsonObject,
   work: () => Promise<T>,
-  describe: (result: T) => { doc?: string; revision?: number } = () => ({}),
+  describe?: (result: T) => { doc?: string; revision?: number },
 ): Promise<T> {
-  const principal = operatorPrincipal();
-  const requestId = timeOrderedId();
-  const record = (outcome: string, where: { doc?: string; revision?: number } = {}) =>
-    store.recordAttempt({
-      audit: buildAuditEntry({
-        at: new Date(),
-        requestId,
-        principal,
-        command,
-        input,
-        outcome,
-        commandId: timeOrderedId(),
-        ...where,
-      }),
-    });
-  let result: T;
-  try {
-    result = await work();
-  } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    await record(typeof code === 'string' ? code : 'failed');
-    throw error;
-  }
-  await record('ok', describe(result));
-  return result;
+  return auditedAction(store, { principal: operatorPrincipal(), command, input }, work, describe);
 }

@@ -1,6 +1,6 @@
 import { decodeJwt } from 'jose';
 import type { Authenticator, Authorizer, CommandGrant, DocumentAction, Principal } from '../core/access.js';
-import { buildAuditEntry } from '../core/audit.js';
+import { auditedAction, recordAction } from '../core/audit.js';
 import type { CommandRegistry } from '../core/commands.js';
 import { CONSENT_KEY } from '../core/consent.js';
 import { DOCUMENT_ID_PATTERN } from '../core/document.js';
@@ -311,25 +311,9 @@ export class ConsoleApi {
     });
   }
 
-  /** One audit record of a console action that is not a command: a sign-in, a sign-out, a key change. */
-  async #record(
-    principal: Principal,
-    command: string,
-    input: JsonObject,
-    outcome: string,
-    requestId = timeOrderedId(),
-  ): Promise<void> {
-    await this.#deps.store.recordAttempt({
-      audit: buildAuditEntry({
-        at: new Date(),
-        requestId,
-        principal,
-        command,
-        input,
-        outcome,
-        commandId: timeOrderedId(),
-      }),
-    });
+  /** One audit record of a console action that is not a command: a sign-in, a sign-out. */
+  async #record(principal: Principal, command: string, input: JsonObject, outcome: string): Promise<void> {
+    await recordAction(this.#deps.store, { principal, command, input, outcome });
   }
 
   #sessionInfo(session: ConsoleSession): SessionInfo {
@@ -606,18 +590,8 @@ export class ConsoleApi {
   }
 
   /** Key changes are audited as the signed-in principal, like commands: one record per attempt. */
-  async #audited<T>(call: Call, command: string, input: JsonObject, work: () => Promise<T>): Promise<T> {
-    const requestId = timeOrderedId();
-    const record = (outcome: string) => this.#record(call.principal, command, input, outcome, requestId);
-    try {
-      const result = await work();
-      await record('ok');
-      return result;
-    } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      await record(typeof code === 'string' ? code : 'internal_error');
-      throw error;
-    }
+  #audited<T>(call: Call, command: string, input: JsonObject, work: () => Promise<T>): Promise<T> {
+    return auditedAction(this.#deps.store, { principal: call.principal, command, input }, work);
   }
 
   async #createKey(call: Call): Promise<CreatedKeyResponse> {

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Principal } from './access.js';
+import { timeOrderedId } from './ids.js';
 import { canonicalJson, type JsonObject, type JsonValue } from './json.js';
-import type { AuditChainHead, AuditConsent, AuditEntry, AuditRecord } from './store.js';
+import type { AuditChainHead, AuditConsent, AuditEntry, AuditRecord, Store } from './store.js';
 
 /** The `prevHash` of the first record in a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -45,6 +46,57 @@ export interface AuditFacts {
   alsoChanged?: AuditEntry['alsoChanged'];
   traceparent?: string | undefined;
   consent?: AuditConsent | undefined;
+}
+
+/** An action that is not a command (a key made or revoked, a sign-in, a snapshot), as the audit keeps it. */
+export interface ActionFacts {
+  principal: Principal;
+  command: string;
+  /** Already redacted. */
+  input: JsonObject;
+}
+
+/** Records one attempt of an action that is not a command in the audit chain. */
+export function recordAction(
+  store: Pick<Store, 'recordAttempt'>,
+  facts: ActionFacts & { outcome: string; requestId?: string; doc?: string; revision?: number },
+): Promise<AuditRecord> {
+  return store.recordAttempt({
+    audit: buildAuditEntry({
+      at: new Date(),
+      requestId: facts.requestId ?? timeOrderedId(),
+      principal: facts.principal,
+      command: facts.command,
+      input: facts.input,
+      outcome: facts.outcome,
+      commandId: timeOrderedId(),
+      doc: facts.doc,
+      revision: facts.revision,
+    }),
+  });
+}
+
+/**
+ * Runs an action that is not a command and records it: `ok` (with the document and revision it
+ * changed, from `describe`), or the error's code (`failed` for an error without one), which is rethrown.
+ */
+export async function auditedAction<T>(
+  store: Pick<Store, 'recordAttempt'>,
+  facts: ActionFacts,
+  work: () => Promise<T>,
+  describe: (result: T) => { doc?: string; revision?: number } = () => ({}),
+): Promise<T> {
+  const requestId = timeOrderedId();
+  let result: T;
+  try {
+    result = await work();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    await recordAction(store, { ...facts, requestId, outcome: typeof code === 'string' ? code : 'failed' });
+    throw error;
+  }
+  await recordAction(store, { ...facts, requestId, outcome: 'ok', ...describe(result) });
+  return result;
 }
 
 /** The one place an audit entry is built: committed writes and every other attempt alike. */
