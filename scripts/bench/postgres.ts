@@ -12,14 +12,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { createCore, localPrincipal, PostgresStore } from 'coremcp';
+import { PostgresStore } from 'coremcp';
 import pg from 'pg';
-import taskboard from '../../examples/taskboard/app.js';
 import type { BenchConfig, Measurement, Scenario } from './scenario.js';
 import {
   BOARD_TASKS,
   type HttpServer,
   processStats,
+  seedBoard,
   seedTaskboard,
   startCoremcpHttp,
   stop,
@@ -69,18 +69,8 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string>
   return stdout.trim();
 }
 
-async function seedOnPostgres(url: string): Promise<void> {
-  const core = await createCore({ app: taskboard, store: new PostgresStore({ url }) });
-  try {
-    const principal = localPrincipal('bench-seed');
-    for (let i = 1; i <= BOARD_TASKS; i++) {
-      const added = await core.execute('task.add', { title: `Task ${i}` }, { principal });
-      if (added.status !== 'success') throw new Error(`seeding failed: ${JSON.stringify(added)}`);
-    }
-    await core.execute('board.settings', { wipLimit: BOARD_TASKS }, { principal });
-  } finally {
-    await core.close();
-  }
+function seedOnPostgres(url: string): Promise<void> {
+  return seedBoard(new PostgresStore({ url }));
 }
 
 /** Commits whose notification latency one run measures. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { createCore, localPrincipal, SqliteStore } from 'coremcp';
+import { createCore, localPrincipal, SqliteStore, type Store } from 'coremcp';
 import taskboard from '../../examples/taskboard/app.js';
 import { DATABASE_FILE } from '../../src/store/open.js';
 
@@ -84,10 +84,13 @@ function configPath(dataDir: string): string {
  * them all, and the server configuration beside it.
  */
 export async function seedTaskboard(dataDir: string): Promise<void> {
-  const core = await createCore({
-    app: taskboard,
-    store: new SqliteStore({ path: join(dataDir, DATABASE_FILE) }),
-  });
+  await seedBoard(new SqliteStore({ path: join(dataDir, DATABASE_FILE) }));
+  writeServerConfig(dataDir);
+}
+
+/** `BOARD_TASKS` open tasks and a WIP limit that lets one principal hold them all, in `store`. */
+export async function seedBoard(store: Store): Promise<void> {
+  const core = await createCore({ app: taskboard, store });
   try {
     const principal = localPrincipal('bench-seed');
     for (let i = 1; i <= BOARD_TASKS; i++) {
@@ -98,7 +101,6 @@ export async function seedTaskboard(dataDir: string): Promise<void> {
   } finally {
     await core.close();
   }
-  writeServerConfig(dataDir);
 }
 
 /** Writes the bench's server configuration into a data dir (`serve` reads it with `--config`). */
