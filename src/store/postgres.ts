@@ -33,7 +33,7 @@ import type {
 import { StoreConfigError } from './config-error.js';
 import { isConnectionError, isRetryable, storeErrorOf } from './postgres-errors.js';
 import { ChangeFeed, quoteIdent } from './postgres-listen.js';
-import { type CommitRow, type KeyRow, toCommit, toKey } from './rows.js';
+import { type CommitRow, type DocumentRow, type KeyRow, toCommit, toDocumentInfo, toKey } from './rows.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database`; `?schema=NAME` picks the schema (see `schema`). */
@@ -318,18 +318,7 @@ export class PostgresStore implements Store, CredentialStore {
   }
 
   async listDocuments(): Promise<DocumentInfo[]> {
-    const rows = await this.#query<{
-      doc: string;
-      revision: number;
-      oldest_revision: number;
-      created_at: string;
-    }>(this.#sql.listDocuments);
-    return rows.map((r) => ({
-      doc: r.doc,
-      revision: r.revision,
-      oldestRevision: r.oldest_revision,
-      createdAt: r.created_at,
-    }));
+    return (await this.#query<DocumentRow>(this.#sql.listDocuments)).map(toDocumentInfo);
   }
 
   async createDocument(

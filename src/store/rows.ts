@@ -1,4 +1,4 @@
-import type { ApiKeyRecord, CommitRecord } from '../core/store.js';
+import type { ApiKeyRecord, CommitRecord, DocumentInfo } from '../core/store.js';
 
 /** Row shapes and their conversions that the SQL stores (SQLite, PostgreSQL) share: the same columns in both. */
 
@@ -52,4 +52,20 @@ export function toKey(row: KeyRow): ApiKeyRecord {
   };
   if (row.revoked_at !== null) key.revokedAt = row.revoked_at;
   return key;
+}
+
+export interface DocumentRow {
+  doc: string;
+  revision: number;
+  oldest_revision: number;
+  created_at: string;
+}
+
+export function toDocumentInfo(row: DocumentRow): DocumentInfo {
+  return {
+    doc: row.doc,
+    revision: row.revision,
+    oldestRevision: row.oldest_revision,
+    createdAt: row.created_at,
+  };
 }

@@ -32,7 +32,7 @@ import type {
   TaskRecord,
 } from '../core/store.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
-import { type CommitRow, type KeyRow, toCommit, toKey } from './rows.js';
+import { type CommitRow, type DocumentRow, type KeyRow, toCommit, toDocumentInfo, toKey } from './rows.js';
 import { StoreGuard, storeFaultError, typedStoreError } from './sqlite-faults.js';
 
 export interface SqliteStoreOptions {
@@ -607,20 +607,7 @@ export class SqliteStore implements Store, CredentialStore {
 
   async listDocuments(): Promise<DocumentInfo[]> {
     this.#conn();
-    return this.#guard.read(() => {
-      const rows = this.#sql.listDocuments.all() as Array<{
-        doc: string;
-        revision: number;
-        oldest_revision: number;
-        created_at: string;
-      }>;
-      return rows.map((r) => ({
-        doc: r.doc,
-        revision: r.revision,
-        oldestRevision: r.oldest_revision,
-        createdAt: r.created_at,
-      }));
-    });
+    return this.#guard.read(() => (this.#sql.listDocuments.all() as DocumentRow[]).map(toDocumentInfo));
   }
 
   async createDocument(
