@@ -6,6 +6,7 @@
  *   --from-json FILE  run nothing: render the report again from a file --json wrote
  *   --profile      instead: CPU-profile `coremcp serve` under 16 HTTP clients and print a summary
  *   --size N       with --profile: on a seeded board of N tasks, claimed and released at random
+ *   --stdio        with --profile: `coremcp serve --stdio` under 1 pipelined client instead
  * Every child process is killed at the end, on failure and on Ctrl-C; temporary data is removed.
  */
 import {
@@ -150,15 +151,16 @@ async function runProfile(
   dir: string,
   out: string | undefined,
   size: number | undefined,
+  stdio = false,
 ): Promise<void> {
   const profileDir = join(dir, 'profile');
   let run: () => Promise<Measurement>;
   let close: () => Promise<void>;
   if (size === undefined) {
     const scenario = await wireScenario(
-      'http',
+      stdio ? 'stdio' : 'http',
       dir,
-      { ...config, rounds: 1, httpConcurrency: [16] },
+      { ...config, rounds: 1, httpConcurrency: [16], stdioConcurrency: [1] },
       {
         cpuProfDir: profileDir,
       },
@@ -178,7 +180,9 @@ async function runProfile(
   }
   let calls = 0;
   try {
-    log(`profiling coremcp serve under 16 HTTP clients${size === undefined ? '' : ` on ${size} tasks`}`);
+    log(
+      `profiling coremcp serve under ${stdio ? '1 stdio client' : '16 HTTP clients'}${size === undefined ? '' : ` on ${size} tasks`}`,
+    );
     const m = await run();
     calls = m['coremcp.calls']! + m['coremcp.warmupCalls']!; // the profile covers the warm-up too
     log(
@@ -212,6 +216,7 @@ async function main(): Promise<void> {
       'from-json': { type: 'string' },
       profile: { type: 'boolean' },
       size: { type: 'string' },
+      stdio: { type: 'boolean' },
     },
   });
   const config = values.quick ? QUICK : FULL;
@@ -238,7 +243,13 @@ async function main(): Promise<void> {
     const size = values.size === undefined ? undefined : Number(values.size);
     if (size !== undefined && !(Number.isSafeInteger(size) && size >= 16))
       throw new Error('--size takes a number of tasks, at least 16');
-    await runProfile({ ...config, windowMs: config.quick ? 1000 : 10_000 }, dir, values.out, size);
+    await runProfile(
+      { ...config, windowMs: config.quick ? 1000 : 10_000 },
+      dir,
+      values.out,
+      size,
+      values.stdio === true,
+    );
   } else {
     const out = resolve(values.out ?? new URL('../../docs/benchmarks.md', import.meta.url).pathname);
     await runBench(config, dir, out, values.json);

@@ -204,8 +204,8 @@ function spawnStdio(args: string[]): StdioServer {
   return track(spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'ignore'] }));
 }
 
-export function startCoremcpStdio(dataDir: string): StdioServer {
-  return spawnStdio([CLI, 'serve', '--stdio', ...serveOptions(dataDir)]);
+export function startCoremcpStdio(dataDir: string, cpuProfDir?: string): StdioServer {
+  return spawnStdio([...nodeFlags({ cpuProfDir }), CLI, 'serve', '--stdio', ...serveOptions(dataDir)]);
 }
 
 export function startBareStdio(sqlite?: string): StdioServer {

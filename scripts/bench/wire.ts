@@ -56,9 +56,9 @@ async function httpTargets(dir: string, cpuProfDir?: string): Promise<Target[]> 
   ];
 }
 
-async function stdioTargets(dir: string): Promise<Target[]> {
+async function stdioTargets(dir: string, cpuProfDir?: string): Promise<Target[]> {
   await seedTaskboard(dir);
-  const coremcp = startCoremcpStdio(dir);
+  const coremcp = startCoremcpStdio(dir, cpuProfDir);
   const bare = startBareStdio();
   const sqlite = startBareStdio(join(dir, 'sdk-sqlite.db'));
   // One connection per server for the whole bench: the handshake happens once, as for a real client.
@@ -120,7 +120,7 @@ export async function wireScenario(
   const targets =
     transport === 'http'
       ? await httpTargets(join(dir, 'http'), options.cpuProfDir)
-      : await stdioTargets(join(dir, 'stdio'));
+      : await stdioTargets(join(dir, 'stdio'), options.cpuProfDir);
   const idle: Measurement = {};
   for (const target of targets) {
     const stats = processStats(target.child.pid!);
