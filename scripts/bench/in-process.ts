@@ -2,6 +2,7 @@
  * Scenarios 1 and 2, in this process: a task-board command through the whole pipeline with a durable
  * SQLite commit, and `state.update` alone on a 10 KB and a 1 MB document.
  */
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { createCore, localPrincipal, SqliteStore } from 'coremcp';
 import taskboard from '../../examples/taskboard/app.js';
@@ -69,6 +70,15 @@ export async function inProcessScenario(dir: string, config: BenchConfig): Promi
     return result.status === 'success' && result.committed;
   };
   const idle = { ...load, between: () => new Promise<void>((resolve) => setTimeout(resolve, 1)) };
+  // Calibration: fixed work with no coremcp in it (a JSON round trip of a 10 KB value and a SHA-256,
+  // ~0.1 ms), hot and with the same idle gaps. What it loses after 1 ms idle is the machine's (a
+  // virtual CPU waking from halt, caches refilled), not anything coremcp does between calls.
+  const fixedValue = documentOf(10 * 1024);
+  const fixedWork = async () => {
+    const text = JSON.stringify(fixedValue);
+    const copy = JSON.parse(text) as typeof fixedValue;
+    return createHash('sha256').update(JSON.stringify(copy)).digest('hex').length === 64;
+  };
   const update = (name: string) => async () => {
     const result = await core.state.update(`bench-${name}`, (draft: ReturnType<typeof documentOf>) => {
       draft.counter += 1;
@@ -85,6 +95,14 @@ export async function inProcessScenario(dir: string, config: BenchConfig): Promi
         // A realistic cadence: 1 ms idle between calls (timers, GC and the checkpointer wake in between).
         key: 'command.idle',
         run: async () => measurementOf(await runLoad(command, idle), 'command with idle gaps'),
+      },
+      {
+        key: 'calibration',
+        run: async () => measurementOf(await runLoad(fixedWork, load), 'fixed work (calibration)'),
+      },
+      {
+        key: 'calibration.idle',
+        run: async () => measurementOf(await runLoad(fixedWork, idle), 'fixed work with idle gaps'),
       },
       {
         key: 'command.16',
