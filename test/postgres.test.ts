@@ -4,15 +4,18 @@
  * removed records; the LISTEN connection comes back after the server cuts it; bad configurations fail
  * with one clear line. Every test gets its own schema on the real server at 127.0.0.1:5432.
  */
+import { spawn } from 'node:child_process';
 import { checkAuditHeads, createCore, localPrincipal, verifyAuditRecords } from 'coremcp';
+import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import taskboard from '../examples/taskboard/app.js';
 import type { Store } from '../src/core/store.js';
 import { openStore, StoreConfigError } from '../src/store/open.js';
-import { PostgresStore } from '../src/store/postgres.js';
+import { PG_MIGRATIONS, PostgresStore } from '../src/store/postgres.js';
 import counterApp from './fixtures/counter-app.js';
 import { FlakyProxy, freshSchema, PG_URL, pgQuery } from './helpers/postgres.js';
-import { waitFor } from './helpers/wait.js';
+import { CLI } from './helpers/servers.js';
+import { waitFor, waitForOutput } from './helpers/wait.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -234,6 +237,99 @@ describe('the audit trail chained per document', () => {
   });
 });
 
+/**
+ * A transaction that drew its audit sequence number and wrote its record, still open: a record
+ * with a lower `seq` than what commits after it, until `commit()`.
+ */
+async function lateRecord(name: string): Promise<{ seq: number; commit: () => Promise<void> }> {
+  const late = new pg.Client({ connectionString: PG_URL });
+  await late.connect();
+  cleanups.push(() => late.end().catch(() => {}));
+  await late.query('BEGIN');
+  const [row] = (await late.query(`SELECT nextval('"${name}".audit_seq')::int AS seq`)).rows;
+  const seq = row.seq as number;
+  const at = new Date().toISOString();
+  const record = { seq, at, chain: 'attempts:late', link: 1, principal: 'late', command: 'late.write' };
+  await late.query(
+    `INSERT INTO "${name}".audit (seq, chain, link, at, principal, command, hash, record)
+     VALUES ($1, 'attempts:late', 1, $2, 'late', 'late.write', 'h', $3)`,
+    [seq, at, JSON.stringify(record)],
+  );
+  return {
+    seq,
+    commit: async () => {
+      await late.query('COMMIT');
+    },
+  };
+}
+
+describe('following the audit trail', () => {
+  it('passes no record by that becomes readable after one with a higher seq', async () => {
+    const name = await schema();
+    const core = await createCore({ app: taskboard, store: store(name) });
+    cleanups.push(() => core.close());
+    await core.execute('task.add', { title: 'before' }, { principal: alice });
+    const follow = core.store.followAudit!.bind(core.store);
+    let { cursor } = await follow({}, undefined);
+    const late = await lateRecord(name);
+    await core.execute('task.add', { title: 'after' }, { principal: alice });
+    const after = late.seq + 1;
+    // Paging by seq shows the trap: `after` is readable, `late` not yet.
+    expect((await core.store.readAudit({ afterSeq: late.seq - 1 })).map((r) => r.seq)).toEqual([after]);
+    const held = await follow({}, cursor);
+    expect(held.records).toEqual([]); // `after` waits for the open transaction
+    cursor = held.cursor;
+    await late.commit();
+    const seen: number[] = [];
+    await waitFor(
+      async () => {
+        const page = await follow({}, cursor);
+        cursor = page.cursor;
+        seen.push(...page.records.map((r) => r.seq));
+        return seen.includes(after);
+      },
+      { timeoutMs: 20_000, message: () => `the follower saw ${JSON.stringify(seen)}` },
+    );
+    expect(seen).toEqual([late.seq, after]);
+    // A cursor from this store only.
+    await expect(follow({}, 'not-a-cursor')).rejects.toThrow(/not an audit cursor/);
+  });
+
+  it('`audit tail --follow` prints the late record and the one after it, each once', async () => {
+    const name = await schema();
+    const url = `${PG_URL}?schema=${name}`;
+    const core = await createCore({ app: taskboard, store: store(name) });
+    cleanups.push(() => core.close());
+    await core.execute('task.add', { title: 'before' }, { principal: alice });
+    const tail = spawn(process.execPath, [CLI, 'audit', 'tail', '--follow', '--json', '--store', url], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanups.push(() => {
+      tail.kill('SIGTERM');
+    });
+    let out = '';
+    tail.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    const seqs = () =>
+      out
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => (JSON.parse(line) as { seq: number }).seq);
+    await waitForOutput(tail.stdout, () => out, '"task.add"', { timeoutMs: 20_000 });
+    const late = await lateRecord(name);
+    await core.execute('task.add', { title: 'after' }, { principal: alice });
+    await late.commit();
+    await waitFor(() => seqs().includes(late.seq) && seqs().includes(late.seq + 1), {
+      timeoutMs: 20_000,
+      message: () => `audit tail printed ${JSON.stringify(seqs())}`,
+    });
+    const printed = seqs();
+    expect(printed.slice(-2)).toEqual([late.seq, late.seq + 1]);
+    expect(new Set(printed).size).toBe(printed.length);
+  });
+});
+
 describe('the LISTEN connection', () => {
   it('reconnects after the server terminates it, and the watcher hears commits again', async () => {
     const name = await schema();
@@ -347,7 +443,28 @@ describe('configuration', () => {
     expect((opened as PostgresStore).schema).toBe(name);
     await opened.open();
     cleanups.push(() => opened.close());
-    expect(await opened.schemaStatus!()).toEqual({ version: 1, expected: 1 });
+    expect(await opened.schemaStatus!()).toEqual({
+      version: PG_MIGRATIONS.length,
+      expected: PG_MIGRATIONS.length,
+    });
+  });
+
+  it('migrates a schema of the first version in place: its audit records follow like new ones', async () => {
+    const name = await schema();
+    const core = await createCore({ app: taskboard, store: store(name) });
+    await core.execute('task.add', { title: 'old' }, { principal: alice });
+    await core.close();
+    // Back to version 1, as an older coremcp left it.
+    await pgQuery(
+      `ALTER TABLE "${name}".audit DROP COLUMN tx; UPDATE "${name}".meta SET value = '1' WHERE key = 'schema_version'`,
+    );
+    const again = await createCore({ app: taskboard, store: store(name) });
+    cleanups.push(() => again.close());
+    expect(await again.store.schemaStatus!()).toEqual({ version: 2, expected: PG_MIGRATIONS.length });
+    await again.execute('task.add', { title: 'new' }, { principal: alice });
+    const page = await again.store.followAudit!({}, '0:0');
+    expect(page.records.map((r) => r.seq)).toEqual((await again.store.readAudit({})).map((r) => r.seq));
+    expect(await verify(again.store)).toBeUndefined();
   });
 
   it('refuses a schema written by a newer coremcp, in one line', async () => {

@@ -120,11 +120,46 @@ function isoTime(value: string): string {
   return time.toISOString();
 }
 
+/**
+ * Follows the trail from now: each `next()` returns the records that became readable since. With the
+ * store's `followAudit` (PostgreSQL, whose records become readable out of `seq` order) none is passed
+ * by; otherwise by `seq`, from `afterSeq`.
+ */
+async function auditFollower(
+  store: Store,
+  query: AuditQuery,
+): Promise<{ next(afterSeq: number): Promise<AuditRecord[]> }> {
+  if (store.followAudit) {
+    const follow = store.followAudit.bind(store);
+    let { cursor } = await follow(query, undefined);
+    return {
+      async next() {
+        const records: AuditRecord[] = [];
+        for (;;) {
+          const page = await follow({ ...query, limit: PAGE }, cursor);
+          cursor = page.cursor;
+          records.push(...page.records);
+          if (page.records.length < PAGE) return records;
+        }
+      },
+    };
+  }
+  return {
+    async next(afterSeq) {
+      const records: AuditRecord[] = [];
+      await forEachPage(store, { ...query, afterSeq }, (page) => records.push(...page));
+      return records;
+    },
+  };
+}
+
 /** The last `--limit` matching records (default 20), then with `--follow` new ones as they come. */
 export async function auditTail(options: AuditOptions): Promise<void> {
   const limit = integerOption('--limit', options.limit, 1) ?? 20;
   await withStore(options, async (store) => {
     const query = queryOf(options);
+    // Placed before the last records are read, so nothing committed in between is missed.
+    const follower = options.follow ? await auditFollower(store, query) : undefined;
     const recent: AuditRecord[] = [];
     let lastSeq = await forEachPage(store, query, (records) => {
       recent.push(...records);
@@ -137,7 +172,9 @@ export async function auditTail(options: AuditOptions): Promise<void> {
           empty: options.follow ? 'no audit records yet; following' : 'no audit records',
         }),
       );
-    if (!options.follow) return;
+    if (!follower) return;
+    // The follower may meet records already shown (readable when the last ones were read): once each.
+    const shown = new Set(recent.map((r) => r.seq));
     // Rows that come later line up with the first ones, as far as they fit.
     const minWidths = widths(COLUMNS, recent);
     const print = (r: AuditRecord) =>
@@ -149,9 +186,11 @@ export async function auditTail(options: AuditOptions): Promise<void> {
     process.once('SIGTERM', () => stop.abort());
     while (!stop.signal.aborted) {
       await sleep(500, undefined, { signal: stop.signal }).catch(() => {});
-      lastSeq = await forEachPage(store, { ...query, afterSeq: lastSeq }, (records) =>
-        records.forEach(print),
-      );
+      for (const record of await follower.next(lastSeq)) {
+        lastSeq = Math.max(lastSeq, record.seq);
+        if (shown.delete(record.seq)) continue;
+        print(record);
+      }
     }
   });
 }

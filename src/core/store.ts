@@ -129,14 +129,23 @@ export interface Store {
   /** Calls `listener` on every store fault and on each recovery from one. Optional. */
   watchFaults?(listener: (event: StoreFaultEvent) => void): () => void;
 
-  /** Audit records with `seq > afterSeq`, ascending. */
   /**
    * Sequence numbers (at most 100) of audit rows whose indexed columns (seq, time, principal, command,
    * hash) differ from the sealed record they store: what a filter on those columns would get wrong.
    * Optional: a store that keeps only the record has nothing to compare.
    */
   auditColumnMismatches?(): Promise<number[]>;
+  /** Audit records with `seq > afterSeq`, ascending. */
   readAudit(query: AuditQuery): Promise<AuditRecord[]>;
+  /**
+   * For a follower (`audit tail --follow`): the records that became readable after `cursor`, in an
+   * order that skips none, and the cursor to pass next; with no cursor, none and the cursor of now.
+   * A store that draws sequence numbers before its transactions commit (PostgreSQL) needs it: a
+   * record with a lower `seq` can become readable after a higher one, so paging by `seq` would pass
+   * it by. Without it a follower pages by `seq`, which is right for a store that commits in sequence
+   * order (SQLite: one writer at a time draws and commits).
+   */
+  followAudit?(query: AuditFollowQuery, cursor: AuditCursor | undefined): Promise<AuditFollowPage>;
   /**
    * Where each audit chain ends, for a store that keeps several (records carry `chain` and `link`):
    * what `coremcp audit verify` compares the records with, so that removing a chain's newest records,
@@ -393,6 +402,16 @@ export interface AuditChainHead {
   chain: string;
   link: number;
   hash: string;
+}
+
+/** A follower's place in the audit trail, from `followAudit`: opaque to its callers. */
+export type AuditCursor = string;
+
+export type AuditFollowQuery = Omit<AuditQuery, 'afterSeq'>;
+
+export interface AuditFollowPage {
+  records: AuditRecord[];
+  cursor: AuditCursor;
 }
 
 export interface AuditQuery {

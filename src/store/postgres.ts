@@ -8,6 +8,9 @@ import type {
   ApiKeyRecord,
   AttemptRequest,
   AuditChainHead,
+  AuditCursor,
+  AuditFollowPage,
+  AuditFollowQuery,
   AuditQuery,
   AuditRecord,
   CollectionLayout,
@@ -160,6 +163,11 @@ export const PG_MIGRATIONS: readonly string[] = [
      record TEXT NOT NULL
    );
    CREATE INDEX mcp_tasks_expires ON mcp_tasks (expires_at) WHERE expires_at IS NOT NULL;`,
+  // 2: the transaction that wrote each audit record, so a follower can take records in an order that
+  // skips none (sequence numbers are drawn before commit; see followAudit). Rows already there get the
+  // migration's own transaction id: they are all older than anything a follower waits for.
+  `ALTER TABLE audit ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id();
+   CREATE INDEX audit_tx_seq ON audit (tx, seq);`,
 ];
 
 /** Records that change no document are spread over this many chains, so they do not queue on one row. */
@@ -665,26 +673,57 @@ export class PostgresStore implements Store, CredentialStore {
   }
 
   async readAudit(query: AuditQuery): Promise<AuditRecord[]> {
-    const where = ['seq > $1'];
     const params: Array<string | number | null> = [query.afterSeq ?? 0];
-    if (query.principal !== undefined) {
-      params.push(query.principal);
-      where.push(`principal = $${params.length}`);
-    }
-    if (query.command !== undefined) {
-      params.push(query.command);
-      where.push(`command = $${params.length}`);
-    }
-    if (query.since !== undefined) {
-      params.push(query.since);
-      where.push(`at >= $${params.length}`);
-    }
+    const where = ['seq > $1', ...auditFilters(query, params)];
     params.push(query.limit ?? null);
     const rows = await this.#query<{ record: string }>(
       `SELECT record FROM ${quoteIdent(this.schema)}.audit WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`,
       params,
     );
     return rows.map((r) => JSON.parse(r.record) as AuditRecord);
+  }
+
+  /**
+   * A record's sequence number is drawn before its transaction commits, so records become readable
+   * out of `seq` order and a follower paging by `seq` would pass a late one by. Instead the cursor is
+   * (writing transaction, seq), and only records of transactions older than every one still open
+   * (`pg_snapshot_xmin`) are returned: any record that can still appear sorts after the cursor.
+   * The price: a follower waits for the oldest open transaction in the cluster, whoever runs it.
+   */
+  async followAudit(query: AuditFollowQuery, cursor: AuditCursor | undefined): Promise<AuditFollowPage> {
+    const s = quoteIdent(this.schema);
+    if (cursor === undefined) {
+      const [row] = await this.#query<{ xmin: string }>(
+        'SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin',
+      );
+      return { records: [], cursor: `${row!.xmin}:0` };
+    }
+    const from = parseAuditCursor(cursor);
+    const params: Array<string | number | null> = [String(from.tx), String(from.seq)];
+    const where = ['(a.tx, a.seq) > ($1::xid8, $2::bigint)', 'a.tx < h.xmin', ...auditFilters(query, params)];
+    const limit = query.limit ?? 1000;
+    params.push(limit);
+    // The horizon comes from the same snapshot as the page: with a page that is not full, every
+    // settled record is taken, so the cursor moves up to the horizon even when the filter matched none.
+    const rows = await this.#query<{ record: string | null; tx: string; seq: string | null }>(
+      `WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+       SELECT NULL::text AS record, xmin::text AS tx, NULL::bigint AS seq FROM h
+       UNION ALL
+       (SELECT a.record, a.tx::text, a.seq FROM ${s}.audit a, h
+         WHERE ${where.join(' AND ')} ORDER BY a.tx, a.seq LIMIT $${params.length})`,
+      params,
+    );
+    const horizon = BigInt(rows.find((r) => r.record === null)!.tx);
+    const page = rows
+      .filter((r) => r.record !== null)
+      .map((r) => ({ tx: BigInt(r.tx), seq: BigInt(r.seq!), record: r.record! }))
+      .sort((a, b) => (a.tx === b.tx ? Number(a.seq - b.seq) : a.tx < b.tx ? -1 : 1));
+    let next = page.at(-1) ?? from;
+    if (page.length < limit && next.tx < horizon) next = { tx: horizon, seq: 0n };
+    return {
+      records: page.map((r) => JSON.parse(r.record) as AuditRecord),
+      cursor: `${next.tx}:${next.seq}`,
+    };
   }
 
   async auditHeads(): Promise<AuditChainHead[]> {
@@ -1262,6 +1301,30 @@ function entryBatch(changes: readonly DocumentChange[]): { params: unknown[][] }
 }
 
 /** host:port/database of a connection string, without the user or password. */
+/** The filters `readAudit` and `followAudit` share, as SQL on the `audit` table (params appended). */
+function auditFilters(query: AuditFollowQuery, params: Array<string | number | null>): string[] {
+  const where: string[] = [];
+  if (query.principal !== undefined) {
+    params.push(query.principal);
+    where.push(`principal = $${params.length}`);
+  }
+  if (query.command !== undefined) {
+    params.push(query.command);
+    where.push(`command = $${params.length}`);
+  }
+  if (query.since !== undefined) {
+    params.push(query.since);
+    where.push(`at >= $${params.length}`);
+  }
+  return where;
+}
+
+function parseAuditCursor(cursor: AuditCursor): { tx: bigint; seq: bigint } {
+  const match = /^(\d+):(\d+)$/.exec(cursor);
+  if (!match) throw new TypeError(`not an audit cursor of this store: "${cursor}"`);
+  return { tx: BigInt(match[1]!), seq: BigInt(match[2]!) };
+}
+
 function describeTarget(connectionString: string): string {
   try {
     const url = new URL(connectionString);
