@@ -55,5 +55,6 @@ if (process.argv.includes('--stdio')) {
   http.listen(0, '127.0.0.1', () => {
     process.stderr.write(`listening http://127.0.0.1:${http.address().port}/mcp\n`);
   });
-  process.once('SIGTERM', () => process.exit(0));
 }
+// Exit (rather than die of the signal) on SIGTERM, so a `--cpu-prof` profile gets written.
+process.once('SIGTERM', () => process.exit(0));

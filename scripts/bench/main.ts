@@ -45,6 +45,7 @@ function keepChaos(out: string, report: string): string {
 }
 
 import { medianOf } from './stats.js';
+import { profileWire, type WireProfile } from './where.js';
 import { measure, wireScenario } from './wire.js';
 
 const FULL: BenchConfig = {
@@ -118,6 +119,20 @@ async function runBench(config: BenchConfig, dir: string, out: string, json?: st
     }
     const facts: Record<string, Measurement> = {};
     for (const scenario of scenarios) if (scenario.facts) facts[scenario.name] = scenario.facts();
+    // Profiled apart from the measured rounds: a profiler slows what it watches.
+    const profiles: WireProfile[] = [];
+    for (const [transport, concurrency] of [
+      ['http', 16],
+      ['stdio', 1],
+    ] as const) {
+      log(`profiling coremcp and the bare SDK server: ${transport}, ${concurrency} client(s)`);
+      profiles.push(
+        await profileWire(transport, concurrency, join(dir, `profile-${transport}`), {
+          ...config,
+          windowMs: config.quick ? 500 : 4000,
+        }),
+      );
+    }
     const medians = Object.fromEntries(Object.entries(runs).map(([key, list]) => [key, medianOf(list)]));
     const results: BenchResults = {
       config,
@@ -127,6 +142,7 @@ async function runBench(config: BenchConfig, dir: string, out: string, json?: st
       medians,
       runs,
       facts,
+      profiles,
     };
     if (json) writeFileSync(json, `${JSON.stringify(results, null, 2)}\n`);
     writeFileSync(out, keepChaos(out, renderReport(results)));
@@ -161,9 +177,7 @@ async function runProfile(
       stdio ? 'stdio' : 'http',
       dir,
       { ...config, rounds: 1, httpConcurrency: [16], stdioConcurrency: [1] },
-      {
-        cpuProfDir: profileDir,
-      },
+      { profiles: { coremcp: profileDir } },
     );
     run = () => scenario.cases[0]!.run(0);
     close = () => scenario.close();

@@ -3,6 +3,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { lessThan, num, spread, table, verdict } from './format.js';
 import { renderScale, scaleBudget } from './report-scale.js';
 import type { BenchConfig, Measurement } from './scenario.js';
+import { renderWhere, type WireProfile } from './where.js';
 
 export interface BenchResults {
   config: BenchConfig;
@@ -16,6 +17,8 @@ export interface BenchResults {
   runs: Record<string, Measurement[]>;
   /** Once-measured numbers, by scenario name. */
   facts: Record<string, Measurement>;
+  /** CPU profiles of coremcp and the bare SDK server under one load each (absent in older runs). */
+  profiles?: WireProfile[];
 }
 
 export function renderReport(results: BenchResults): string {
@@ -298,6 +301,19 @@ export function renderReport(results: BenchResults): string {
   out.push(wire('stdio', config.stdioConcurrency), '');
 
   // --- 5: history -------------------------------------------------------------------------------
+  if (results.profiles && results.profiles.length > 0) {
+    out.push("### Where a call's time goes", '');
+    out.push(
+      'After the measured rounds, coremcp and the bare SDK server run the same load once more, each under `node --cpu-prof` ' +
+        '(one round, the warm-up included; the profiler slows both, so the milliseconds are higher than the figures above and ' +
+        'the split is what counts). Busy CPU of the main thread per call, by area: a native frame (`JSON.parse`, a SQLite ' +
+        "statement's `run`, a socket write) counts for the nearest caller with a script, Node's own modules for Node. " +
+        '*coremcp src/core* is the pipeline and the state model, *SQLite* the store and better-sqlite3, *coremcp examples* the ' +
+        "task board's handlers; the bare server's tool is one counter in memory.",
+      '',
+    );
+    for (const profile of results.profiles) out.push(...renderWhere(profile), '');
+  }
   out.push('## 5. Restart and rollback with a long history', '');
   out.push(
     `A task board with ${entries.toLocaleString('en-US')} tasks in its \`tasks\` collection, seeded through the API (section 7), then ${commits.toLocaleString('en-US')} claim/release commits ` +

@@ -208,6 +208,11 @@ export function startCoremcpStdio(dataDir: string, cpuProfDir?: string): StdioSe
   return spawnStdio([...nodeFlags({ cpuProfDir }), CLI, 'serve', '--stdio', ...serveOptions(dataDir)]);
 }
 
-export function startBareStdio(sqlite?: string): StdioServer {
-  return spawnStdio([BARE, '--stdio', ...(sqlite === undefined ? [] : ['--sqlite', sqlite])]);
+export function startBareStdio(sqlite?: string, cpuProfDir?: string): StdioServer {
+  return spawnStdio([
+    ...nodeFlags({ cpuProfDir }),
+    BARE,
+    '--stdio',
+    ...(sqlite === undefined ? [] : ['--sqlite', sqlite]),
+  ]);
 }

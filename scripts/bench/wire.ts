@@ -33,12 +33,18 @@ export interface Target {
   release(): Promise<void>;
 }
 
-async function httpTargets(dir: string, cpuProfDir?: string): Promise<Target[]> {
+/** Where each server writes its V8 CPU profile when it exits (`--profile`, the bench's profile section). */
+export interface ProfileDirs {
+  coremcp?: string;
+  bare?: string;
+}
+
+async function httpTargets(dir: string, profiles: ProfileDirs = {}): Promise<Target[]> {
   await seedTaskboard(dir);
   const key = await createApiKey(dir);
   const [coremcp, bare, sqlite] = await Promise.all([
-    startCoremcpHttp(dir, cpuProfDir ? { cpuProfDir } : {}),
-    startBareHttp(),
+    startCoremcpHttp(dir, profiles.coremcp ? { cpuProfDir: profiles.coremcp } : {}),
+    startBareHttp(profiles.bare ? { cpuProfDir: profiles.bare } : {}),
     startBareHttp({ sqlite: join(dir, 'sdk-sqlite.db') }),
   ]);
   const target = (id: Target['id'], server: typeof coremcp, workload: Workload, bearer?: string): Target => ({
@@ -56,10 +62,10 @@ async function httpTargets(dir: string, cpuProfDir?: string): Promise<Target[]> 
   ];
 }
 
-async function stdioTargets(dir: string, cpuProfDir?: string): Promise<Target[]> {
+async function stdioTargets(dir: string, profiles: ProfileDirs = {}): Promise<Target[]> {
   await seedTaskboard(dir);
-  const coremcp = startCoremcpStdio(dir, cpuProfDir);
-  const bare = startBareStdio();
+  const coremcp = startCoremcpStdio(dir, profiles.coremcp);
+  const bare = startBareStdio(undefined, profiles.bare);
   const sqlite = startBareStdio(join(dir, 'sdk-sqlite.db'));
   // One connection per server for the whole bench: the handshake happens once, as for a real client.
   const channels = await Promise.all([stdioChannel(coremcp), stdioChannel(bare), stdioChannel(sqlite)]);
@@ -115,12 +121,12 @@ export async function wireScenario(
   transport: Transport,
   dir: string,
   config: BenchConfig,
-  options: { cpuProfDir?: string } = {},
+  options: { profiles?: ProfileDirs } = {},
 ): Promise<Scenario> {
   const targets =
     transport === 'http'
-      ? await httpTargets(join(dir, 'http'), options.cpuProfDir)
-      : await stdioTargets(join(dir, 'stdio'), options.cpuProfDir);
+      ? await httpTargets(join(dir, 'http'), options.profiles)
+      : await stdioTargets(join(dir, 'stdio'), options.profiles);
   const idle: Measurement = {};
   for (const target of targets) {
     const stats = processStats(target.child.pid!);
