@@ -58,6 +58,8 @@ export function typedStoreError(error: unknown): unknown {
 }
 
 export interface StoreGuardOptions {
+  /** Runs before each write (the store starts its WAL checkpointer at the first). */
+  beforeWrite?: (() => void) | undefined;
   /** The longest a write waits, in all, for another process's write lock (default 2,000 ms). */
   busyWaitMs?: number | undefined;
   /** How long the circuit stays open before one call probes the store again (default 50 ms). */
@@ -84,6 +86,7 @@ export class StoreGuard {
   readonly #onEvent: (event: StoreFaultEvent) => void;
   readonly #halfOpenAfterMs: number;
   readonly #refine: (kind: StoreFaultKind) => StoreFaultKind;
+  readonly #beforeWrite: (() => void) | undefined;
   #down: { kind: StoreFaultKind; since: number } | undefined;
   #isolated: { kind: StoreFaultKind; dispose: () => void } | undefined;
 
@@ -91,6 +94,7 @@ export class StoreGuard {
     this.#onEvent = options.onEvent ?? (() => {});
     this.#halfOpenAfterMs = options.halfOpenAfterMs ?? 50;
     this.#refine = options.refine ?? ((kind) => kind);
+    this.#beforeWrite = options.beforeWrite;
     this.#breaker = circuitBreaker(
       handleWhen((error) => sqliteFaultOf(error) !== undefined),
       { halfOpenAfter: this.#halfOpenAfterMs, breaker: new ConsecutiveBreaker(1) },
@@ -117,6 +121,7 @@ export class StoreGuard {
 
   /** Runs a write: at once when all is well, through retry and breaker when it meets a fault. */
   async write<T>(fn: () => T): Promise<T> {
+    this.#beforeWrite?.();
     if (this.#breaker.state === CircuitState.Closed) {
       try {
         const result = fn();

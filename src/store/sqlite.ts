@@ -422,6 +422,8 @@ export class SqliteStore implements Store, CredentialStore {
   readonly #options: SqliteStoreOptions;
   #db: Database.Database | undefined;
   #checkpointer: Checkpointer | undefined;
+  /** Set from open until the first write starts the checkpointer. */
+  #checkpointDue: { intervalMs: number; walLimitBytes: number } | undefined;
   #sql!: ReturnType<typeof prepareStatements>;
   #commitTx!: (request: CommitRequest) => CommitOutcome;
   #attemptTx!: (request: AttemptRequest) => AuditRecord;
@@ -441,6 +443,9 @@ export class SqliteStore implements Store, CredentialStore {
     this.path = options.path;
     this.#guard = new StoreGuard({
       busyWaitMs: options.busyWaitMs,
+      beforeWrite: () => {
+        if (this.#checkpointDue) this.#startCheckpointer(this.#checkpointDue);
+      },
       refine: (kind) => (kind === 'io' && this.#readOnlyFile() ? 'read_only' : kind),
       onEvent: (event) => {
         for (const listener of this.#faultListeners) listener(event);
@@ -487,21 +492,12 @@ export class SqliteStore implements Store, CredentialStore {
       const interval = this.#options.checkpointIntervalMs ?? 100;
       if (interval > 0 && onDisk) {
         db.pragma('wal_autocheckpoint = 0');
-        this.#checkpointer = startCheckpointer(
-          this.path,
-          { intervalMs: interval, walLimitBytes },
-          {
-            // Housekeeping: a failed checkpoint is retried on the next tick and nothing else fails.
-            onError: (message) => process.emitWarning(`coremcp: WAL checkpoint failed: ${message}`),
-            // Without the worker the log would grow without bound: give checkpoints back to SQLite.
-            onExit: (message) => {
-              process.emitWarning(`coremcp: WAL checkpointer stopped (${message}); checkpointing inline`);
-              this.#db?.pragma('wal_autocheckpoint = 1000');
-            },
-          },
-        );
+        // Started by the first write: a process that has written nothing (a server before its first
+        // call, a CLI command that reads) has nothing to checkpoint and keeps the worker's ~9 MB.
+        this.#checkpointDue = { intervalMs: interval, walLimitBytes };
       }
     } catch (error) {
+      this.#checkpointDue = undefined;
       await this.#checkpointer?.stop();
       this.#checkpointer = undefined;
       db.close();
@@ -552,7 +548,26 @@ export class SqliteStore implements Store, CredentialStore {
     }).immediate;
   }
 
+  /** Whether the WAL checkpointer runs: from the first write after open, on a file on disk. */
+  get checkpointing(): boolean {
+    return this.#checkpointer !== undefined;
+  }
+
+  #startCheckpointer(options: { intervalMs: number; walLimitBytes: number }): void {
+    this.#checkpointDue = undefined;
+    this.#checkpointer = startCheckpointer(this.path, options, {
+      // Housekeeping: a failed checkpoint is retried on the next tick and nothing else fails.
+      onError: (message) => process.emitWarning(`coremcp: WAL checkpoint failed: ${message}`),
+      // Without the worker the log would grow without bound: give checkpoints back to SQLite.
+      onExit: (message) => {
+        process.emitWarning(`coremcp: WAL checkpointer stopped (${message}); checkpointing inline`);
+        this.#db?.pragma('wal_autocheckpoint = 1000');
+      },
+    });
+  }
+
   async close(): Promise<void> {
+    this.#checkpointDue = undefined;
     this.#stopWatchingFiles?.();
     this.#stopWatchingFiles = undefined;
     await this.#checkpointer?.stop();
@@ -617,6 +632,8 @@ export class SqliteStore implements Store, CredentialStore {
     options: CreateOptions = {},
   ): Promise<boolean> {
     this.#conn();
+    // Existing (every start but the first): no write lock taken, nothing written.
+    if (this.#guard.read(() => this.#sql.head.get({ doc }))) return false;
     const text = JSON.stringify(initial);
     return this.#guard.write(() => this.#createTx(doc, text, at, options));
   }

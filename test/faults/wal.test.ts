@@ -5,7 +5,9 @@
  */
 import { copyFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createCore, localPrincipal, SqliteStore } from 'coremcp';
 import { afterEach, describe, expect, it } from 'vitest';
+import counterApp from '../fixtures/counter-app.js';
 import { errorCodeOf, httpClient, startServerProcess, structured } from '../helpers/servers.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -71,6 +73,32 @@ describe('the write-ahead log', () => {
     expect(largest).toBeGreaterThan(0);
     expect(largest, `largest log ${largest} bytes`).toBeLessThan(8 * 1024 * 1024);
     await waitFor(() => walSize(db) === 0, { message: 'the idle log to be truncated to 0 bytes' });
+  });
+});
+
+describe('the checkpointer', () => {
+  it('starts with the first write, not at open, and the log is still emptied', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const path = join(tmp.dir, 'coremcp.db');
+    const seeded = await createCore({ app: counterApp, store: new SqliteStore({ path }) });
+    await seeded.close();
+
+    const store = new SqliteStore({ path });
+    const core = await createCore({ app: counterApp, store });
+    cleanups.push(() => core.close());
+    // Opening an existing store with its documents declared writes nothing; a command (a read too:
+    // its audit record) is a write.
+    expect(store.checkpointing).toBe(false);
+    const reader = localPrincipal('reader', ['admin']);
+    expect(await core.execute('counter.read', {}, { principal: reader })).toMatchObject({
+      status: 'success',
+    });
+    expect(store.checkpointing).toBe(true);
+    for (let i = 0; i < 50; i++) await core.execute('counter.bump', {}, { principal: reader });
+    expect(store.checkpointing).toBe(true);
+    expect(walSize(path)).toBeGreaterThan(0);
+    await waitFor(() => walSize(path) === 0, { message: 'the idle log to be truncated to 0 bytes' });
   });
 });
 
