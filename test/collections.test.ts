@@ -320,6 +320,29 @@ describe('collections: reads', () => {
     expect(await items.count('byTag', ['red', 3])).toBe(2);
   });
 
+  it('reads the stored entries a bulk write replaces in batches, not one store read per entry', async () => {
+    const store = new MemoryStore();
+    const state = await manager(store);
+    await state.update<Shelf>('shelf', (draft) => {
+      for (let i = 0; i < 600; i += 2) draft.items.set(`k${i}`, { v: i, tag: 'red' });
+    });
+    let reads = 0;
+    const readEntries = store.readEntries.bind(store);
+    store.readEntries = async (doc, coll, keys) => {
+      reads++;
+      return readEntries(doc, coll, keys);
+    };
+    const result = await state.update<Shelf>('shelf', (draft) => {
+      for (let i = 0; i < 1200; i++) draft.items.set(`k${i}`, { v: i, tag: 'blue' });
+    });
+    // The 300 stored are cached since they were written; the 900 new are looked up, 500 per read.
+    expect(reads).toBe(2);
+    // Replaced entries and new ones still tell apart.
+    const patches = result.patches;
+    expect(patches.filter((p) => p.op === 'replace')).toHaveLength(300);
+    expect(patches.filter((p) => p.op === 'add')).toHaveLength(900);
+  });
+
   it('shows a handler its own changes in gets, counts and queries before it commits', async () => {
     const state = await manager(new MemoryStore());
     await state.update<Shelf>('shelf', (draft) => {

@@ -238,6 +238,8 @@ export function decodeCursor(cursor: unknown, expect: { index?: boolean; revisio
 // --- the entry cache ------------------------------------------------------------------------------
 
 const ABSENT = Symbol('absent');
+/** Keys per store read when many entries are loaded at once. */
+const ENTRY_READ_BATCH = 500;
 type Cached = JsonValue | typeof ABSENT;
 
 /**
@@ -332,6 +334,30 @@ export class CollectionReader {
 
   async has(key: string): Promise<boolean> {
     return (await this.get(key)) !== undefined;
+  }
+
+  /** Several entries: those not cached in one store read per `ENTRY_READ_BATCH` keys. */
+  async getMany(keys: readonly string[]): Promise<Map<string, JsonValue | undefined>> {
+    const { doc, name } = this.place;
+    const out = new Map<string, JsonValue | undefined>();
+    const missing: string[] = [];
+    for (const key of keys) {
+      checkEntryKey(name, key);
+      const cached = this.#cache.lookup(EntryCache.key(doc, name, key));
+      if (cached === undefined) missing.push(key);
+      else out.set(key, cached === ABSENT ? undefined : cached);
+    }
+    for (let i = 0; i < missing.length; i += ENTRY_READ_BATCH) {
+      const batch = missing.slice(i, i + ENTRY_READ_BATCH);
+      const found = await this.#store.readEntries(doc, name, batch);
+      for (const key of batch) {
+        const stored = found.get(key);
+        const value = stored === undefined ? undefined : deepFreeze(stored);
+        this.#cache.store(EntryCache.key(doc, name, key), value);
+        out.set(key, value);
+      }
+    }
+    return out;
   }
 
   async count(index?: string, prefix?: readonly IndexValue[]): Promise<number> {
@@ -453,6 +479,18 @@ export class CollectionDraft {
     entry.baseLoaded = true;
   }
 
+  /** Loads the stored value of every pending entry not loaded yet, in batches (a bulk write's `set`s). */
+  async #loadBases(): Promise<void> {
+    const unloaded = [...this.#pending.values()].filter((entry) => !entry.baseLoaded);
+    if (unloaded.length < 2) return;
+    const values = await this.#reader.getMany(unloaded.map((entry) => entry.key));
+    for (const entry of unloaded) {
+      if (entry.baseLoaded) continue;
+      entry.base = values.get(entry.key);
+      entry.baseLoaded = true;
+    }
+  }
+
   async get(key: string): Promise<object | undefined> {
     const entry = this.#entry(key);
     if (entry.draft) return entry.draft;
@@ -503,6 +541,7 @@ export class CollectionDraft {
         ? undefined
         : prefixRange(checkPrefix(this.#reader.place.definition, index, prefix));
     let delta = 0;
+    await this.#loadBases();
     for (const entry of this.#pending.values()) {
       await this.#loadBase(entry);
       const now = await this.#currentValue(entry);
@@ -619,6 +658,7 @@ export class CollectionDraft {
     const { definition } = this.#reader.place;
     const prefix = `/${escapePointerToken(this.#name)}/`;
     const changes: CollectionChanges = { patches: [], inverse: [], writes: [], values: [], sizeDelta: 0 };
+    await this.#loadBases();
     for (const entry of this.#pending.values()) {
       await this.#loadBase(entry);
       const path = prefix + escapePointerToken(entry.key);
