@@ -364,6 +364,61 @@ export class CollectionReader {
   }
 }
 
+/**
+ * A collection as it will be once commits still on their way to the store are durable (group
+ * commit): their entry writes (`undefined`: removed) laid over the durable entries, which are read
+ * as ever. Only a writer executing on a speculative head reads through one; the entries never reach
+ * the shared cache before their commit is durable.
+ */
+export class OverlayReader extends CollectionReader {
+  readonly #values: ReadonlyMap<string, JsonValue | undefined>;
+  readonly #durable: CollectionReader;
+  #draft: CollectionDraft | undefined;
+
+  constructor(
+    store: CollectionStore,
+    cache: EntryCache,
+    place: CollectionPlace,
+    values: ReadonlyMap<string, JsonValue | undefined>,
+  ) {
+    super(store, cache, place);
+    this.#values = values;
+    this.#durable = new CollectionReader(store, cache, place);
+  }
+
+  /** The pending writes as a draft over the durable entries: its reads merge them like a handler's. */
+  get #overlay(): CollectionDraft {
+    if (!this.#draft) {
+      this.#draft = new CollectionDraft(this.#durable);
+      for (const [key, value] of this.#values) {
+        if (value === undefined) this.#draft.delete(key);
+        else this.#draft.set(key, value);
+      }
+    }
+    return this.#draft;
+  }
+
+  override async get(key: string): Promise<JsonValue | undefined> {
+    checkEntryKey(this.place.name, key);
+    if (this.#values.has(key)) return this.#values.get(key);
+    return super.get(key);
+  }
+
+  override async count(index?: string, prefix?: readonly IndexValue[]): Promise<number> {
+    // The speculative size already counts the pending writes.
+    if (index === undefined) return this.place.size;
+    return this.#overlay.count(index, prefix);
+  }
+
+  override async list(options: ListOptions = {}): Promise<EntryPage<JsonValue>> {
+    return this.#overlay.list(options);
+  }
+
+  override async query(index: string, options: QueryOptions = {}): Promise<EntryPage<JsonValue>> {
+    return this.#overlay.query(index, options);
+  }
+}
+
 function listPage(rows: Array<{ key: string; value: JsonValue }>, limit: number): EntryPage<JsonValue> {
   const entries = rows.map((row) => ({ key: row.key, value: deepFreeze(row.value) }));
   const last = entries.at(-1);
