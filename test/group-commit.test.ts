@@ -224,16 +224,34 @@ describe('group commit (SQLite)', () => {
           sneaked = true;
           // Between enqueue and flush: readers see only the durable head, and another process commits.
           seenByReaders.push((await self!.get<{ n: number }>('counter')).value.n);
+          seenByReaders.push((await self!.page('board', { collection: 'tasks' })).entries.length);
           await increment(other.state, 1000);
         }
         return real.commitBatch(requests);
       }),
     );
     self = state;
-    const results = await Promise.all(Array.from({ length: 16 }, () => increment(state)));
+    const addTask = (i: number) =>
+      state.transact({
+        docs: ['board'],
+        principal: SYSTEM_PRINCIPAL,
+        command: 'board.add',
+        mutate: (session) => {
+          const draft = session.draft('board') as { tasks: { set(key: string, value: JsonValue): void } };
+          draft.tasks.set(`T-${i}`, { n: i, status: 'open' });
+        },
+      });
+    const [results, added] = await Promise.all([
+      Promise.all(Array.from({ length: 16 }, () => increment(state))),
+      Promise.all(Array.from({ length: 8 }, (_, i) => addTask(i))),
+    ]);
     expect(results.every((r) => r.committed)).toBe(true);
+    expect(added.every((r) => r.committed)).toBe(true);
     expect(state.batches.failed).toBe(1);
-    expect(seenByReaders).toEqual([0]);
+    // Nothing of the queued commits (plain values, collection entries) was readable before the flush.
+    expect(seenByReaders).toEqual([0, 0]);
+    expect((await state.page('board', { collection: 'tasks' })).entries).toHaveLength(8);
+    await expectIntact(store, 'board', 8);
     // Every writer ran again on the head the other process made: nothing of the refused batch is lost or doubled.
     expect((await state.get<{ n: number }>('counter')).value.n).toBe(1016);
     expect(results.map((r) => r.result).sort((a, b) => a - b)).toEqual(
@@ -242,7 +260,7 @@ describe('group commit (SQLite)', () => {
     await expectIntact(store, 'counter', 17);
     // The listener heard only durable commits (the other process's arrives as an external one).
     await expectEventsDurable(store, events);
-    expect(events.filter((e) => !e.external)).toHaveLength(16);
+    expect(events.filter((e) => !e.external)).toHaveLength(24);
   });
 
   it('fails every writer of a batch the store faults on, and rolls the head back to the durable one', async () => {
@@ -309,6 +327,8 @@ describe('group commit (SQLite)', () => {
       });
       expect(second.duplicate).toEqual(await store.findIdempotency('alice', 'key-1'));
       expect(third.committed).toBe(true);
+      // The second waited for the first's batch instead of failing it.
+      expect(state.batches.failed).toBe(0);
       expect((await state.get<{ n: number }>('counter')).value.n).toBe(2);
       await expectIntact(store, 'counter', 2);
     }
