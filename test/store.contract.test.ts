@@ -29,7 +29,7 @@ describeStoreContract('postgres', async () => {
   return {
     store: make(),
     second: async () => make(),
-    provides: { watchExternalChanges: true, schemaStatus: true },
+    provides: { watchExternalChanges: true, schemaStatus: true, commitBatch: true },
     cleanup: drop,
   };
 });

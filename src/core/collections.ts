@@ -373,17 +373,24 @@ export class CollectionReader {
 export class OverlayReader extends CollectionReader {
   readonly #values: ReadonlyMap<string, JsonValue | undefined>;
   readonly #durable: CollectionReader;
+  readonly #steady: <T>(read: () => Promise<T>) => Promise<T>;
   #draft: CollectionDraft | undefined;
 
+  /**
+   * `steady` runs a read while no batch is being written: a count, list or query merges store rows
+   * with the pending writes, which is right only if none of them becomes durable halfway through.
+   */
   constructor(
     store: CollectionStore,
     cache: EntryCache,
     place: CollectionPlace,
     values: ReadonlyMap<string, JsonValue | undefined>,
+    steady: <T>(read: () => Promise<T>) => Promise<T>,
   ) {
     super(store, cache, place);
     this.#values = values;
     this.#durable = new CollectionReader(store, cache, place);
+    this.#steady = steady;
   }
 
   /** The pending writes as a draft over the durable entries: its reads merge them like a handler's. */
@@ -407,15 +414,15 @@ export class OverlayReader extends CollectionReader {
   override async count(index?: string, prefix?: readonly IndexValue[]): Promise<number> {
     // The speculative size already counts the pending writes.
     if (index === undefined) return this.place.size;
-    return this.#overlay.count(index, prefix);
+    return this.#steady(() => this.#overlay.count(index, prefix));
   }
 
   override async list(options: ListOptions = {}): Promise<EntryPage<JsonValue>> {
-    return this.#overlay.list(options);
+    return this.#steady(() => this.#overlay.list(options));
   }
 
   override async query(index: string, options: QueryOptions = {}): Promise<EntryPage<JsonValue>> {
-    return this.#overlay.query(index, options);
+    return this.#steady(() => this.#overlay.query(index, options));
   }
 }
 

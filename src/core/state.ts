@@ -457,6 +457,11 @@ export class StateManager {
   #queue: QueuedCommit[] = [];
   #flushing = false;
   #flushScheduled = false;
+  /** Resolves when the flush in flight ends. */
+  #flushed: Promise<void> = Promise.resolve();
+  /** Overlay reads (count, list, query on a speculative head) in progress; a flush waits for them. */
+  #overlayReads = 0;
+  #overlayReadsDone: (() => void) | undefined;
   /** The idempotency slots of queued commits (a second call with one goes alone, after them). */
   readonly #pendingKeys = new Map<string, number>();
   readonly #batchStats: GroupCommitStats = { batches: 0, commits: 0, largest: 0, failed: 0 };
@@ -1182,9 +1187,34 @@ export class StateManager {
     });
   }
 
+  /**
+   * Runs an overlay read while no batch is written: store rows and pending writes are then merged
+   * against one durable state (and the entries it caches are not overtaken by a commit).
+   */
+  async #steadyRead<T>(read: () => Promise<T>): Promise<T> {
+    while (this.#flushing) await this.#flushed;
+    this.#overlayReads++;
+    try {
+      return await read();
+    } finally {
+      if (--this.#overlayReads === 0) this.#overlayReadsDone?.();
+    }
+  }
+
   async #flush(): Promise<void> {
     if (this.#flushing || this.#queue.length === 0) return;
     this.#flushing = true;
+    let flushed!: () => void;
+    this.#flushed = new Promise((resolve) => {
+      flushed = resolve;
+    });
+    // New overlay reads wait for this flush; the ones under way finish first.
+    while (this.#overlayReads > 0) {
+      await new Promise<void>((resolve) => {
+        this.#overlayReadsDone = resolve;
+      });
+    }
+    this.#overlayReadsDone = undefined;
     const batch = this.#queue.splice(0, this.#maxBatch);
     try {
       let outcome: Awaited<ReturnType<NonNullable<Store['commitBatch']>>>;
@@ -1219,6 +1249,7 @@ export class StateManager {
       this.#onBackgroundError(error, 'group commit');
     } finally {
       this.#flushing = false;
+      flushed();
       this.#scheduleFlush();
     }
   }
@@ -1427,7 +1458,7 @@ export class StateManager {
       readers.set(
         name,
         pending
-          ? new OverlayReader(this.store, this.#cache, place, pending)
+          ? new OverlayReader(this.store, this.#cache, place, pending, (read) => this.#steadyRead(read))
           : new CollectionReader(this.store, this.#cache, place),
       );
     }
