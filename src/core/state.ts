@@ -282,6 +282,8 @@ interface Head {
    * store's once those commits are durable, and every head derived later leaves it behind.
    */
   readonly overlay?: ReadonlyMap<string, ReadonlyMap<string, JsonValue | undefined>>;
+  /** On a durable head installed by group commit: the speculative head it stands for. */
+  readonly from?: Head;
 }
 
 /** A commit waiting in the group-commit queue, with what its writer needs once it settles. */
@@ -1128,7 +1130,8 @@ export class StateManager {
   #enqueue(base: Head, write: FinishedWrite, request: CommitRequest): Promise<QueuedOutcome> | undefined {
     const doc = base.doc;
     let speculation = this.#speculations.get(doc);
-    if ((speculation?.tip ?? this.#heads.get(doc)) !== base) return undefined;
+    const current = speculation?.tip ?? this.#heads.get(doc);
+    if (current !== base && current?.from !== base) return undefined;
     const commit = request.changes[0]!.commit;
     if (!speculation) {
       let done!: () => void;
@@ -1539,7 +1542,17 @@ export class StateManager {
   }
 
   /** Once `commit` is durable: `head` becomes the document's, its entries cached, the commit published. */
-  #install(write: FinishedWrite, commit: CommitRecord, head: Head): void {
+  #install(write: FinishedWrite, commit: CommitRecord, speculative: Head): void {
+    // Readers of the durable head read the store alone: the overlay stays with the writers' head.
+    const head: Head = speculative.overlay
+      ? { ...speculative, view: undefined, overlay: undefined, from: speculative }
+      : speculative;
+    // A compaction or snapshot since a queued head was made moved these on the head it follows.
+    const before = this.#heads.get(head.doc);
+    if (before && before !== head) {
+      head.oldestRevision = Math.max(head.oldestRevision, before.oldestRevision);
+      head.lastSnapshot = Math.max(head.lastSnapshot, before.lastSnapshot);
+    }
     for (const entry of write.entries) {
       this.#cache.store(EntryCache.key(head.doc, entry.collection, entry.key), entry.value);
     }
@@ -1819,6 +1832,7 @@ export class StateManager {
       ...head,
       view: undefined,
       overlay: undefined,
+      from: undefined,
       revision: last?.revision ?? head.revision,
       value,
       opsSinceSnapshot: head.opsSinceSnapshot + patches.length,
