@@ -374,7 +374,6 @@ export class OverlayReader extends CollectionReader {
   readonly #values: ReadonlyMap<string, JsonValue | undefined>;
   readonly #durable: CollectionReader;
   readonly #steady: <T>(read: () => Promise<T>) => Promise<T>;
-  #draft: CollectionDraft | undefined;
 
   /**
    * `steady` runs a read while no batch is being written: a count, list or query merges store rows
@@ -393,16 +392,18 @@ export class OverlayReader extends CollectionReader {
     this.#steady = steady;
   }
 
-  /** The pending writes as a draft over the durable entries: its reads merge them like a handler's. */
+  /**
+   * The pending writes as a draft over the durable entries: its reads merge them like a handler's.
+   * A fresh one per read: a draft remembers the durable values it loaded, which a batch made durable
+   * since would have outdated.
+   */
   get #overlay(): CollectionDraft {
-    if (!this.#draft) {
-      this.#draft = new CollectionDraft(this.#durable);
-      for (const [key, value] of this.#values) {
-        if (value === undefined) this.#draft.delete(key);
-        else this.#draft.set(key, value);
-      }
+    const draft = new CollectionDraft(this.#durable);
+    for (const [key, value] of this.#values) {
+      if (value === undefined) draft.delete(key);
+      else draft.set(key, value);
     }
-    return this.#draft;
+    return draft;
   }
 
   override async get(key: string): Promise<JsonValue | undefined> {
