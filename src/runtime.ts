@@ -35,6 +35,12 @@ export interface CoreOptions {
   /** Snapshot every this many commits per document (default 1,000). */
   snapshotEvery?: number;
   /**
+   * Group commit (default true; SQLite and PostgreSQL): concurrent writers' commits go to the store
+   * in one transaction, each caller answered once its own commit is durable. False commits each
+   * write alone.
+   */
+  groupCommit?: boolean;
+  /**
    * Run the document migrations that are due when the store opens (default true). `coremcp migrate
    * --dry-run` opens without them, to show what they would change.
    */
@@ -102,6 +108,7 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
       documents: app.documents,
       limits: options.limits?.state,
       snapshotEvery: options.snapshotEvery,
+      groupCommit: options.groupCommit,
       clock: options.clock,
       onBackgroundError: (error, what) => logger.error({ err: error }, `background work failed: ${what}`),
       onWarning: (message, details) => logger.warn(details, message),

@@ -18,7 +18,7 @@ describeStoreContract('sqlite', async () => {
   return {
     store: new SqliteStore({ path }),
     second: async () => new SqliteStore({ path }),
-    provides: { watchExternalChanges: true, schemaStatus: true },
+    provides: { watchExternalChanges: true, schemaStatus: true, commitBatch: true },
     cleanup: async () => tmp.remove(),
   };
 });
@@ -29,7 +29,7 @@ describeStoreContract('postgres', async () => {
   return {
     store: make(),
     second: async () => make(),
-    provides: { watchExternalChanges: true, schemaStatus: true },
+    provides: { watchExternalChanges: true, schemaStatus: true, commitBatch: true },
     cleanup: drop,
   };
 });

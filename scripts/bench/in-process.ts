@@ -8,7 +8,7 @@ import { createCore, localPrincipal, SqliteStore } from 'coremcp';
 import taskboard from '../../examples/taskboard/app.js';
 import { measurementOf, runLoad } from './load.js';
 import type { BenchConfig, Scenario } from './scenario.js';
-import { BOARD_TASKS } from './servers.js';
+import { BOARD_TASKS, GROUP_COMMIT } from './servers.js';
 
 /** A JSON value of about `bytes` bytes: `items` objects of ~100 bytes each. */
 function documentOf(bytes: number): {
@@ -28,6 +28,7 @@ export async function inProcessScenario(dir: string, config: BenchConfig): Promi
   const core = await createCore({
     app: taskboard,
     store: new SqliteStore({ path: join(dir, 'in-process.db') }),
+    groupCommit: GROUP_COMMIT,
   });
   const principal = localPrincipal('bench');
   for (let i = 1; i <= BOARD_TASKS; i++)

@@ -18,6 +18,9 @@ const BARE = fileURLToPath(new URL('./bare-server.mjs', import.meta.url));
 const STALL_PROBE = fileURLToPath(new URL('./stall-probe.mjs', import.meta.url));
 const START_TIMEOUT_MS = 20_000;
 
+/** `COREMCP_BENCH_GROUP_COMMIT=0` runs the bench with group commit off (to compare, run by run). */
+export const GROUP_COMMIT = process.env.COREMCP_BENCH_GROUP_COMMIT !== '0';
+
 /** Tasks on the seeded board; HTTP worker `w` claims and releases `T-(w+1)`, so at most this many workers. */
 export const BOARD_TASKS = 100;
 
@@ -73,7 +76,10 @@ export function processStats(pid: number): ProcessStats {
  * The server configuration for the bench: the per-principal rate limit raised to its maximum, so the
  * bench measures capacity rather than the limiter (which still runs on every call).
  */
-const BENCH_CONFIG = { limits: { rate: { perSecond: 100_000, burst: 1_000_000 } } };
+const BENCH_CONFIG = {
+  limits: { rate: { perSecond: 100_000, burst: 1_000_000 } },
+  store: { groupCommit: GROUP_COMMIT },
+};
 
 function configPath(dataDir: string): string {
   return join(dataDir, 'bench.config.json');

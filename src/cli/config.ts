@@ -95,6 +95,8 @@ export const configSchema = z.strictObject({
       pollIntervalMs: z.number().int().min(0).max(3_600_000).optional(),
       durability: z.enum(['normal', 'full']).optional(),
       snapshotEvery: z.number().int().min(1).max(1_000_000).optional(),
+      /** Concurrent writers' commits go to the store in one transaction (default true). */
+      groupCommit: z.boolean().optional(),
       /** SQLite: how long a write waits in all for another process's lock, in ms (default 2,000). */
       busyWaitMs: z.number().int().min(0).max(60_000).optional(),
       /** SQLite: the write-ahead log is emptied once it passes this many MiB (default 16). */

@@ -31,6 +31,7 @@ export async function runConsole(appPath: string | undefined, flags: ConsoleComm
     logger: createLogger(flags.logLevel),
     metrics: true,
     snapshotEvery: config.store?.snapshotEvery,
+    groupCommit: config.store?.groupCommit,
     auth: config.auth,
     limits: config.limits,
     console: { listen },

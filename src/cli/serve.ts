@@ -89,6 +89,7 @@ export async function serverOptions(
     logger,
     metrics: true,
     snapshotEvery: config.store?.snapshotEvery,
+    groupCommit: config.store?.groupCommit,
     http: wantHttp ? { ...listen, ...config.http, authenticate: flags.auth !== false } : undefined,
     stdio: wantStdio ? { roles: config.stdio?.roles } : undefined,
     console: wantConsole ? {} : undefined,

@@ -390,6 +390,69 @@ export class CollectionReader {
   }
 }
 
+/**
+ * A collection as it will be once commits still on their way to the store are durable (group
+ * commit): their entry writes (`undefined`: removed) laid over the durable entries, which are read
+ * as ever. Only a writer executing on a speculative head reads through one; the entries never reach
+ * the shared cache before their commit is durable.
+ */
+export class OverlayReader extends CollectionReader {
+  readonly #values: ReadonlyMap<string, JsonValue | undefined>;
+  readonly #durable: CollectionReader;
+  readonly #steady: <T>(read: () => Promise<T>) => Promise<T>;
+
+  /**
+   * `steady` runs a read while no batch is being written: a count, list or query merges store rows
+   * with the pending writes, which is right only if none of them becomes durable halfway through.
+   */
+  constructor(
+    store: CollectionStore,
+    cache: EntryCache,
+    place: CollectionPlace,
+    values: ReadonlyMap<string, JsonValue | undefined>,
+    steady: <T>(read: () => Promise<T>) => Promise<T>,
+  ) {
+    super(store, cache, place);
+    this.#values = values;
+    this.#durable = new CollectionReader(store, cache, place);
+    this.#steady = steady;
+  }
+
+  /**
+   * The pending writes as a draft over the durable entries: its reads merge them like a handler's.
+   * A fresh one per read: a draft remembers the durable values it loaded, which a batch made durable
+   * since would have outdated.
+   */
+  get #overlay(): CollectionDraft {
+    const draft = new CollectionDraft(this.#durable);
+    for (const [key, value] of this.#values) {
+      if (value === undefined) draft.delete(key);
+      else draft.set(key, value);
+    }
+    return draft;
+  }
+
+  override async get(key: string): Promise<JsonValue | undefined> {
+    checkEntryKey(this.place.name, key);
+    if (this.#values.has(key)) return this.#values.get(key);
+    return super.get(key);
+  }
+
+  override async count(index?: string, prefix?: readonly IndexValue[]): Promise<number> {
+    // The speculative size already counts the pending writes.
+    if (index === undefined) return this.place.size;
+    return this.#steady(() => this.#overlay.count(index, prefix));
+  }
+
+  override async list(options: ListOptions = {}): Promise<EntryPage<JsonValue>> {
+    return this.#steady(() => this.#overlay.list(options));
+  }
+
+  override async query(index: string, options: QueryOptions = {}): Promise<EntryPage<JsonValue>> {
+    return this.#steady(() => this.#overlay.query(index, options));
+  }
+}
+
 function listPage(rows: Array<{ key: string; value: JsonValue }>, limit: number): EntryPage<JsonValue> {
   const entries = rows.map((row) => ({ key: row.key, value: deepFreeze(row.value) }));
   const last = entries.at(-1);

@@ -12,6 +12,7 @@ import {
   EntryCache,
   encodeCursor,
   indexRowsOf,
+  OverlayReader,
 } from './collections.js';
 import {
   type CollectionDefinition,
@@ -53,6 +54,7 @@ import type {
   AuditRecord,
   CollectionLayout,
   CommitRecord,
+  CommitRequest,
   DocumentChange,
   DocumentInfo,
   IdempotencyRecord,
@@ -97,6 +99,23 @@ export interface StateManagerOptions {
   onBackgroundError?: (error: unknown, what: string) => void;
   /** Things an operator should know at start (a declaration that no longer matches the store). */
   onWarning?: (message: string, details: JsonObject) => void;
+  /**
+   * Group commit (default on, when the store has `commitBatch`): concurrent writers of one document
+   * each execute on the head the writes before them will make, and their commits go to the store
+   * together, in one transaction; each is answered once its commit is durable.
+   */
+  groupCommit?: boolean;
+  /** The most commits one group commit carries (default 64). */
+  maxBatch?: number;
+}
+
+/** How the group commits went: batches written and the commits they carried. */
+export interface GroupCommitStats {
+  batches: number;
+  commits: number;
+  largest: number;
+  /** Batches the store refused or failed (their writers retried alone, or got the fault). */
+  failed: number;
 }
 
 /** A document migration that is due: from the stored version to the declared one, step by step. */
@@ -257,7 +276,50 @@ interface Head {
   readonly collections: ReadonlyMap<string, CollectionHead> | undefined;
   /** What handlers see as `state`: made on first use. */
   view?: unknown;
+  /**
+   * A speculative head's entry writes not yet durable, by collection and key (`undefined`: removed):
+   * what its readers lay over the store. Only on heads made by group commit; the values equal the
+   * store's once those commits are durable, and every head derived later leaves it behind.
+   */
+  readonly overlay?: ReadonlyMap<string, ReadonlyMap<string, JsonValue | undefined>>;
+  /** On a durable head installed by group commit: the speculative head it stands for. */
+  readonly from?: Head;
 }
+
+/** A commit waiting in the group-commit queue, with what its writer needs once it settles. */
+interface QueuedCommit {
+  readonly doc: string;
+  readonly request: CommitRequest;
+  readonly write: FinishedWrite;
+  readonly commit: CommitRecord;
+  /** The head this commit makes (speculative until the batch is durable). */
+  readonly head: Head;
+  readonly speculation: Speculation;
+  readonly idempotencySlot: string | undefined;
+  settle(outcome: QueuedOutcome): void;
+}
+
+type QueuedOutcome =
+  | { status: 'committed'; audit: AuditRecord }
+  /** The batch was refused or its head abandoned: run the write again, alone. */
+  | { status: 'retry' }
+  | { status: 'fault'; error: unknown };
+
+/** One document's commits on their way to the store, and the head they will make. */
+interface Speculation {
+  tip: Head;
+  readonly members: QueuedCommit[];
+  /** Resolves when the last of them settled. */
+  readonly idle: Promise<void>;
+  readonly done: () => void;
+}
+
+/** What the group path of a write hands back instead of a result. */
+type Handoff<R> =
+  | { handoff: 'solo' }
+  | { handoff: 'queued'; outcome: Promise<QueuedOutcome>; result: (audit: AuditRecord) => TransactResult<R> };
+
+const SOLO = { handoff: 'solo' } as const;
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 /**
@@ -389,6 +451,23 @@ export class StateManager {
   readonly #versions = new Map<string, number>();
   readonly #onWarning: (message: string, details: JsonObject) => void;
   #conflicts = 0;
+  readonly #groupCommit: boolean;
+  readonly #maxBatch: number;
+  /** Per document: the commits queued or in flight, and the speculative head after them. */
+  readonly #speculations = new Map<string, Speculation>();
+  /** Commits waiting for the next batch, in the order they were executed. */
+  #queue: QueuedCommit[] = [];
+  #flushing = false;
+  #flushScheduled = false;
+  /** Resolves when the flush in flight ends. */
+  #flushed: Promise<void> = Promise.resolve();
+  /** Overlay reads (count, list, query on a speculative head) in progress; a flush waits for them. */
+  #overlayReads = 0;
+  #overlayReadsDone: (() => void) | undefined;
+  /** The idempotency slots of queued commits (a second call with one goes alone, after them). */
+  readonly #pendingKeys = new Map<string, number>();
+  readonly #batchStats: GroupCommitStats = { batches: 0, commits: 0, largest: 0, failed: 0 };
+  readonly #batchListeners = new Set<(size: number) => void>();
 
   constructor(store: Store, options: StateManagerOptions = {}) {
     this.store = store;
@@ -404,6 +483,24 @@ export class StateManager {
     this.#clock = options.clock ?? (() => new Date());
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
     this.#onWarning = options.onWarning ?? (() => {});
+    this.#groupCommit = options.groupCommit !== false && typeof store.commitBatch === 'function';
+    this.#maxBatch = Math.max(1, options.maxBatch ?? 64);
+  }
+
+  /** Whether concurrent writers' commits go to the store together (see `groupCommit`). */
+  get groupCommit(): boolean {
+    return this.#groupCommit;
+  }
+
+  /** Group commits so far. */
+  get batches(): Readonly<GroupCommitStats> {
+    return { ...this.#batchStats };
+  }
+
+  /** Called with the size of every group commit written. Returns the unsubscribe function. */
+  onBatch(listener: (size: number) => void): () => void {
+    this.#batchListeners.add(listener);
+    return () => this.#batchListeners.delete(listener);
   }
 
   /**
@@ -710,13 +807,50 @@ export class StateManager {
     if (primary === undefined) throw new TypeError('a write names at least one document');
     for (const doc of docs)
       if (!DOCUMENT_ID_PATTERN.test(doc)) throw new StateError('not_found', `No document "${doc}"`);
+    // Group commit: one document, no operator fence, no dry run, no migration step, no expected
+    // revision (those stay on the path where each commit goes to the store alone).
+    const group =
+      this.#groupCommit &&
+      docs.length === 1 &&
+      !request.exclusive &&
+      !request.dryRun &&
+      request.setVersion === undefined &&
+      request.expectedRevision === undefined;
+    if (!group) return this.#transactAlone(request, docs, primary);
+    const done = await this.#locks.run(primary, async () => {
+      const slot =
+        request.idempotency && idempotencySlotOf(request.idempotency.principal, request.idempotency.key);
+      if (slot === undefined || !this.#pendingKeys.has(slot)) {
+        const handoff = await this.#attempts(request, docs, primary, undefined, true);
+        if (!('handoff' in handoff) || handoff.handoff === 'queued') return handoff;
+      }
+      // Alone, after the commits on their way to the store.
+      await this.#drain(primary);
+      return this.#attempts(request, docs, primary, undefined, false) as Promise<TransactResult<R>>;
+    });
+    if (!('handoff' in done)) return done;
+    // The document's lock is free again: the next writer executes on the head this commit makes.
+    const outcome = await done.outcome;
+    if (outcome.status === 'committed') return done.result(outcome.audit);
+    if (outcome.status === 'fault') throw outcome.error;
+    // The batch did not commit: nothing of it is durable or was seen; run again, alone, as ever.
+    return this.#transactAlone(request, docs, primary);
+  }
+
+  #transactAlone<R>(
+    request: TransactRequest<R>,
+    docs: readonly string[],
+    primary: string,
+  ): Promise<TransactResult<R>> {
     return this.#locks.runAll(docs, async () => {
-      if (!request.exclusive) return this.#attempts(request, docs, primary, undefined);
+      for (const doc of docs) await this.#drain(doc);
+      if (!request.exclusive)
+        return this.#attempts(request, docs, primary, undefined, false) as Promise<TransactResult<R>>;
       // An operator's history action takes a fence, so writers in other processes wait for it
       // instead of winning every race: it succeeds under sustained load.
       const fence = await this.#takeFence(docs);
       try {
-        return await this.#attempts(request, docs, primary, fence);
+        return (await this.#attempts(request, docs, primary, fence, false)) as TransactResult<R>;
       } finally {
         await this.store
           .releaseFence(docs, fence)
@@ -749,10 +883,11 @@ export class StateManager {
     docs: readonly string[],
     primary: string,
     fence: string | undefined,
-  ): Promise<TransactResult<R>> {
+    group: boolean,
+  ): Promise<TransactResult<R> | Handoff<R>> {
     let contention: string | undefined;
     try {
-      return await this.#attemptLoop(request, docs, primary, fence, (token) => {
+      return await this.#attemptLoop(request, docs, primary, fence, group, (token) => {
         contention = token;
       });
     } finally {
@@ -769,13 +904,17 @@ export class StateManager {
     docs: readonly string[],
     primary: string,
     fence: string | undefined,
+    group: boolean,
     fenced: (token: string) => void,
-  ): Promise<TransactResult<R>> {
+  ): Promise<TransactResult<R> | Handoff<R>> {
     const commandId = request.commandId ?? timeOrderedId();
     let fencedUntil: number | undefined;
     for (let attempt = 0; ; attempt++) {
+      // The group path's first attempt executes on the head the queued commits will make.
+      const speculation = group && attempt === 0 ? this.#speculations.get(primary) : undefined;
       const heads = new Map<string, Head>();
-      for (const doc of docs) heads.set(doc, await this.#head(doc, true));
+      for (const doc of docs)
+        heads.set(doc, speculation && doc === primary ? speculation.tip : await this.#head(doc, true));
       const primaryHead = heads.get(primary)!;
       if (request.expectedRevision !== undefined && request.expectedRevision !== primaryHead.revision) {
         // The cached head may be behind another process: compare with the store's before refusing.
@@ -806,6 +945,8 @@ export class StateManager {
           if (preview.length > 0) request.beforeCommit?.(preview);
         }
       } catch (error) {
+        // A decision on a head not yet durable is made again, alone, once the commits before it are.
+        if (speculation && isDecision(error)) return SOLO;
         // A refusal never reaches the conditional commit, so nothing else would notice that it was
         // decided on a head another process has moved past: decide again on the current one.
         if (attempt < this.#maxRetries && isDecision(error) && (await this.#catchUp(heads))) continue;
@@ -835,6 +976,7 @@ export class StateManager {
         );
       }
       if (changed.length === 0) {
+        if (speculation) return SOLO;
         // Changing nothing is a decision too (a claim of a task already held): only on a current head.
         if (attempt < this.#maxRetries && (await this.#catchUp(heads))) continue;
         return {
@@ -872,7 +1014,7 @@ export class StateManager {
       const [first, ...others] = changes;
       const primaryRevision =
         changes.find((c) => c.commit.doc === primary)?.commit.revision ?? primaryHead.revision;
-      const outcome = await this.store.commit({
+      const commitRequest: CommitRequest = {
         changes,
         audit: buildAuditEntry({
           at,
@@ -905,7 +1047,23 @@ export class StateManager {
             response: (value ?? null) as JsonValue,
             at: at.toISOString(),
           }),
+      };
+      const committed = (audit: AuditRecord): TransactResult<R> => ({
+        doc: primary,
+        revision: primaryRevision,
+        committed: true,
+        result: value,
+        commandId,
+        patches: changed.find((w) => w.head.doc === primary)?.patches ?? [],
+        changed: changes.map((c) => ({ doc: c.commit.doc, revision: c.commit.revision })),
+        audit,
+        duplicate: undefined,
       });
+      if (group && attempt === 0) {
+        const queued = this.#enqueue(primaryHead, changed[0]!, commitRequest);
+        return queued ? { handoff: 'queued', outcome: queued, result: committed } : SOLO;
+      }
+      const outcome = await this.store.commit(commitRequest);
       if (outcome.status === 'duplicate') {
         return {
           doc: primary,
@@ -958,17 +1116,192 @@ export class StateManager {
       }
       for (const write of changed)
         this.#advance(write, changes.find((c) => c.commit.doc === write.head.doc)!.commit);
-      return {
-        doc: primary,
-        revision: primaryRevision,
-        committed: true,
-        result: value,
-        commandId,
-        patches: changed.find((w) => w.head.doc === primary)?.patches ?? [],
-        changed: changes.map((c) => ({ doc: c.commit.doc, revision: c.commit.revision })),
-        audit: outcome.audit,
-        duplicate: undefined,
-      };
+      return committed(outcome.audit);
+    }
+  }
+
+  // --- group commit ------------------------------------------------------------------------------
+
+  /**
+   * Queues a one-document commit executed on `base` (the durable head, or the speculative tip), and
+   * makes the head it will make the document's speculative tip. Undefined when `base` is no longer
+   * the tip (a batch failed meanwhile and abandoned it): the write then runs again, alone.
+   */
+  #enqueue(base: Head, write: FinishedWrite, request: CommitRequest): Promise<QueuedOutcome> | undefined {
+    const doc = base.doc;
+    let speculation = this.#speculations.get(doc);
+    const current = speculation?.tip ?? this.#heads.get(doc);
+    if (current !== base && current?.from !== base) return undefined;
+    const commit = request.changes[0]!.commit;
+    if (!speculation) {
+      let done!: () => void;
+      const idle = new Promise<void>((resolve) => {
+        done = resolve;
+      });
+      speculation = { tip: base, members: [], idle, done };
+      this.#speculations.set(doc, speculation);
+    }
+    // The entries still on their way to the store, this write's included: what readers of the new
+    // tip lay over the store. Entries whose commits are durable already are read from it.
+    let overlay: Map<string, Map<string, JsonValue | undefined>> | undefined;
+    if (base.collections) {
+      for (const w of [...speculation.members.map((m) => m.write), write]) {
+        for (const entry of w.entries) {
+          overlay ??= new Map();
+          getOrCreate(overlay, entry.collection, () => new Map()).set(entry.key, entry.value);
+        }
+      }
+    }
+    const head = this.#nextHead(write, commit, overlay);
+    const idem = request.idempotency;
+    const slot = idem && idempotencySlotOf(idem.principal, idem.key);
+    if (slot !== undefined) this.#pendingKeys.set(slot, (this.#pendingKeys.get(slot) ?? 0) + 1);
+    let resolve!: (outcome: QueuedOutcome) => void;
+    const promise = new Promise<QueuedOutcome>((r) => {
+      resolve = r;
+    });
+    const member: QueuedCommit = {
+      doc,
+      request,
+      write,
+      commit,
+      head,
+      speculation,
+      idempotencySlot: slot,
+      settle: resolve,
+    };
+    speculation.members.push(member);
+    speculation.tip = head;
+    this.#queue.push(member);
+    this.#scheduleFlush();
+    return promise;
+  }
+
+  /**
+   * One flush at a time: writers arriving while one is in flight join the next, so the batch grows
+   * with the load. A lone writer waits one turn of the event loop.
+   */
+  #scheduleFlush(): void {
+    if (this.#flushing || this.#flushScheduled || this.#queue.length === 0) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      void this.#flush();
+    });
+  }
+
+  /**
+   * Runs an overlay read while no batch is written: store rows and pending writes are then merged
+   * against one durable state (and the entries it caches are not overtaken by a commit).
+   */
+  async #steadyRead<T>(read: () => Promise<T>): Promise<T> {
+    while (this.#flushing) await this.#flushed;
+    this.#overlayReads++;
+    try {
+      return await read();
+    } finally {
+      if (--this.#overlayReads === 0) this.#overlayReadsDone?.();
+    }
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#flushing || this.#queue.length === 0) return;
+    this.#flushing = true;
+    let flushed!: () => void;
+    this.#flushed = new Promise((resolve) => {
+      flushed = resolve;
+    });
+    // New overlay reads wait for this flush; the ones under way finish first.
+    while (this.#overlayReads > 0) {
+      await new Promise<void>((resolve) => {
+        this.#overlayReadsDone = resolve;
+      });
+    }
+    this.#overlayReadsDone = undefined;
+    const batch = this.#queue.splice(0, this.#maxBatch);
+    try {
+      let outcome: Awaited<ReturnType<NonNullable<Store['commitBatch']>>>;
+      try {
+        outcome = await this.store.commitBatch!(batch.map((m) => m.request));
+      } catch (error) {
+        this.#abandon(batch, { status: 'fault', error });
+        return;
+      }
+      if (outcome.status !== 'committed') {
+        this.#abandon(batch, { status: 'retry' });
+        return;
+      }
+      this.#batchStats.batches++;
+      this.#batchStats.commits += batch.length;
+      this.#batchStats.largest = Math.max(this.#batchStats.largest, batch.length);
+      for (const listener of this.#batchListeners) {
+        try {
+          listener(batch.length);
+        } catch (error) {
+          this.#onBackgroundError(error, 'group commit listener');
+        }
+      }
+      // Durable: the heads advance in commit order, then every writer is answered.
+      for (const [i, member] of batch.entries()) {
+        this.#install(member.write, member.commit, member.head);
+        this.#release(member);
+        member.settle({ status: 'committed', audit: outcome.audits[i]! });
+      }
+    } catch (error) {
+      // A listener or a head install threw after the batch was durable: the writers still are.
+      this.#onBackgroundError(error, 'group commit');
+    } finally {
+      this.#flushing = false;
+      flushed();
+      this.#scheduleFlush();
+    }
+  }
+
+  /**
+   * A batch failed: nothing of it is durable. Every speculative head is dropped (the queued commits
+   * executed on them), the batch's writers get `outcome`, the queued ones run again alone.
+   */
+  #abandon(batch: readonly QueuedCommit[], outcome: QueuedOutcome): void {
+    this.#batchStats.failed++;
+    const queued = this.#queue;
+    this.#queue = [];
+    for (const [doc, speculation] of this.#speculations) {
+      this.#speculations.delete(doc);
+      speculation.members.length = 0;
+      speculation.done();
+    }
+    for (const member of batch) {
+      this.#release(member);
+      member.settle(outcome);
+    }
+    for (const member of queued) {
+      this.#release(member);
+      member.settle({ status: 'retry' });
+    }
+  }
+
+  #release(member: QueuedCommit): void {
+    const slot = member.idempotencySlot;
+    if (slot !== undefined) {
+      const left = (this.#pendingKeys.get(slot) ?? 1) - 1;
+      if (left > 0) this.#pendingKeys.set(slot, left);
+      else this.#pendingKeys.delete(slot);
+    }
+    const { speculation } = member;
+    const at = speculation.members.indexOf(member);
+    if (at !== -1) speculation.members.splice(at, 1);
+    if (speculation.members.length === 0 && this.#speculations.get(member.doc) === speculation) {
+      this.#speculations.delete(member.doc);
+      speculation.done();
+    }
+  }
+
+  /** Resolves once no commit to `doc` is queued or in flight. Call holding the document's lock. */
+  async #drain(doc: string): Promise<void> {
+    for (;;) {
+      const speculation = this.#speculations.get(doc);
+      if (!speculation) return;
+      await speculation.idle;
     }
   }
 
@@ -1095,6 +1428,8 @@ export class StateManager {
     // The head is read under the lock: a refresh queued behind another starts where that one ended,
     // so refreshes that overlap (one per change notification) publish each commit once.
     const next = await this.#locks.run(doc, async () => {
+      // After this process's own commits on their way to the store: they are not another's.
+      await this.#drain(doc);
       const head = this.#heads.get(doc);
       return head ? this.#reload(doc, head) : undefined;
     });
@@ -1121,14 +1456,13 @@ export class StateManager {
   readersOf(head: Head): Map<string, CollectionReader> {
     const readers = new Map<string, CollectionReader>();
     for (const [name, c] of head.collections ?? []) {
+      const place = { doc: head.doc, name, definition: c.definition, size: c.size };
+      const pending = head.overlay?.get(name);
       readers.set(
         name,
-        new CollectionReader(this.store, this.#cache, {
-          doc: head.doc,
-          name,
-          definition: c.definition,
-          size: c.size,
-        }),
+        pending
+          ? new OverlayReader(this.store, this.#cache, place, pending, (read) => this.#steadyRead(read))
+          : new CollectionReader(this.store, this.#cache, place),
       );
     }
     return readers;
@@ -1204,6 +1538,31 @@ export class StateManager {
 
   /** Installs the head a commit made, updates the entry cache and publishes the commit. */
   #advance(write: FinishedWrite, commit: CommitRecord): void {
+    this.#install(write, commit, this.#nextHead(write, commit, undefined));
+  }
+
+  /** Once `commit` is durable: `head` becomes the document's, its entries cached, the commit published. */
+  #install(write: FinishedWrite, commit: CommitRecord, speculative: Head): void {
+    // Readers of the durable head read the store alone: the overlay stays with the writers' head.
+    const head: Head = speculative.overlay
+      ? { ...speculative, view: undefined, overlay: undefined, from: speculative }
+      : speculative;
+    // A compaction or snapshot since a queued head was made moved these on the head it follows.
+    const before = this.#heads.get(head.doc);
+    if (before && before !== head) {
+      head.oldestRevision = Math.max(head.oldestRevision, before.oldestRevision);
+      head.lastSnapshot = Math.max(head.lastSnapshot, before.lastSnapshot);
+    }
+    for (const entry of write.entries) {
+      this.#cache.store(EntryCache.key(head.doc, entry.collection, entry.key), entry.value);
+    }
+    this.#heads.set(head.doc, head);
+    this.#emit(commitEvent(commit, false));
+    this.#snapshotIfDue(head.doc, head);
+  }
+
+  /** The head a commit makes (installed by `#install` once the commit is durable). */
+  #nextHead(write: FinishedWrite, commit: CommitRecord, overlay: Head['overlay']): Head {
     const { head } = write;
     let collections = head.collections;
     if (collections && write.entries.length > 0) {
@@ -1213,9 +1572,6 @@ export class StateManager {
         next.set(name, { definition: c.definition, size: c.size + delta });
       }
       collections = next;
-      for (const entry of write.entries) {
-        this.#cache.store(EntryCache.key(head.doc, entry.collection, entry.key), entry.value);
-      }
     }
     const newHead: Head = {
       doc: head.doc,
@@ -1226,10 +1582,9 @@ export class StateManager {
       opsSinceSnapshot: head.opsSinceSnapshot + commit.patches.length,
       sizeEstimate: write.size,
       collections,
+      ...(overlay ? { overlay } : {}),
     };
-    this.#heads.set(head.doc, newHead);
-    this.#emit(commitEvent(commit, false));
-    this.#snapshotIfDue(head.doc, newHead);
+    return newHead;
   }
 
   async #compactedDiff(doc: string, head: Head, from: number, to: number): Promise<StateDiff> {
@@ -1476,6 +1831,8 @@ export class StateManager {
     const next: Head = {
       ...head,
       view: undefined,
+      overlay: undefined,
+      from: undefined,
       revision: last?.revision ?? head.revision,
       value,
       opsSinceSnapshot: head.opsSinceSnapshot + patches.length,
@@ -1854,6 +2211,10 @@ function isDecision(error: unknown): boolean {
     error.code !== 'cancelled' &&
     error.spec.family !== 'recovery'
   );
+}
+
+function idempotencySlotOf(principal: string, key: string): string {
+  return `${principal}\u0000${key}`;
 }
 
 function hashValue(value: JsonValue): string {

@@ -68,6 +68,14 @@ export interface Store {
   /** Writes the commits if every document is at its `expectedRevision`. See the invariants above. */
   commit(request: CommitRequest): Promise<CommitOutcome>;
   /**
+   * Group commit: the requests in one transaction, applied in order, each exactly as `commit` would
+   * (the same head, fence and idempotency checks; its own audit record, in chain order). Either every
+   * request commits, or nothing of the batch is written: the first request that would not commit
+   * (conflict, fenced, duplicate) rolls the whole transaction back and is named by `index`. A store
+   * fault throws, writing nothing. Optional: without it every write commits alone.
+   */
+  commitBatch?(requests: readonly CommitRequest[]): Promise<BatchOutcome>;
+  /**
    * Takes an exclusive write fence on documents, for `ttlMs` or until released: commits to them from
    * anyone but `token` are refused (`conflict` with `fenced`). What an operator's rollback takes so it
    * wins under sustained writes from other processes. False, taking nothing, while another holder's
@@ -466,6 +474,11 @@ export type CommitOutcome =
   | { status: 'conflict'; doc: string; currentRevision: number; fenced?: true }
   /** Another call with the same idempotency key committed first. */
   | { status: 'duplicate'; record: IdempotencyRecord };
+
+/** What a `commitBatch` did: every request committed, or none (`refused` names the first that would not). */
+export type BatchOutcome =
+  | { status: 'committed'; audits: AuditRecord[] }
+  | { status: 'refused'; index: number; outcome: Exclude<CommitOutcome, { status: 'committed' }> };
 
 export interface AttemptRequest {
   audit: AuditEntry;

@@ -50,6 +50,7 @@ export class CoreMetrics {
   readonly #commandsTotal: Counter<'command' | 'outcome'>;
   readonly #commits: Counter<'doc'>;
   readonly #conflicts: Counter;
+  readonly #batchSize: Histogram;
   readonly #revision: Gauge<'doc'>;
   readonly #recovery: Gauge;
   readonly #authFailures: Counter<'reason'>;
@@ -162,6 +163,12 @@ export class CoreMetrics {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     });
+    this.#batchSize = new Histogram({
+      name: 'coremcp_commit_batch_size',
+      help: 'Commits per group commit: how many writers one store transaction answered.',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+      registers,
+    });
     this.#auditUnrecorded = new Counter({
       name: 'coremcp_audit_unrecorded_total',
       help: 'Calls answered (reads, replays) or failed whose audit record the store could not write; each is logged with its request id.',
@@ -186,7 +193,12 @@ export class CoreMetrics {
     this.#declared = new Set(state.declaredDocuments);
     this.#isCommand = (name) => executor.registry.get(name) !== undefined;
     executor.observe((report) => this.recordCommand(report));
-    return state.onCommit((event) => this.recordCommit(event));
+    const stopBatches = state.onBatch((size) => this.#batchSize.observe(size));
+    const stopCommits = state.onCommit((event) => this.recordCommit(event));
+    return () => {
+      stopBatches();
+      stopCommits();
+    };
   }
 
   recordCommand(report: ExecutionReport): void {

@@ -21,7 +21,7 @@ export interface StoreUnderTest {
    * Which optional members the store provides. Declared, not detected, so a store that loses one
    * fails the suite instead of skipping the tests for it.
    */
-  provides: { watchExternalChanges: boolean; schemaStatus: boolean };
+  provides: { watchExternalChanges: boolean; schemaStatus: boolean; commitBatch?: boolean };
   cleanup: () => Promise<void>;
 }
 
@@ -216,6 +216,106 @@ export function describeStoreContract(name: string, make: () => Promise<StoreUnd
       expect(await store.commit(again)).toEqual({ status: 'duplicate', record: idem('key-1', 1) });
       expect((await store.loadDocument('d'))?.revision).toBe(1);
       expect(await store.findIdempotency('bob', 'key-1')).toBeUndefined();
+    });
+
+    it('commits a batch in one transaction, each request as commit would, its audit records in chain order', async () => {
+      if (!subject.provides.commitBatch) {
+        expect(store.commitBatch).toBeUndefined();
+        return;
+      }
+      await store.createDocument('d', { tasks: {} }, AT, { collections: { tasks: { indexes: {} } } });
+      await store.createDocument('e', {}, AT);
+      const requests = [
+        commitRequest('d', 1),
+        { ...commitRequest('e', 1), idempotency: idem('batch-key', 1) },
+        commitRequest('d', 2),
+        commitRequest('d', 3),
+      ];
+      requests[2]!.changes[0]!.entries = [
+        { collection: 'tasks', key: 'T-1', value: { n: 1 }, existed: false, indexRemove: [], indexAdd: [] },
+      ];
+      requests[3]!.changes[0]!.entries = [
+        { collection: 'tasks', key: 'T-1', value: { n: 2 }, existed: true, indexRemove: [], indexAdd: [] },
+      ];
+      const outcome = await store.commitBatch!(requests);
+      expect(outcome.status).toBe('committed');
+      const audits = outcome.status === 'committed' ? outcome.audits : [];
+      expect(audits).toHaveLength(4);
+      const records = await store.readAudit({});
+      expect(records).toEqual(audits);
+      expect(records.map((r) => [r.doc, r.revision])).toEqual([
+        ['d', 1],
+        ['e', 1],
+        ['d', 2],
+        ['d', 3],
+      ]);
+      expect(verifyAuditRecords(records)).toMatchObject({ ok: true, checked: 4 });
+      const loaded = await store.loadDocument('d');
+      expect(loaded?.revision).toBe(3);
+      expect(loaded?.collections.tasks?.size).toBe(1);
+      expect((await store.readEntries('d', 'tasks', ['T-1'])).get('T-1')).toEqual({ n: 2 });
+      for (const [i, request] of requests.entries())
+        expect((await readCommit(store, request.commit.commandId))?.auditSeq).toBe(audits[i]!.seq);
+      expect(await store.findIdempotency('alice', 'batch-key')).toEqual(idem('batch-key', 1));
+      // The chain goes on after a batch, by commit and by batch alike.
+      expect((await store.commit(commitRequest('d', 4))).status).toBe('committed');
+      expect((await store.commitBatch!([commitRequest('e', 2)])).status).toBe('committed');
+      expect(verifyAuditRecords(await store.readAudit({}))).toMatchObject({ ok: true, checked: 6 });
+    });
+
+    it('rolls a whole batch back when one request would not commit, writing nothing of it', async () => {
+      if (!subject.provides.commitBatch) return;
+      await store.createDocument('d', { tasks: {} }, AT, { collections: { tasks: { indexes: {} } } });
+      await store.createDocument('e', {}, AT);
+      expect((await store.commit({ ...commitRequest('e', 1), idempotency: idem('taken', 1) })).status).toBe(
+        'committed',
+      );
+      const before = {
+        audit: await store.readAudit({}),
+        d: await store.loadDocument('d'),
+        e: await store.loadDocument('e'),
+      };
+      const batch = (middle: SingleCommit) => {
+        const first = { ...commitRequest('d', 1), idempotency: idem('fresh', 1) };
+        first.changes[0]!.entries = [
+          { collection: 'tasks', key: 'T-1', value: { n: 1 }, existed: false, indexRemove: [], indexAdd: [] },
+        ];
+        return [first, middle, commitRequest('d', 2)];
+      };
+      const refusals: Array<[SingleCommit, unknown]> = [
+        [commitRequest('e', 1), { status: 'conflict', doc: 'e', currentRevision: 1 }],
+        [
+          { ...commitRequest('e', 2), idempotency: idem('taken', 2) },
+          { status: 'duplicate', record: idem('taken', 1) },
+        ],
+      ];
+      for (const [middle, expected] of refusals) {
+        const requests = batch(middle);
+        expect(await store.commitBatch!(requests)).toEqual({
+          status: 'refused',
+          index: 1,
+          outcome: expected,
+        });
+        expect(await store.readAudit({})).toEqual(before.audit);
+        expect(await store.loadDocument('d')).toEqual(before.d);
+        expect(await store.loadDocument('e')).toEqual(before.e);
+        expect(await store.readEntries('d', 'tasks', ['T-1'])).toEqual(new Map());
+        expect(await store.findIdempotency('alice', 'fresh')).toBeUndefined();
+        for (const request of requests)
+          expect(await readCommit(store, request.commit.commandId)).toBeUndefined();
+      }
+      // A fence held by another writer refuses the batch the same way.
+      expect(await store.fence(['e'], 'operator', 10_000)).toBe(true);
+      expect(await store.commitBatch!(batch(commitRequest('e', 2)))).toEqual({
+        status: 'refused',
+        index: 1,
+        outcome: { status: 'conflict', doc: 'e', currentRevision: 1, fenced: true },
+      });
+      await store.releaseFence(['e'], 'operator');
+      expect(await store.readAudit({})).toEqual(before.audit);
+      // The batch made good commits.
+      expect((await store.commitBatch!(batch(commitRequest('e', 2)))).status).toBe('committed');
+      expect(verifyAuditRecords(await store.readAudit({}))).toMatchObject({ ok: true, checked: 4 });
     });
 
     it('chains every audit record, commits and attempts alike, across documents', async () => {

@@ -13,6 +13,7 @@ import type {
   AuditFollowQuery,
   AuditQuery,
   AuditRecord,
+  BatchOutcome,
   CollectionLayout,
   CommitOutcome,
   CommitRange,
@@ -547,6 +548,46 @@ export class PostgresStore implements Store, CredentialStore {
       return this.commit(request);
     }
     return outcome as CommitOutcome;
+  }
+
+  /**
+   * The requests in one transaction, each as `#commitInTx` writes it (head rows, audit chains,
+   * entries and idempotency see the requests before them): one commit, one WAL flush, for all. A
+   * lone request commits as `commit` does, in its two round trips.
+   */
+  async commitBatch(requests: readonly CommitRequest[]): Promise<BatchOutcome> {
+    if (requests.length === 1) {
+      const outcome = await this.commit(requests[0]!);
+      return outcome.status === 'committed'
+        ? { status: 'committed', audits: [outcome.audit] }
+        : { status: 'refused', index: 0, outcome };
+    }
+    const outcome = await this.#tx(async (client): Promise<BatchOutcome> => {
+      const audits: AuditRecord[] = [];
+      for (const [index, request] of requests.entries()) {
+        try {
+          const one = await this.#commitInTx(client, request);
+          if (one.status !== 'committed') throw new Rollback(one);
+          audits.push(one.audit);
+        } catch (error) {
+          if (!(error instanceof Rollback)) throw error;
+          throw new Rollback({ status: 'refused', index, outcome: error.value });
+        }
+      }
+      return { status: 'committed', audits };
+    });
+    if (
+      outcome.status === 'refused' &&
+      outcome.outcome.status === 'duplicate' &&
+      outcome.outcome.record === undefined
+    ) {
+      // Another call with the key committed while this batch ran: its record is readable now.
+      const idem = requests[outcome.index]!.idempotency!;
+      const record = await this.findIdempotency(idem.principal, idem.key);
+      if (record) return { ...outcome, outcome: { status: 'duplicate', record } };
+      return this.commitBatch(requests);
+    }
+    return outcome;
   }
 
   async fence(docs: readonly string[], token: string, ttlMs: number): Promise<boolean> {

@@ -11,6 +11,7 @@ import type {
   AuditEntry,
   AuditQuery,
   AuditRecord,
+  BatchOutcome,
   CollectionLayout,
   CommitOutcome,
   CommitRange,
@@ -426,6 +427,7 @@ export class SqliteStore implements Store, CredentialStore {
   #checkpointDue: { intervalMs: number; walLimitBytes: number } | undefined;
   #sql!: ReturnType<typeof prepareStatements>;
   #commitTx!: (request: CommitRequest) => CommitOutcome;
+  #batchTx!: (requests: readonly CommitRequest[]) => AuditRecord[];
   #attemptTx!: (request: AttemptRequest) => AuditRecord;
   #compactTx!: (doc: string, through: number) => number | undefined;
   #compactBatchTx!: (doc: string, through: number, limit: number) => number;
@@ -507,6 +509,16 @@ export class SqliteStore implements Store, CredentialStore {
     if (onDisk) this.#watchFiles(this.#options.fileCheckIntervalMs ?? 250);
     this.#sql = prepareStatements(db);
     this.#commitTx = db.transaction((request: CommitRequest) => this.#commitInTx(request)).immediate;
+    this.#batchTx = db.transaction((requests: readonly CommitRequest[]) => {
+      const audits: AuditRecord[] = [];
+      for (const [index, request] of requests.entries()) {
+        const outcome = this.#commitInTx(request);
+        // Thrown to roll the whole transaction back: nothing of a refused batch is written.
+        if (outcome.status !== 'committed') throw new BatchRefusal(index, outcome);
+        audits.push(outcome.audit);
+      }
+      return audits;
+    }).immediate;
     this.#attemptTx = db.transaction((request: AttemptRequest) => this.#attemptInTx(request)).immediate;
     this.#compactTx = db.transaction((doc: string, through: number) =>
       this.#compactInTx(doc, through),
@@ -796,6 +808,20 @@ export class SqliteStore implements Store, CredentialStore {
     // opened would be acknowledged and lost, so that is checked before each, not only every 250 ms.
     if (this.#files && !sameFile(this.#files.db, identityOf(this.path))) this.#checkFiles();
     return this.#guard.write(() => this.#commitTx(request));
+  }
+
+  async commitBatch(requests: readonly CommitRequest[]): Promise<BatchOutcome> {
+    this.#conn();
+    if (this.#files && !sameFile(this.#files.db, identityOf(this.path))) this.#checkFiles();
+    return this.#guard.write((): BatchOutcome => {
+      try {
+        return { status: 'committed', audits: this.#batchTx(requests) };
+      } catch (error) {
+        if (error instanceof BatchRefusal)
+          return { status: 'refused', index: error.index, outcome: error.outcome };
+        throw error;
+      }
+    });
   }
 
   async recordAttempt(request: AttemptRequest): Promise<AuditRecord> {
@@ -1276,5 +1302,17 @@ export class SqliteStore implements Store, CredentialStore {
   #conn(): Database.Database {
     if (!this.#db) throw new Error('the SQLite store is not open');
     return this.#db;
+  }
+}
+
+/** Rolls a batch's transaction back when one of its requests would not commit. */
+class BatchRefusal extends Error {
+  readonly index: number;
+  readonly outcome: Exclude<CommitOutcome, { status: 'committed' }>;
+
+  constructor(index: number, outcome: Exclude<CommitOutcome, { status: 'committed' }>) {
+    super('batch refused');
+    this.index = index;
+    this.outcome = outcome;
   }
 }
