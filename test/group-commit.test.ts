@@ -196,6 +196,32 @@ describe.each(Object.keys(backends))('group commit (%s)', (backend) => {
     await expectEventsDurable(store, events);
   });
 
+  it('tells a replaced entry from a new one when writers set the same keys unread on queued heads', async () => {
+    const { state, store } = await open(await place());
+    type Tasks = { set(key: string, value: JsonValue): void };
+    // Each writer replaces the same three entries without reading them (a bulk write's path: the
+    // stored values are loaded together), so only the first writer adds them.
+    await Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        state.transact({
+          docs: ['board'],
+          principal: SYSTEM_PRINCIPAL,
+          command: 'board.bulk',
+          mutate: (session) => {
+            const tasks = (session.draft('board') as { tasks: Tasks }).tasks;
+            for (const key of ['a', 'b', 'c']) tasks.set(key, { n: i, status: 'open' });
+          },
+        }),
+      ),
+    );
+    expect(state.batches.largest).toBeGreaterThan(1);
+    expect(await state.collectionsOf('board')).toMatchObject({ tasks: { size: 3 } });
+    const commits = await store.readCommits('board', { after: 0 });
+    const adds = commits.flatMap((c) => c.patches).filter((p) => p.op === 'add');
+    expect(adds).toHaveLength(3);
+    await expectIntact(store, 'board', 16);
+  });
+
   it('lets writers read the collection entries, sizes and index counts the queued commits write', async () => {
     const { state, store } = await open(await place());
     const writers = Array.from({ length: 32 }, (_, i) =>

@@ -438,6 +438,13 @@ export class OverlayReader extends CollectionReader {
     return super.get(key);
   }
 
+  override async getMany(keys: readonly string[]): Promise<Map<string, JsonValue | undefined>> {
+    const durable = await super.getMany(keys.filter((key) => !this.#values.has(key)));
+    const out = new Map<string, JsonValue | undefined>();
+    for (const key of keys) out.set(key, this.#values.has(key) ? this.#values.get(key) : durable.get(key));
+    return out;
+  }
+
   override async count(index?: string, prefix?: readonly IndexValue[]): Promise<number> {
     // The speculative size already counts the pending writes.
     if (index === undefined) return this.place.size;
