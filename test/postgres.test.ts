@@ -330,6 +330,30 @@ describe('following the audit trail', () => {
   });
 });
 
+/** Commits revision 1 of document `d` straight through the store; the outcome's status. */
+async function commitFirst(writer: Store): Promise<string> {
+  const commit = {
+    doc: 'd',
+    revision: 1,
+    commandId: 'c1',
+    command: 'x',
+    principal: 'p',
+    at: '2026-01-01T00:00:00.000Z',
+    patches: [{ op: 'add' as const, path: '/a', value: 1 }],
+    inverse: [{ op: 'remove' as const, path: '/a' }],
+  };
+  const audit = {
+    at: commit.at,
+    requestId: 'r',
+    principal: 'p',
+    via: 'test',
+    command: 'x',
+    input: {},
+    outcome: 'ok',
+  };
+  return (await writer.commit({ changes: [{ commit, expectedRevision: 0 }], audit })).status;
+}
+
 describe('the LISTEN connection', () => {
   it('reconnects after the server terminates it, and the watcher hears commits again', async () => {
     const name = await schema();
@@ -354,28 +378,7 @@ describe('the LISTEN connection', () => {
     // Reconnecting alone tells the watcher to catch up; then notifications flow again.
     await waitFor(() => calls > 0, { message: 'the watcher told to catch up after the reconnect' });
     const before = calls;
-    const commit = {
-      doc: 'd',
-      revision: 1,
-      commandId: 'c1',
-      command: 'x',
-      principal: 'p',
-      at: '2026-01-01T00:00:00.000Z',
-      patches: [{ op: 'add' as const, path: '/a', value: 1 }],
-      inverse: [{ op: 'remove' as const, path: '/a' }],
-    };
-    const audit = {
-      at: commit.at,
-      requestId: 'r',
-      principal: 'p',
-      via: 'test',
-      command: 'x',
-      input: {},
-      outcome: 'ok',
-    };
-    expect((await writer.commit({ changes: [{ commit, expectedRevision: 0 }], audit })).status).toBe(
-      'committed',
-    );
+    expect(await commitFirst(writer)).toBe('committed');
     await waitFor(() => calls > before, { message: 'the watcher to hear a commit on the new connection' });
   });
 });
@@ -406,28 +409,7 @@ describe('the LISTEN connection behind a pooler', () => {
     const listener = watched.listenerPid;
     await pooler.down();
     const before = calls;
-    const commit = {
-      doc: 'd',
-      revision: 1,
-      commandId: 'c1',
-      command: 'x',
-      principal: 'p',
-      at: '2026-01-01T00:00:00.000Z',
-      patches: [{ op: 'add' as const, path: '/a', value: 1 }],
-      inverse: [{ op: 'remove' as const, path: '/a' }],
-    };
-    const audit = {
-      at: commit.at,
-      requestId: 'r',
-      principal: 'p',
-      via: 'test',
-      command: 'x',
-      input: {},
-      outcome: 'ok',
-    };
-    expect((await writer.commit({ changes: [{ commit, expectedRevision: 0 }], audit })).status).toBe(
-      'committed',
-    );
+    expect(await commitFirst(writer)).toBe('committed');
     await waitFor(() => calls > before, {
       message: 'the watcher to hear the commit over its direct connection',
     });

@@ -290,7 +290,7 @@ export function renderScale(results: BenchResults): string[] {
       '*own* is the longest gap less the time the thread waited, runnable, for a CPU (Linux `/proc/thread-self/schedstat`), ' +
       'so it counts the process’s own work (a long task, a GC pause, a synchronous read) and leaves out the time a loaded shared machine gave to other processes. ' +
       'The goal is judged on *own*. Beside it, where the process could observe them: the longest garbage-collection pause in the window (“(full)” for a mark-compact), ' +
-      'and the slowest call and the slowest `store.commit` (the SQLite transaction, timed around the store) with how many commits took 5 ms or more. ' +
+      'and the slowest call and the slowest store commit (`commit`, or the `commitBatch` group commit sends a batch to: the SQLite transaction, timed around the store) with how many took 5 ms or more. ' +
       'In the board workers directly; in the HTTP servers through `scripts/bench/stall-probe.mjs`, preloaded with `--import` ' +
       '(it reports on SIGUSR2, so nothing in `src/` changes), in the coremcp and the bare SDK server alike. ' +
       'With one HTTP client a server is idle between calls, so a stall there is one long task; ' +
