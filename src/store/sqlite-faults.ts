@@ -83,11 +83,14 @@ export interface StoreGuardOptions {
 export class StoreGuard {
   readonly #breaker;
   readonly #patient;
+  readonly #patientAlone;
   readonly #onEvent: (event: StoreFaultEvent) => void;
   readonly #halfOpenAfterMs: number;
   readonly #refine: (kind: StoreFaultKind) => StoreFaultKind;
   readonly #beforeWrite: (() => void) | undefined;
   #down: { kind: StoreFaultKind; since: number } | undefined;
+  /** The fault that last opened the circuit: what `circuit_open` names while it stays open. */
+  #openedBy: StoreFaultKind = 'io';
   #isolated: { kind: StoreFaultKind; dispose: () => void } | undefined;
 
   constructor(options: StoreGuardOptions = {}) {
@@ -107,11 +110,9 @@ export class StoreGuard {
       },
     );
     // Cooperative: the retry loop stops at the deadline and rethrows the last busy error.
-    this.#patient = wrap(
-      this.#breaker,
-      timeout(options.busyWaitMs ?? 2000, TimeoutStrategy.Cooperative),
-      waitForLock,
-    );
+    const deadline = timeout(options.busyWaitMs ?? 2000, TimeoutStrategy.Cooperative);
+    this.#patient = wrap(this.#breaker, deadline, waitForLock);
+    this.#patientAlone = wrap(deadline, waitForLock);
   }
 
   /** Whether writes are refused because the file was replaced or lost (see `isolate`). */
@@ -140,6 +141,23 @@ export class StoreGuard {
       }
     }
     return this.#guarded(() => this.#patient.execute(() => fn()));
+  }
+
+  /**
+   * Background work no caller waits for (a snapshot): it waits for a busy lock like a write, but
+   * what it meets never opens the circuit. Its retries run on timers, which a process busy with
+   * callers' writes may hold off past the deadline while those writes succeed: optional work that
+   * gave up must not refuse the calls behind it. Faults are typed; refused while the circuit is open.
+   */
+  async writeLater<T>(fn: () => T): Promise<T> {
+    if (this.#breaker.state !== CircuitState.Closed) return this.write(fn);
+    this.#beforeWrite?.();
+    try {
+      return await this.#patientAlone.execute(() => fn());
+    } catch (error) {
+      const kind = sqliteFaultOf(error);
+      throw kind === undefined ? error : storeFaultError(this.#refine(kind), error);
+    }
   }
 
   /** One attempt through the breaker, no waiting for a lock: readiness probes. */
@@ -182,7 +200,7 @@ export class StoreGuard {
         throw storeFaultError(this.#isolated?.kind ?? 'replaced', error);
       }
       if (error instanceof BrokenCircuitError) {
-        const kind = this.#down?.kind ?? 'io';
+        const kind = this.#down?.kind ?? this.#openedBy;
         throw new RecoveryError(
           'circuit_open',
           `store writes are paused after a fault (${FAULTS[kind].code})`,
@@ -200,6 +218,7 @@ export class StoreGuard {
 
   #fail(raw: StoreFaultKind, error: unknown): never {
     const kind = this.#refine(raw);
+    this.#openedBy = kind;
     this.#onEvent({ type: 'fault', kind });
     this.#down ??= { kind, since: performance.now() };
     throw storeFaultError(kind, error);

@@ -836,7 +836,8 @@ export class SqliteStore implements Store, CredentialStore {
     if (snapshot.revision > head.revision)
       throw new StateError('invalid_revision', 'Snapshot is later than the head');
     const text = JSON.stringify(snapshot.value);
-    await this.#guard.write(() => this.#sql.insertSnapshotIfAbsent.run(doc, snapshot.revision, text));
+    // A snapshot only shortens a later load: a busy lock skips it (the next commit schedules another).
+    await this.#guard.writeLater(() => this.#sql.insertSnapshotIfAbsent.run(doc, snapshot.revision, text));
   }
 
   /**

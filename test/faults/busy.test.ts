@@ -5,6 +5,8 @@
  */
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import taskboard from '../../examples/taskboard/app.js';
+import { createCore, localPrincipal, SqliteStore } from '../../src/index.js';
 import { errorCodeOf, httpClient, runCli, startServerProcess, structured } from '../helpers/servers.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -84,5 +86,29 @@ describe('a foreign write lock', () => {
     expect(verify.code).toBe(0);
     const board = await runCli(['state', 'get', '--doc', 'board', '--data-dir', tmp.dir]);
     expect(JSON.stringify(JSON.parse(board.stdout))).not.toContain('during');
+  });
+
+  it('lets a snapshot give up on the lock without opening the circuit for the calls behind it', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const path = join(tmp.dir, 'coremcp.db');
+    const store = new SqliteStore({ path, busyWaitMs: 100 });
+    const core = await createCore({ app: taskboard, store });
+    cleanups.push(() => core.close());
+    const principal = localPrincipal('agent');
+    const added = await core.execute('task.add', { title: 'one' }, { principal });
+    expect(added.status).toBe('success');
+    const head = await core.state.read('board');
+
+    const lock = await holdWriteLock(path);
+    cleanups.push(() => lock.release());
+    // A snapshot is optional work: it waits for the lock like a write, then fails, typed.
+    await expect(
+      store.writeSnapshot('board', { revision: head.revision, value: { wipLimit: 5 } }),
+    ).rejects.toMatchObject({ code: 'store_busy' });
+    await lock.release();
+    // Nothing it met counts against the store: the next call commits at once, no circuit_open.
+    const next = await core.execute('task.add', { title: 'two' }, { principal });
+    expect(next.status).toBe('success');
   });
 });
