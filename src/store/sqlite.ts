@@ -66,8 +66,8 @@ export interface SqliteStoreOptions {
    */
   checkpointIntervalMs?: number;
   /**
-   * The write-ahead log is emptied (a TRUNCATE checkpoint) once it grows past this, in MiB (default
-   * 16), and after a second without writes; SQLite's journal_size_limit is set to it too.
+   * The write-ahead log is rewound (a RESTART checkpoint) once it grows past this, in MiB (default
+   * 16), cut (TRUNCATE) at four times this, and emptied after a second without writes.
    */
   walLimitMiB?: number;
   /** How often the database file and its log are checked for having been replaced, in ms (default 250). */
@@ -487,8 +487,11 @@ export class SqliteStore implements Store, CredentialStore {
       // Nothing is served yet: the start may wait the whole budget for another process's lock.
       db.pragma(`busy_timeout = ${this.#options.busyWaitMs ?? 2000}`);
       db.pragma(`cache_size = -${(this.#options.cacheMiB ?? 64) * 1024}`);
-      // When the log is restarted it is cut back to this size, whatever it grew to before.
-      db.pragma(`journal_size_limit = ${walLimitBytes}`);
+      // When the log is restarted it is cut back to this size, whatever it grew to before. Four times
+      // the limit, so that the commit that rewinds the log does not also cut the file: the
+      // checkpointer rewinds it past the limit and cuts it when idle. Without the checkpointer
+      // (SQLite checkpointing inline) this is what bounds the file.
+      db.pragma(`journal_size_limit = ${4 * walLimitBytes}`);
       this.#migrate(db);
       db.pragma(`busy_timeout = ${this.#options.busyTimeoutMs ?? 5}`);
       const interval = this.#options.checkpointIntervalMs ?? 100;

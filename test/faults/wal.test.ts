@@ -3,7 +3,16 @@
  * bounded and is emptied when idle; a log or database file deleted or replaced under the server is
  * noticed, writes stop with a typed error, and no acknowledged commit is lost silently.
  */
-import { copyFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { createCore, localPrincipal, SqliteStore } from 'coremcp';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -19,6 +28,18 @@ afterEach(async () => {
 });
 
 const walSize = (db: string) => statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0;
+
+/** The log header's checkpoint sequence number (bytes 12–15, big-endian): one more per rewind. */
+function checkpointSequence(db: string): number {
+  const header = Buffer.alloc(16);
+  const fd = openSync(`${db}-wal`, 'r');
+  try {
+    readSync(fd, header, 0, 16, 0);
+  } finally {
+    closeSync(fd);
+  }
+  return header.readUInt32BE(12);
+}
 
 async function serverIn(dir: string, config?: object) {
   const args = ['--data-dir', dir];
@@ -77,6 +98,41 @@ describe('the write-ahead log', () => {
 });
 
 describe('the checkpointer', () => {
+  it('rewinds the log in place under sustained writes, and cuts it only once they stop', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const path = join(tmp.dir, 'coremcp.db');
+    // A checkpoint every 10 ms, so the log passes the 4 MiB limit between two of them by little and
+    // never reaches the 16 MiB at which the file is cut at once.
+    const core = await createCore({
+      app: counterApp,
+      store: new SqliteStore({ path, walLimitMiB: 4, checkpointIntervalMs: 10 }),
+    });
+    cleanups.push(() => core.close());
+    const writer = localPrincipal('writer', ['admin']);
+    let previous = 0;
+    let largest = 0;
+    const shrank: number[] = [];
+    const rewinds = new Set<number>();
+    // Each commit adds ~30 KiB of log: 2,000 write ~60 MiB through a file that stays under 16 MiB.
+    for (let i = 0; i < 2000; i++) {
+      const result = await core.execute('counter.bump', {}, { principal: writer });
+      expect(result.status).toBe('success');
+      const size = walSize(path);
+      // Cutting the file (a TRUNCATE, 10–20 ms of writers held off) shows as a smaller file.
+      if (size < previous) shrank.push(previous);
+      previous = size;
+      rewinds.add(checkpointSequence(path));
+      largest = Math.max(largest, size);
+    }
+    expect(shrank, 'the log was cut while writes went on').toEqual([]);
+    expect(largest, `largest log ${largest} bytes`).toBeLessThan(16 * 1024 * 1024);
+    // Rewound many times: each rewind writes a new log header with the next checkpoint sequence.
+    expect(rewinds.size).toBeGreaterThan(5);
+    expect(largest).toBeGreaterThan(4 * 1024 * 1024);
+    await waitFor(() => walSize(path) === 0, { message: 'the idle log to be truncated to 0 bytes' });
+  });
+
   it('starts with the first write, not at open, and the log is still emptied', async () => {
     const tmp = tempDir();
     cleanups.push(tmp.remove);
