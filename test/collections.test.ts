@@ -366,6 +366,48 @@ describe('collections: reads', () => {
     expect(seen.result).toEqual({ red: 1, blue: 1, size: 2, redKeys: ['c'], list: ['a', 'c'], hasB: false });
   });
 
+  it('returns the drafts a handler hands back as the values the write gave them', async () => {
+    const state = await manager(new MemoryStore());
+    await state.update<Shelf>('shelf', (draft) => {
+      draft.items.set('a', { v: 1, tag: 'red', tags: ['x'], nested: { deep: 1 } });
+      draft.items.set('b', { v: 2, tag: 'red' });
+      draft.items.set('c', { v: 3, tag: 'red' });
+    });
+    const out = await state.update<Shelf, unknown>('shelf', async (draft) => {
+      const items = draft.items as unknown as import('coremcp').WritableCollection<Item>;
+      const a = (await items.get('a'))!;
+      a.v = 10;
+      a.nested!.deep = 'changed';
+      const b = (await items.get('b'))!; // read, not changed
+      const c = (await items.get('c'))!;
+      c.v = 30;
+      items.set('c', { v: 31, tag: 'blue' }); // the draft of c is left behind by the replacement
+      a.tags!.push('after'); // changed after being put in the result below: the result shows it
+      return { a, again: [a], tags: a.tags, b, c, n: draft.n };
+    });
+    const result = out.result as Record<string, unknown>;
+    const a = { v: 10, tag: 'red', tags: ['x', 'after'], nested: { deep: 'changed' } };
+    expect(result).toEqual({
+      a,
+      again: [a],
+      tags: ['x', 'after'],
+      b: { v: 2, tag: 'red' },
+      c: { v: 30, tag: 'red' },
+      n: 0,
+    });
+    // What the handler returned is what was committed, and stays so: the stored value cannot be
+    // changed through the result.
+    expect(Object.isFrozen(result.a)).toBe(true);
+    expect(() => {
+      (result.a as Item).v = 99;
+    }).toThrow(TypeError);
+    const stored = await state.update<Shelf, unknown>('shelf', async (draft) => {
+      const items = draft.items as unknown as import('coremcp').WritableCollection<Item>;
+      return { a: await items.get('a'), c: await items.get('c') };
+    });
+    expect(stored.result).toEqual({ a, c: { v: 31, tag: 'blue' } });
+  });
+
   it('refuses oversized pages, altered cursors and undeclared indexes with typed errors, changing nothing', async () => {
     const state = await manager(new MemoryStore());
     await state.update<Shelf>('shelf', (draft) => {

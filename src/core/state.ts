@@ -11,7 +11,9 @@ import {
   decodeCursor,
   EntryCache,
   encodeCursor,
+  finishedEntryDraft,
   indexRowsOf,
+  isEntryDraft,
   OverlayReader,
 } from './collections.js';
 import {
@@ -931,9 +933,11 @@ export class StateManager {
           const call = request.call ?? new CallSignal(undefined);
           result = await call.bound(result, request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
         }
-        value = resolveDrafts(result as R);
-        if (value !== undefined) checkResultIsJson(value, this.limits);
+        const kept = new Set<object>();
+        value = resolveDrafts(result as R, kept, false);
         writes = await session.finish();
+        if (kept.size > 0) value = resolveDrafts(value, kept, true);
+        if (value !== undefined) checkResultIsJson(value, this.limits);
         for (const write of writes) {
           this.#checkWrites(write);
           request.checkPatches?.(write.head.doc, write.patches);
@@ -2175,16 +2179,24 @@ function collectionFacade(
 }
 
 /**
- * A handler may return parts of its draft (`return { task }`); drafts die when the write finishes, so
- * they are turned into plain values while still alive. Only containers holding drafts are copied.
+ * A handler may return parts of its draft (`return { task }`); drafts die when the write finishes.
+ * Before it finishes, an entry's draft is kept (added to `kept`) and any other draft is copied while
+ * still alive; once `finished`, each kept draft becomes the entry's finished value. Only containers
+ * holding drafts are copied.
  */
-function resolveDrafts<T>(value: T): T {
+function resolveDrafts<T>(value: T, kept: Set<object>, finished: boolean): T {
   if (value === null || typeof value !== 'object') return value;
-  if (isDraft(value)) return current(value as object) as T;
+  // First: a finished draft is a revoked proxy, which throws on any other look.
+  if (kept.has(value)) return finished ? (finishedEntryDraft(value) as T) : value;
+  if (isDraft(value)) {
+    if (!isEntryDraft(value)) return current(value as object) as T;
+    kept.add(value);
+    return value;
+  }
   if (Array.isArray(value)) {
     let out: unknown[] | undefined;
     for (let i = 0; i < value.length; i++) {
-      const resolved = resolveDrafts(value[i]);
+      const resolved = resolveDrafts(value[i], kept, finished);
       if (resolved === value[i]) continue;
       out ??= [...value];
       out[i] = resolved;
@@ -2194,7 +2206,7 @@ function resolveDrafts<T>(value: T): T {
   if (Object.getPrototypeOf(value) !== Object.prototype) return value;
   let out: Record<string, unknown> | undefined;
   for (const [key, child] of Object.entries(value)) {
-    const resolved = resolveDrafts(child);
+    const resolved = resolveDrafts(child, kept, finished);
     if (resolved === child) continue;
     out ??= { ...(value as Record<string, unknown>) };
     out[key] = resolved;
