@@ -500,26 +500,6 @@ interface Pending {
   final?: JsonValue;
 }
 
-/**
- * Entry drafts by their proxy. A handler that returns an entry's draft (`return { task }`) gets the
- * entry's finished value in its result: copying a live draft through its proxy (mutative's
- * `current`) costs ~20 µs for a task of ten fields, more than the rest of the write's drafting.
- */
-const ENTRY_OF_DRAFT = new WeakMap<object, Pending>();
-
-/** Whether `value` is the live draft of a collection entry, whose finished value the write will know. */
-export function isEntryDraft(value: object): boolean {
-  const entry = ENTRY_OF_DRAFT.get(value);
-  return entry !== undefined && entry.draft === value;
-}
-
-/** The value an entry draft became when its write finished (after `CollectionDraft.finish`). */
-export function finishedEntryDraft(draft: object): JsonValue {
-  const entry = ENTRY_OF_DRAFT.get(draft);
-  if (!entry || !('final' in entry)) throw new Error('An entry draft was resolved before its write finished');
-  return entry.final as JsonValue;
-}
-
 /** What one collection's changes amount to when a write finishes. */
 export interface CollectionChanges {
   patches: JsonPatchOperation[];
@@ -538,6 +518,13 @@ export interface CollectionChanges {
 export class CollectionDraft {
   readonly #reader: CollectionReader;
   readonly #pending = new Map<string, Pending>();
+  /**
+   * Entries by their draft. A handler that returns an entry's draft (`return { task }`) gets the
+   * entry's finished value in its result: copying a live draft through its proxy (mutative's
+   * `current`) costs ~20 µs for a task of ten fields, more than the rest of the write's drafting.
+   * (A map of this write's, not a module-wide WeakMap: those entries outlive young-generation GCs.)
+   */
+  readonly #byDraft = new Map<object, Pending>();
 
   constructor(reader: CollectionReader) {
     this.#reader = reader;
@@ -602,8 +589,21 @@ export class CollectionDraft {
     const [draft, finalize] = create(source as object, MUTATIVE_OPTIONS);
     entry.draft = draft;
     entry.finalize = finalize as unknown as Pending['finalize'];
-    ENTRY_OF_DRAFT.set(draft, entry);
+    this.#byDraft.set(draft, entry);
     return entry.draft;
+  }
+
+  /** Whether `value` is the live draft of one of this collection's entries. */
+  ownsDraft(value: object): boolean {
+    return this.#byDraft.get(value)?.draft === value;
+  }
+
+  /** The value an entry's draft became when the write finished (after `finish`). */
+  finishedDraft(draft: object): JsonValue {
+    const entry = this.#byDraft.get(draft);
+    if (!entry || !('final' in entry))
+      throw new Error('An entry draft was resolved before its write finished');
+    return entry.final as JsonValue;
   }
 
   async has(key: string): Promise<boolean> {

@@ -11,9 +11,7 @@ import {
   decodeCursor,
   EntryCache,
   encodeCursor,
-  finishedEntryDraft,
   indexRowsOf,
-  isEntryDraft,
   OverlayReader,
 } from './collections.js';
 import {
@@ -933,10 +931,10 @@ export class StateManager {
           const call = request.call ?? new CallSignal(undefined);
           result = await call.bound(result, request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
         }
-        const kept = new Set<object>();
-        value = resolveDrafts(result as R, kept, false);
+        const kept = new Map<object, CollectionDraft>();
+        value = resolveDrafts(result as R, session, kept, false);
         writes = await session.finish();
-        if (kept.size > 0) value = resolveDrafts(value, kept, true);
+        if (kept.size > 0) value = resolveDrafts(value, session, kept, true);
         if (value !== undefined) checkResultIsJson(value, this.limits);
         for (const write of writes) {
           this.#checkWrites(write);
@@ -1984,6 +1982,15 @@ class Session implements WriteSession {
     return this.#write(doc).draft();
   }
 
+  /** The collection whose live entry draft `value` is, if it is one. */
+  ownerOfDraft(value: object): CollectionDraft | undefined {
+    for (const write of this.#docs.values()) {
+      const owner = write.ownerOfDraft(value);
+      if (owner) return owner;
+    }
+    return undefined;
+  }
+
   base(doc: string): DocumentState<unknown> {
     const head = this.#heads.get(doc);
     if (!head) throw new TypeError(`this write did not declare document "${doc}"`);
@@ -2013,6 +2020,11 @@ class DocumentWrite {
     | { draft: unknown; finalize: () => [JsonValue, JsonPatchOperation[], JsonPatchOperation[]] }
     | undefined;
   readonly #collections = new Map<string, CollectionDraft>();
+
+  ownerOfDraft(value: object): CollectionDraft | undefined {
+    for (const collection of this.#collections.values()) if (collection.ownsDraft(value)) return collection;
+    return undefined;
+  }
   #facade: unknown;
 
   constructor(head: Head, state: StateManager) {
@@ -2184,19 +2196,26 @@ function collectionFacade(
  * still alive; once `finished`, each kept draft becomes the entry's finished value. Only containers
  * holding drafts are copied.
  */
-function resolveDrafts<T>(value: T, kept: Set<object>, finished: boolean): T {
+function resolveDrafts<T>(
+  value: T,
+  session: Session,
+  kept: Map<object, CollectionDraft>,
+  finished: boolean,
+): T {
   if (value === null || typeof value !== 'object') return value;
   // First: a finished draft is a revoked proxy, which throws on any other look.
-  if (kept.has(value)) return finished ? (finishedEntryDraft(value) as T) : value;
+  const owner = kept.get(value);
+  if (owner) return finished ? (owner.finishedDraft(value) as T) : value;
   if (isDraft(value)) {
-    if (!isEntryDraft(value)) return current(value as object) as T;
-    kept.add(value);
+    const collection = session.ownerOfDraft(value);
+    if (!collection) return current(value as object) as T;
+    kept.set(value, collection);
     return value;
   }
   if (Array.isArray(value)) {
     let out: unknown[] | undefined;
     for (let i = 0; i < value.length; i++) {
-      const resolved = resolveDrafts(value[i], kept, finished);
+      const resolved = resolveDrafts(value[i], session, kept, finished);
       if (resolved === value[i]) continue;
       out ??= [...value];
       out[i] = resolved;
@@ -2206,7 +2225,7 @@ function resolveDrafts<T>(value: T, kept: Set<object>, finished: boolean): T {
   if (Object.getPrototypeOf(value) !== Object.prototype) return value;
   let out: Record<string, unknown> | undefined;
   for (const [key, child] of Object.entries(value)) {
-    const resolved = resolveDrafts(child, kept, finished);
+    const resolved = resolveDrafts(child, session, kept, finished);
     if (resolved === child) continue;
     out ??= { ...(value as Record<string, unknown>) };
     out[key] = resolved;
