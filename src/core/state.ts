@@ -2020,16 +2020,17 @@ class DocumentWrite {
     | { draft: unknown; finalize: () => [JsonValue, JsonPatchOperation[], JsonPatchOperation[]] }
     | undefined;
   readonly #collections = new Map<string, CollectionDraft>();
-
-  ownerOfDraft(value: object): CollectionDraft | undefined {
-    for (const collection of this.#collections.values()) if (collection.ownsDraft(value)) return collection;
-    return undefined;
-  }
   #facade: unknown;
 
   constructor(head: Head, state: StateManager) {
     this.head = head;
     this.#state = state;
+  }
+
+  /** The collection whose live entry draft `value` is, if it is one. */
+  ownerOfDraft(value: object): CollectionDraft | undefined {
+    for (const collection of this.#collections.values()) if (collection.ownsDraft(value)) return collection;
+    return undefined;
   }
 
   #plainDraft(): unknown {
