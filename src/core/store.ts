@@ -258,6 +258,13 @@ export interface CredentialStore {
   listApiKeys(): Promise<ApiKeyRecord[]>;
   /** Marks a key revoked by id or name. Returns the key, or undefined if no such key. */
   revokeApiKey(idOrName: string, at: string): Promise<ApiKeyRecord | undefined>;
+  /**
+   * A number that moves whenever any API key may have changed — through this store, another process
+   * or another instance — as soon as that change is committed; cheap enough to read on every request.
+   * A lookup is cached only while it stays the same. Undefined (or not implemented): the store cannot
+   * tell, and every request looks its key up.
+   */
+  credentialsEpoch?(): number | undefined;
 }
 
 export interface CreateOptions {

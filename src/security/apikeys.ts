@@ -23,14 +23,24 @@ export interface CreatedApiKey {
   record: ApiKeyRecord;
 }
 
+/** Most active keys remembered at once (the oldest looked up makes room). */
+const MAX_CACHED_KEYS = 4096;
+
 /**
  * API keys: random, shown once, stored as a SHA-256 hash (a key carries 256 bits of entropy, so a
  * slow password hash would add nothing). The key's name is the principal id it authenticates as.
+ *
+ * An active key's lookup is cached, with its principal (one frozen object per key, reused by every
+ * request), for as long as the store's `credentialsEpoch` stays the same: any key created or revoked
+ * anywhere moves it, so a revoked key is refused from the next request on. Unknown and revoked keys
+ * are never cached (a flood of made-up keys cannot fill memory), and a store that cannot tell when
+ * keys change gets a lookup per request.
  */
 export class ApiKeys implements Authenticator {
   readonly #store: CredentialStore;
   readonly #roles: ReadonlySet<string> | undefined;
   readonly #clock: () => Date;
+  readonly #cache = new Map<string, { epoch: number; result: AuthenticationResult }>();
 
   /** `roles`: the role names keys may be given (unknown roles are refused at creation). */
   constructor(store: CredentialStore, options: { roles?: Iterable<string>; clock?: () => Date } = {}) {
@@ -75,16 +85,24 @@ export class ApiKeys implements Authenticator {
 
   /** Whether the key with this SHA-256 exists and is not revoked (a console session checks its key so). */
   async isActive(hash: string): Promise<boolean> {
-    const record = await this.#store.findApiKeyByHash(hash);
-    return record !== undefined && record.revokedAt === undefined;
+    return (await this.#lookUp(hash)).ok;
   }
 
   async authenticate(credential: string): Promise<AuthenticationResult> {
     if (!looksLikeApiKey(credential)) return { ok: false, reason: 'malformed' };
-    const record = await this.#store.findApiKeyByHash(hashApiKey(credential));
+    return this.#lookUp(hashApiKey(credential));
+  }
+
+  async #lookUp(hash: string): Promise<AuthenticationResult> {
+    // Read before the lookup: a change committed while it runs leaves what it found uncached.
+    const epoch = this.#store.credentialsEpoch?.();
+    const cached = this.#cache.get(hash);
+    if (cached && epoch !== undefined && cached.epoch === epoch) return cached.result;
+    if (cached) this.#cache.delete(hash);
+    const record = await this.#store.findApiKeyByHash(hash);
     if (!record) return { ok: false, reason: 'unknown_key' };
     if (record.revokedAt !== undefined) return { ok: false, reason: 'revoked_key' };
-    return {
+    const result: AuthenticationResult = {
       ok: true,
       principal: Object.freeze({
         id: record.name,
@@ -93,5 +111,10 @@ export class ApiKeys implements Authenticator {
         via: 'api_key',
       }),
     };
+    if (epoch !== undefined) {
+      if (this.#cache.size >= MAX_CACHED_KEYS) this.#cache.delete(this.#cache.keys().next().value!);
+      this.#cache.set(hash, { epoch, result });
+    }
+    return result;
   }
 }

@@ -97,6 +97,7 @@ export class MemoryStore implements Store, CredentialStore {
   readonly #audit: AuditRecord[] = [];
   readonly #idempotency = new Map<string, IdempotencyRecord>();
   readonly #keys = new Map<string, ApiKeyRecord>();
+  #keysEpoch = 0;
   readonly #secrets = new Map<string, string>();
   readonly #fences = new Map<string, { token: string; until: number }>();
   readonly #sequences = new Map<string, number>();
@@ -549,6 +550,12 @@ export class MemoryStore implements Store, CredentialStore {
         throw new StateError('already_exists', `An API key named "${key.name}" exists`);
     }
     this.#keys.set(key.id, copy(key));
+    this.#keysEpoch++;
+  }
+
+  /** Only this process sees a memory store: the epoch moves with its own key changes. */
+  credentialsEpoch(): number {
+    return this.#keysEpoch;
   }
 
   async findApiKeyByHash(hash: string): Promise<ApiKeyRecord | undefined> {
@@ -567,6 +574,7 @@ export class MemoryStore implements Store, CredentialStore {
     for (const key of this.#keys.values()) {
       if (key.id === idOrName || key.name === idOrName) {
         key.revokedAt ??= at;
+        this.#keysEpoch++;
         return copy(key);
       }
     }

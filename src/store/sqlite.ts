@@ -1,4 +1,14 @@
-import { accessSync, closeSync, constants, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  mkdirSync,
+  openSync,
+  readSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { GENESIS_HASH, sealAuditRecord } from '../core/audit.js';
@@ -423,6 +433,12 @@ export class SqliteStore implements Store, CredentialStore {
   readonly #options: SqliteStoreOptions;
   #db: Database.Database | undefined;
   #checkpointer: Checkpointer | undefined;
+  /** What `credentialsEpoch` has seen of key changes. */
+  readonly #keys: {
+    epoch: number;
+    marker: { ino: number; mtimeMs: number; size: number };
+    stopWatching: (() => void) | undefined;
+  } = { epoch: 0, marker: { ino: -1, mtimeMs: -1, size: -1 }, stopWatching: undefined };
   /** Set from open until the first write starts the checkpointer. */
   #checkpointDue: { intervalMs: number; walLimitBytes: number } | undefined;
   #sql!: ReturnType<typeof prepareStatements>;
@@ -585,6 +601,8 @@ export class SqliteStore implements Store, CredentialStore {
     this.#checkpointDue = undefined;
     this.#stopWatchingFiles?.();
     this.#stopWatchingFiles = undefined;
+    this.#keys.stopWatching?.();
+    this.#keys.stopWatching = undefined;
     await this.#checkpointer?.stop();
     this.#checkpointer = undefined;
     this.#db?.close();
@@ -1073,6 +1091,7 @@ export class SqliteStore implements Store, CredentialStore {
       }
       throw error;
     }
+    this.#keysChanged();
   }
 
   async findApiKeyByHash(hash: string): Promise<ApiKeyRecord | undefined> {
@@ -1089,8 +1108,56 @@ export class SqliteStore implements Store, CredentialStore {
   async revokeApiKey(idOrName: string, at: string): Promise<ApiKeyRecord | undefined> {
     this.#conn();
     await this.#guard.write(() => this.#sql.revokeKey.run(at, idOrName, idOrName));
+    this.#keysChanged();
     const row = this.#guard.read(() => this.#sql.keyByIdOrName.get(idOrName, idOrName)) as KeyRow | undefined;
     return row && toKey(row);
+  }
+
+  /**
+   * Moves with every committed key change: this store's own at once; another process's (a CLI
+   * `keys revoke`, a second server) at its next request, through the marker file beside the database
+   * (`<file>-keys`) that every coremcp process rewrites after changing a key; any other commit to the
+   * file (a key revoked with plain SQL) within 250 ms, through `data_version`. Undefined when the
+   * marker can be neither read nor made (a read-only folder): then nothing is cached.
+   */
+  credentialsEpoch(): number | undefined {
+    const keys = this.#keys;
+    if (this.path === ':memory:') return keys.epoch;
+    const marker = `${this.path}-keys`;
+    let seen = statSync(marker, { throwIfNoEntry: false });
+    if (!seen) {
+      if (!this.#writeKeysMarker(marker)) return undefined;
+      seen = statSync(marker, { throwIfNoEntry: false });
+      if (!seen) return undefined;
+    }
+    if (
+      seen.ino !== keys.marker.ino ||
+      seen.mtimeMs !== keys.marker.mtimeMs ||
+      seen.size !== keys.marker.size
+    ) {
+      keys.marker = { ino: seen.ino, mtimeMs: seen.mtimeMs, size: seen.size };
+      keys.epoch++;
+    }
+    keys.stopWatching ??= this.watchExternalChanges(() => {
+      keys.epoch++;
+    });
+    return keys.epoch;
+  }
+
+  #keysChanged(): void {
+    this.#keys.epoch++;
+    if (this.path !== ':memory:') this.#writeKeysMarker(`${this.path}-keys`);
+  }
+
+  /** Rewrites the marker in place (new content, new mtime); false if it cannot be written. */
+  #writeKeysMarker(marker: string): boolean {
+    try {
+      writeFileSync(marker, `${randomUUID()}\n`);
+      return true;
+    } catch {
+      // A read-only folder or a full disk: other processes notice the change through data_version.
+      return false;
+    }
   }
 
   // --- internals -------------------------------------------------------------------------------

@@ -1,0 +1,143 @@
+/**
+ * API-key lookups are cached, and a revoked key is refused from the next request on, wherever it was
+ * revoked: through the same `ApiKeys`, through another connection to the file, by `coremcp keys
+ * revoke` in another process while a server runs, or by plain SQL (within the 250 ms change poll).
+ */
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { ApiKeys, MemoryStore, SqliteStore } from 'coremcp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { hashApiKey } from '../../src/security/apikeys.js';
+import { httpClient, MODERN, runCli, startServerProcess } from '../helpers/servers.js';
+import { tempDir } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A store that counts the key lookups that reach it. */
+class CountingStore extends SqliteStore {
+  lookups = 0;
+  override async findApiKeyByHash(hash: string) {
+    this.lookups++;
+    return super.findApiKeyByHash(hash);
+  }
+}
+
+async function sqliteKeys() {
+  const tmp = tempDir();
+  cleanups.push(tmp.remove);
+  const path = join(tmp.dir, 'coremcp.db');
+  const store = new CountingStore({ path });
+  await store.open();
+  cleanups.push(() => store.close());
+  return { path, store, keys: new ApiKeys(store) };
+}
+
+describe('API-key lookups', () => {
+  it('are cached per key, with one principal object, until the key is revoked', async () => {
+    const { store, keys } = await sqliteKeys();
+    const { key } = await keys.create('agent', 'member');
+    const other = await keys.create('other', 'member');
+    const first = await keys.authenticate(key);
+    expect(first).toMatchObject({ ok: true, principal: { id: 'agent', roles: ['member'] } });
+    for (let i = 0; i < 20; i++) expect(await keys.authenticate(key)).toBe(first);
+    expect(await keys.authenticate(other.key)).toMatchObject({ ok: true, principal: { id: 'other' } });
+    expect(store.lookups).toBe(2);
+    // Made-up keys are looked up every time and never remembered.
+    const madeUp = `cmcp_${'a'.repeat(12)}_${'b'.repeat(43)}`;
+    expect(await keys.authenticate(madeUp)).toEqual({ ok: false, reason: 'unknown_key' });
+    expect(await keys.authenticate(madeUp)).toEqual({ ok: false, reason: 'unknown_key' });
+    expect(store.lookups).toBe(4);
+
+    await keys.revoke('agent');
+    expect(await keys.authenticate(key)).toEqual({ ok: false, reason: 'revoked_key' });
+    expect(await keys.isActive(hashApiKey(key))).toBe(false);
+    // The other key is looked up again once (any key change moves the epoch), then cached again.
+    expect(await keys.authenticate(other.key)).toMatchObject({ ok: true });
+    const before = store.lookups;
+    expect(await keys.authenticate(other.key)).toMatchObject({ ok: true });
+    expect(store.lookups).toBe(before);
+  });
+
+  it('see a revocation through another connection to the file at the next request', async () => {
+    const { path, store, keys } = await sqliteKeys();
+    const { key } = await keys.create('agent', 'member');
+    expect(await keys.authenticate(key)).toMatchObject({ ok: true });
+    expect(await keys.authenticate(key)).toMatchObject({ ok: true });
+    expect(store.lookups).toBe(1);
+    const elsewhere = new SqliteStore({ path });
+    await elsewhere.open();
+    cleanups.push(() => elsewhere.close());
+    await new ApiKeys(elsewhere).revoke('agent');
+    // No wait: the marker file the other connection rewrote is looked at on every request.
+    expect(await keys.authenticate(key)).toEqual({ ok: false, reason: 'revoked_key' });
+  });
+
+  it('see a key revoked with plain SQL within the change poll', async () => {
+    const { path, store, keys } = await sqliteKeys();
+    const { key } = await keys.create('agent', 'member');
+    expect(await keys.authenticate(key)).toMatchObject({ ok: true });
+    expect(await keys.authenticate(key)).toMatchObject({ ok: true });
+    expect(store.lookups).toBe(1);
+    const db = new Database(path);
+    db.prepare("UPDATE api_keys SET revoked_at = '2026-12-03T00:00:00.000Z' WHERE name = 'agent'").run();
+    db.close();
+    await waitFor(async () => !(await keys.authenticate(key)).ok, {
+      message: 'the key revoked with SQL to be refused',
+    });
+    expect(await keys.authenticate(key)).toEqual({ ok: false, reason: 'revoked_key' });
+  });
+
+  it('are cached on a memory store too, and a revocation ends them', async () => {
+    const store = new MemoryStore();
+    await store.open();
+    const keys = new ApiKeys(store);
+    const { key } = await keys.create('agent', 'member');
+    const first = await keys.authenticate(key);
+    expect(await keys.authenticate(key)).toBe(first);
+    await keys.revoke('agent');
+    expect(await keys.authenticate(key)).toEqual({ ok: false, reason: 'revoked_key' });
+  });
+
+  it('let a running server refuse a key revoked by `coremcp keys revoke` in another process, at once', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const created = await runCli([
+      'keys',
+      'create',
+      '--name',
+      'agent',
+      '--role',
+      'member',
+      '--data-dir',
+      tmp.dir,
+    ]);
+    expect(created.code, created.stderr).toBe(0);
+    const key = created.stdout.trim();
+    const server = await startServerProcess(['--data-dir', tmp.dir]);
+    cleanups.push(() => server.stop());
+    const client = await httpClient(server.url, key);
+    cleanups.push(() => client.close());
+    // Twice: the second is answered from the cache.
+    expect((await client.listTools()).tools.length).toBeGreaterThan(0);
+    expect((await client.listTools()).tools.length).toBeGreaterThan(0);
+    const revoked = await runCli(['keys', 'revoke', 'agent', '--data-dir', tmp.dir]);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    // No wait: the very next request is refused.
+    await expect(client.listTools()).rejects.toThrow(/401|unauthenticated|revoked/i);
+    const refused = await fetch(server.url, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${key}`,
+        'Content-Type': 'application/json',
+        Accept: 'application/json, text/event-stream',
+        'MCP-Protocol-Version': MODERN,
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
+    });
+    expect(refused.status).toBe(401);
+  });
+});
