@@ -11,6 +11,11 @@ export interface ChangeFeedOptions {
   self: string;
   /** Called (coalesced) when another writer may have committed, and after every (re)connect. */
   onChange: () => void;
+  /**
+   * A second channel and what hears it at once (not coalesced): on every notification on it, from
+   * this handle too, after every (re)connect and every poll tick.
+   */
+  urgent?: { channel: string; onNotify: () => void } | undefined;
   /** The backstop: `onChange` at least this often, whatever was heard (ms; 0 = never). */
   pollIntervalMs: number;
   /** Reports a lost connection (and the reconnect attempts after it). */
@@ -41,7 +46,10 @@ export class ChangeFeed {
   start(): void {
     void this.#connect();
     if (this.#options.pollIntervalMs > 0) {
-      this.#poll = setInterval(() => this.#changed(), this.#options.pollIntervalMs);
+      this.#poll = setInterval(() => {
+        this.#options.urgent?.onNotify();
+        this.#changed();
+      }, this.#options.pollIntervalMs);
       this.#poll.unref();
     }
   }
@@ -76,6 +84,10 @@ export class ChangeFeed {
     client.on('error', lost);
     client.on('end', () => lost(new Error('LISTEN connection ended')));
     client.on('notification', (message) => {
+      if (message.channel === this.#options.urgent?.channel) {
+        this.#options.urgent.onNotify();
+        return;
+      }
       if (message.channel !== this.#options.channel) return;
       if (fromSelf(message.payload, this.#options.self)) return;
       this.#changed();
@@ -83,6 +95,7 @@ export class ChangeFeed {
     try {
       await client.connect();
       await client.query(`LISTEN ${quoteIdent(this.#options.channel)}`);
+      if (this.#options.urgent) await client.query(`LISTEN ${quoteIdent(this.#options.urgent.channel)}`);
     } catch (error) {
       lost(error instanceof Error ? error : new Error(String(error)));
       return;
@@ -94,6 +107,7 @@ export class ChangeFeed {
     this.#client = client;
     this.#attempt = 0;
     // Whatever was committed while no one listened: the listener reads it from the history.
+    this.#options.urgent?.onNotify();
     this.#changed();
   }
 

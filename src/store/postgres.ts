@@ -237,6 +237,10 @@ export class PostgresStore implements Store, CredentialStore {
   readonly #options: PostgresStoreOptions;
   readonly #connection: pg.ClientConfig;
   readonly #channel: string;
+  readonly #keysChannel: string;
+  #keysEpoch = 0;
+  /** Keeps the LISTEN connection open once key lookups are cached. */
+  #watchKeys: (() => void) | undefined;
   /** Names this handle in its notifications, so it does not wake itself. */
   readonly #self = randomBytes(8).toString('hex');
   readonly #listeners = new Set<() => void>();
@@ -265,6 +269,7 @@ export class PostgresStore implements Store, CredentialStore {
       application_name: 'coremcp',
     };
     this.#channel = `coremcp.${this.schema}`;
+    this.#keysChannel = `coremcp.${this.schema}.keys`;
   }
 
   async open(): Promise<void> {
@@ -858,8 +863,20 @@ export class PostgresStore implements Store, CredentialStore {
   }
 
   async revokeApiKey(idOrName: string, at: string): Promise<ApiKeyRecord | undefined> {
-    const rows = await this.#query<KeyRow>(this.#sql.revokeKey, [at, idOrName]);
+    const rows = await this.#query<KeyRow>(this.#sql.revokeKey, [at, idOrName, this.#keysChannel]);
+    this.#keysEpoch++;
     return rows[0] && toKey(rows[0]);
+  }
+
+  /**
+   * Moves when a key is revoked through any handle on the schema (a NOTIFY sent with the revoking
+   * commit, heard by the LISTEN connection as soon as it commits), after every (re)connect of that
+   * connection, and every `pollIntervalMs` (a key revoked with plain SQL sends no notification).
+   * Undefined while the LISTEN connection is down: then every request looks its key up.
+   */
+  credentialsEpoch(): number | undefined {
+    this.#watchKeys ??= this.watchExternalChanges(() => {});
+    return this.#feed?.backendPid === undefined ? undefined : this.#keysEpoch;
   }
 
   // --- internals -------------------------------------------------------------------------------
@@ -1148,6 +1165,12 @@ export class PostgresStore implements Store, CredentialStore {
       },
       channel: this.#channel,
       self: this.#self,
+      urgent: {
+        channel: this.#keysChannel,
+        onNotify: () => {
+          this.#keysEpoch++;
+        },
+      },
       pollIntervalMs: this.#options.pollIntervalMs ?? 2000,
       onChange: () => {
         for (const listener of this.#listeners) listener();
@@ -1577,6 +1600,8 @@ function statementTexts(s: string) {
     insertKey: `INSERT INTO ${s}.api_keys (id, name, role, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)`,
     keyByHash: `SELECT * FROM ${s}.api_keys WHERE hash = $1`,
     listKeys: `SELECT * FROM ${s}.api_keys ORDER BY created_at, name`,
-    revokeKey: `UPDATE ${s}.api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 OR name = $2 RETURNING *`,
+    // The notification goes out with the commit: every instance's cached lookup of the key ends then.
+    revokeKey: `WITH r AS (UPDATE ${s}.api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 OR name = $2 RETURNING *)
+      SELECT r.*, pg_notify($3, '') AS notified FROM r`,
   };
 }

@@ -1,13 +1,17 @@
 /**
  * API-key lookups are cached, and a revoked key is refused from the next request on, wherever it was
  * revoked: through the same `ApiKeys`, through another connection to the file, by `coremcp keys
- * revoke` in another process while a server runs, or by plain SQL (within the 250 ms change poll).
+ * revoke` in another process while a server runs, or by plain SQL (within the 250 ms change poll);
+ * on PostgreSQL from the moment the revoking commit's notification is heard, and never from the
+ * cache while the LISTEN connection is down.
  */
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ApiKeys, MemoryStore, SqliteStore } from 'coremcp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashApiKey } from '../../src/security/apikeys.js';
+import { PostgresStore } from '../../src/store/postgres.js';
+import { freshSchema } from '../helpers/postgres.js';
 import { httpClient, MODERN, runCli, startServerProcess } from '../helpers/servers.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -89,6 +93,53 @@ describe('API-key lookups', () => {
       message: 'the key revoked with SQL to be refused',
     });
     expect(await keys.authenticate(key)).toEqual({ ok: false, reason: 'revoked_key' });
+  });
+
+  it('on PostgreSQL, end when the revoking commit is heard on LISTEN, and are not cached while it is down', async () => {
+    const fresh = await freshSchema('keys');
+    cleanups.push(fresh.drop);
+    class CountingPostgres extends PostgresStore {
+      lookups = 0;
+      override async findApiKeyByHash(hash: string) {
+        this.lookups++;
+        return super.findApiKeyByHash(hash);
+      }
+    }
+    const b = new CountingPostgres({ url: fresh.url, pollIntervalMs: 0 });
+    await b.open();
+    cleanups.push(() => b.close());
+    const a = new PostgresStore({ url: fresh.url, pollIntervalMs: 0 });
+    await a.open();
+    cleanups.push(() => a.close());
+    const onA = new ApiKeys(a);
+    const onB = new ApiKeys(b);
+    const { key } = await onA.create('agent', 'member');
+    // Until B's LISTEN connection is up, every request looks its key up.
+    expect(await onB.authenticate(key)).toMatchObject({ ok: true });
+    await waitFor(() => b.listenerPid !== undefined, { message: "B's LISTEN connection" });
+    expect(await onB.authenticate(key)).toMatchObject({ ok: true });
+    const looked = b.lookups;
+    for (let i = 0; i < 10; i++) expect(await onB.authenticate(key)).toMatchObject({ ok: true });
+    expect(b.lookups).toBe(looked);
+
+    await onA.revoke('agent');
+    // The notification leaves with A's commit; B refuses from the moment its LISTEN connection hears it.
+    await waitFor(async () => !(await onB.authenticate(key)).ok, { message: 'B to refuse the revoked key' });
+    expect(await onB.authenticate(key)).toEqual({ ok: false, reason: 'revoked_key' });
+
+    // Without a LISTEN connection nothing is served from the cache: a revocation would go unheard.
+    const deaf = new CountingPostgres({
+      url: fresh.url,
+      pollIntervalMs: 0,
+      listenUrl: 'postgres://127.0.0.1:9/none',
+    });
+    await deaf.open();
+    cleanups.push(() => deaf.close());
+    const onDeaf = new ApiKeys(deaf);
+    const other = await onA.create('other', 'member');
+    for (let i = 0; i < 5; i++) expect(await onDeaf.authenticate(other.key)).toMatchObject({ ok: true });
+    expect(deaf.lookups).toBe(5);
+    expect(deaf.listenerPid).toBeUndefined();
   });
 
   it('are cached on a memory store too, and a revocation ends them', async () => {
