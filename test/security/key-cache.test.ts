@@ -40,6 +40,16 @@ async function sqliteKeys() {
   return { path, store, keys: new ApiKeys(store) };
 }
 
+/** A key of an SQLite store, authenticated twice: the second time from the cache. */
+async function cachedKey() {
+  const setup = await sqliteKeys();
+  const { key } = await setup.keys.create('agent', 'member');
+  expect(await setup.keys.authenticate(key)).toMatchObject({ ok: true });
+  expect(await setup.keys.authenticate(key)).toMatchObject({ ok: true });
+  expect(setup.store.lookups).toBe(1);
+  return { ...setup, key };
+}
+
 describe('API-key lookups', () => {
   it('are cached per key, with one principal object, until the key is revoked', async () => {
     const { store, keys } = await sqliteKeys();
@@ -67,11 +77,7 @@ describe('API-key lookups', () => {
   });
 
   it('see a revocation through another connection to the file at the next request', async () => {
-    const { path, store, keys } = await sqliteKeys();
-    const { key } = await keys.create('agent', 'member');
-    expect(await keys.authenticate(key)).toMatchObject({ ok: true });
-    expect(await keys.authenticate(key)).toMatchObject({ ok: true });
-    expect(store.lookups).toBe(1);
+    const { path, keys, key } = await cachedKey();
     const elsewhere = new SqliteStore({ path });
     await elsewhere.open();
     cleanups.push(() => elsewhere.close());
@@ -81,11 +87,7 @@ describe('API-key lookups', () => {
   });
 
   it('see a key revoked with plain SQL within the change poll', async () => {
-    const { path, store, keys } = await sqliteKeys();
-    const { key } = await keys.create('agent', 'member');
-    expect(await keys.authenticate(key)).toMatchObject({ ok: true });
-    expect(await keys.authenticate(key)).toMatchObject({ ok: true });
-    expect(store.lookups).toBe(1);
+    const { path, keys, key } = await cachedKey();
     const db = new Database(path);
     db.prepare("UPDATE api_keys SET revoked_at = '2026-12-03T00:00:00.000Z' WHERE name = 'agent'").run();
     db.close();
