@@ -261,8 +261,8 @@ export interface CredentialStore {
   /**
    * A number that moves whenever any API key may have changed — through this store, another process
    * or another instance — as soon as that change is committed; cheap enough to read on every request.
-   * A lookup is cached only while it stays the same. Undefined (or not implemented): the store cannot
-   * tell, and every request looks its key up.
+   * A lookup is cached only while it stays the same. A store without this method, or answering
+   * undefined, cannot tell: then every request looks its key up.
    */
   credentialsEpoch?(): number | undefined;
 }

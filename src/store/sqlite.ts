@@ -433,6 +433,8 @@ export class SqliteStore implements Store, CredentialStore {
   readonly #options: SqliteStoreOptions;
   #db: Database.Database | undefined;
   #checkpointer: Checkpointer | undefined;
+  /** The file every coremcp process rewrites after changing a key (none for `:memory:`). */
+  readonly #keysMarker: string | undefined;
   /** What `credentialsEpoch` has seen of key changes. */
   readonly #keys: {
     epoch: number;
@@ -459,6 +461,7 @@ export class SqliteStore implements Store, CredentialStore {
   constructor(options: SqliteStoreOptions) {
     this.#options = options;
     this.path = options.path;
+    this.#keysMarker = this.path === ':memory:' ? undefined : `${this.path}-keys`;
     this.#guard = new StoreGuard({
       busyWaitMs: options.busyWaitMs,
       beforeWrite: () => {
@@ -1122,11 +1125,11 @@ export class SqliteStore implements Store, CredentialStore {
    */
   credentialsEpoch(): number | undefined {
     const keys = this.#keys;
-    if (this.path === ':memory:') return keys.epoch;
-    const marker = `${this.path}-keys`;
+    const marker = this.#keysMarker;
+    if (marker === undefined) return keys.epoch;
     let seen = statSync(marker, { throwIfNoEntry: false });
     if (!seen) {
-      if (!this.#writeKeysMarker(marker)) return undefined;
+      if (!this.#writeKeysMarker()) return undefined;
       seen = statSync(marker, { throwIfNoEntry: false });
       if (!seen) return undefined;
     }
@@ -1146,13 +1149,14 @@ export class SqliteStore implements Store, CredentialStore {
 
   #keysChanged(): void {
     this.#keys.epoch++;
-    if (this.path !== ':memory:') this.#writeKeysMarker(`${this.path}-keys`);
+    this.#writeKeysMarker();
   }
 
   /** Rewrites the marker in place (new content, new mtime); false if it cannot be written. */
-  #writeKeysMarker(marker: string): boolean {
+  #writeKeysMarker(): boolean {
+    if (this.#keysMarker === undefined) return false;
     try {
-      writeFileSync(marker, `${randomUUID()}\n`);
+      writeFileSync(this.#keysMarker, `${randomUUID()}\n`);
       return true;
     } catch {
       // A read-only folder or a full disk: other processes notice the change through data_version.
