@@ -18,6 +18,8 @@ db.pragma('busy_timeout = 100');
 const version = db.prepare('PRAGMA data_version').pluck();
 const walPath = workerData.path + '-wal';
 const walSize = () => statSync(walPath, { throwIfNoEntry: false })?.size ?? 0;
+// A frame of the log: a 24-byte header and one page.
+const frameBytes = db.pragma('page_size', { simple: true }) + 24;
 let seen = -1;
 let idleTicks = 0;
 let last = '';
@@ -34,15 +36,16 @@ const checkpoint = () => {
     idleTicks = 0;
     // A PASSIVE checkpoint copies the log back without blocking anyone, but under sustained writes it
     // never catches up with the last frame, so no writer restarts the log and it grows without bound.
-    // Past the limit a RESTART holds writers off until the log is rewound (2–4 ms): only once a
-    // PASSIVE has copied every frame, so it has little left to copy. The file keeps its size, and the
-    // next writers overwrite it in place rather than grow a freshly cut one. Far past the limit (a
-    // reader kept PASSIVE from finishing), TRUNCATE copies whatever is left and cuts the file.
+    // Once the live log passes the limit, a RESTART holds writers off until it is rewound (2–4 ms):
+    // only once a PASSIVE has copied every frame, so it has little left to copy. The live log is its
+    // frames, not the file: the file keeps its size after a rewind (the next writers overwrite it in
+    // place rather than grow a freshly cut one), so its size would ask for a RESTART on every tick.
+    // Far past the limit (a reader kept PASSIVE from finishing), TRUNCATE copies whatever is left
+    // and cuts the file.
     const [result] = db.pragma('wal_checkpoint(PASSIVE)');
-    const size = walSize();
-    const copied = result && result.log === result.checkpointed;
-    if (size > 4 * workerData.walLimitBytes) db.pragma('wal_checkpoint(TRUNCATE)');
-    else if (size > workerData.walLimitBytes && copied) db.pragma('wal_checkpoint(RESTART)');
+    const copied = result.log === result.checkpointed;
+    if (walSize() > 4 * workerData.walLimitBytes) db.pragma('wal_checkpoint(TRUNCATE)');
+    else if (result.log * frameBytes > workerData.walLimitBytes && copied) db.pragma('wal_checkpoint(RESTART)');
     last = '';
   } catch (error) {
     const message = String(error && error.message);
