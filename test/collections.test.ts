@@ -24,6 +24,7 @@ import fc from 'fast-check';
 import jsonpatch from 'fast-json-patch';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { encodeIndexValues, valueEnds } from '../src/core/collections.js';
 import { verifyHistory } from '../src/core/verify.js';
 import { PostgresStore } from '../src/store/postgres.js';
 import { MIGRATIONS } from '../src/store/sqlite.js';
@@ -255,6 +256,153 @@ describe('collections: history stays exact', () => {
       );
     });
   }
+});
+
+describe('collections: index counts kept between calls', () => {
+  it('knows where each encoded value of an index key ends', () => {
+    const values = ['a\u0001\u0001b\u0000', 3, null, true, '', false, -2.5];
+    const ends = [0];
+    for (let i = 1; i <= values.length; i++) ends.push(encodeIndexValues(values.slice(0, i)).length);
+    expect(valueEnds(encodeIndexValues(values))).toEqual(ends);
+    expect(valueEnds('')).toEqual([0]);
+  });
+
+  const forEachStore = async (
+    run: (make: () => Promise<Store>, second: (first: Store) => Promise<Store>) => Promise<void>,
+  ) => {
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const fresh = await freshSchema('counts');
+    cleanups.push(fresh.drop);
+    // A second connection to the same data, as another process or instance has.
+    await run(
+      async () => new MemoryStore(),
+      async (first) => first,
+    );
+    await run(
+      async () => new SqliteStore({ path: join(tmp.dir, 'counts.db') }),
+      async () => new SqliteStore({ path: join(tmp.dir, 'counts.db') }),
+    );
+    await run(
+      async () => new PostgresStore({ url: PG_URL, schema: fresh.schema }),
+      async () => new PostgresStore({ url: PG_URL, schema: fresh.schema }),
+    );
+  };
+
+  it('stay right through commits, concurrent ones, rollback, undo and another process’s commits', async () => {
+    await forEachStore(async (make, second) => {
+      const store = await make();
+      const state = await manager(store);
+      const oracle = new Map<string, Item>();
+      const tags = ['red', 'blue', 'green'];
+      await state.update<Shelf>('shelf', (draft) => {
+        for (let i = 0; i < 30; i++) {
+          const item = { v: i % 5, tag: tags[i % 3]! };
+          draft.items.set(`k${i}`, item);
+          oracle.set(`k${i}`, item);
+        }
+      });
+      const prefixes: Array<[string, unknown[] | undefined]> = [
+        ['byTag', undefined],
+        ['byTag', ['red']],
+        ['byTag', ['blue']],
+        ['byTag', ['red', 3]],
+        ['byTag', ['green', 0]],
+        ['byV', [4]],
+        ['byV', [7]],
+      ];
+      const expected = (index: string, prefix: unknown[] | undefined) =>
+        [...oracle.values()].filter((item) => {
+          const fields = index === 'byTag' ? [item.tag, item.v] : [item.v];
+          return (prefix ?? []).every((value, i) => fields[i] === value);
+        }).length;
+      const check = async (manager: StateManager, when: string) => {
+        const items = (
+          (await manager.view('shelf')).value as { items: import('coremcp').ReadableCollection<Item> }
+        ).items;
+        for (const [index, prefix] of prefixes)
+          expect(
+            await items.count(index, prefix as never),
+            `${when}: ${index} ${JSON.stringify(prefix)}`,
+          ).toBe(expected(index, prefix));
+      };
+      await check(state, 'first read');
+      const byRevision = new Map<number, Map<string, Item>>();
+      for (let step = 0; step < 40; step++) {
+        const key = `k${(step * 7) % 34}`;
+        const before = oracle.get(key);
+        const { revision } = await state.update<Shelf>('shelf', async (draft) => {
+          if (step % 5 === 4 && before) {
+            draft.items.delete(key);
+            oracle.delete(key);
+          } else if (before && step % 2 === 0) {
+            const entry = (await draft.items.get(key))!;
+            entry.tag = tags[(tags.indexOf(before.tag) + 1) % 3]!;
+            oracle.set(key, { ...before, tag: entry.tag });
+          } else if (before) {
+            const entry = (await draft.items.get(key))!;
+            entry.v = (before.v + 3) % 8;
+            oracle.set(key, { ...before, v: entry.v });
+          } else {
+            const item = { v: step % 8, tag: tags[step % 3]! };
+            draft.items.set(key, item);
+            oracle.set(key, item);
+          }
+        });
+        byRevision.set(revision, new Map(oracle));
+        await check(state, `after step ${step}`);
+      }
+      // Writers at once: one group commit (or a few), each moving an entry to another tag.
+      await Promise.all(
+        [...oracle.keys()].slice(0, 16).map((key) =>
+          state.update<Shelf>('shelf', async (draft) => {
+            const entry = (await draft.items.get(key))!;
+            entry.tag = 'blue';
+            oracle.set(key, { ...oracle.get(key)!, tag: 'blue' });
+          }),
+        ),
+      );
+      await check(state, 'after concurrent writers');
+      const afterConcurrent = new Map(oracle);
+      const target = [...byRevision.keys()][20]!;
+      const rolled = await state.rollback('shelf', target);
+      oracle.clear();
+      for (const [k, v] of byRevision.get(target)!) oracle.set(k, v);
+      await check(state, 'after rollback');
+      await state.undo(rolled.commandId);
+      oracle.clear();
+      for (const [k, v] of afterConcurrent) oracle.set(k, v);
+      await check(state, 'after undo');
+      // Another process commits: this one's counts follow once its head does.
+      const otherStore = await second(store);
+      if (otherStore !== store) {
+        await otherStore.open();
+        cleanups.push(() => otherStore.close());
+      }
+      const other = new StateManager(otherStore, { documents: [shelf] });
+      await other.open();
+      await other.update<Shelf>('shelf', async (draft) => {
+        for (const key of [...oracle.keys()].slice(0, 5)) {
+          draft.items.delete(key);
+          oracle.delete(key);
+        }
+        draft.items.set('elsewhere', { v: 4, tag: 'red' });
+        oracle.set('elsewhere', { v: 4, tag: 'red' });
+      });
+      await state.refresh('shelf');
+      await check(state, 'after another process committed');
+      // …and when it writes on without being told (its commit conflicts, then reloads).
+      await other.update<Shelf>('shelf', (draft) => {
+        draft.items.set('elsewhere2', { v: 4, tag: 'red' });
+        oracle.set('elsewhere2', { v: 4, tag: 'red' });
+      });
+      await state.update<Shelf>('shelf', (draft) => {
+        draft.items.set('here', { v: 7, tag: 'green' });
+        oracle.set('here', { v: 7, tag: 'green' });
+      });
+      await check(state, 'after writing past another process’s commit');
+    });
+  });
 });
 
 describe('collections: reads', () => {

@@ -249,9 +249,12 @@ type Cached = JsonValue | typeof ABSENT;
 export class EntryCache {
   readonly #map = new Map<string, Cached>();
   readonly #max: number;
+  /** Index counts of the same heads (none when entries are not cached either). */
+  readonly counts: IndexCounts;
 
   constructor(max: number) {
     this.#max = Math.max(0, max);
+    this.counts = new IndexCounts(this.#max === 0 ? 0 : Math.min(this.#max, MAX_CACHED_COUNTS));
   }
 
   static key(doc: string, collection: string, key: string): string {
@@ -282,10 +285,11 @@ export class EntryCache {
     this.#map.delete(id);
   }
 
-  /** Forgets every entry of one document. */
+  /** Forgets every entry and index count of one document. */
   evictDocument(doc: string): void {
     const prefix = `${doc}\u0000`;
     for (const id of this.#map.keys()) if (id.startsWith(prefix)) this.#map.delete(id);
+    this.counts.evictDocument(doc);
   }
 
   get size(): number {
@@ -294,6 +298,138 @@ export class EntryCache {
 }
 
 export { ABSENT };
+
+/** Index ranges whose counts are kept at once; past it they are all forgotten (and read again). */
+const MAX_CACHED_COUNTS = 10_000;
+
+/**
+ * Counts of index prefixes at the installed heads, so a handler's `count` (a WIP limit, a quota) is
+ * not a store read on every call. A count is read from the store once, then kept current by every
+ * commit this process installs: each index row a commit removes or adds moves the counts of the
+ * prefixes it falls under, found from the row's own key, so a commit costs the same however many
+ * counts are kept. A count read while one of this process's writes is between the store and its
+ * install (the store then holds rows the heads do not) is used but not kept. Commits of other
+ * processes forget the document's counts when the head follows them, as they do its entries.
+ */
+export class IndexCounts {
+  /** `doc \0 collection \0 index` → encoded prefix → count. */
+  readonly #counts = new Map<string, Map<string, number>>();
+  readonly #max: number;
+  #size = 0;
+  /** Writes whose rows may be in the store before their heads are installed. */
+  #writing = 0;
+  /** Moves on every write start and end and every eviction: a read that spans one is not kept. */
+  #generation = 0;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  static #id(doc: string, collection: string, index: string): string {
+    return `${doc}\u0000${collection}\u0000${index}`;
+  }
+
+  lookup(doc: string, collection: string, index: string, prefix: string): number | undefined {
+    return this.#counts.get(IndexCounts.#id(doc, collection, index))?.get(prefix);
+  }
+
+  /** Taken before a store read; undefined when what it reads could not be kept. */
+  readToken(): number | undefined {
+    return this.#max === 0 || this.#writing > 0 ? undefined : this.#generation;
+  }
+
+  /** Keeps a count read from the store, if nothing changed while it was read. */
+  keep(
+    token: number | undefined,
+    doc: string,
+    collection: string,
+    index: string,
+    prefix: string,
+    count: number,
+  ): void {
+    if (token === undefined || token !== this.#generation || this.#writing > 0) return;
+    if (this.#size >= this.#max) this.#clear();
+    const id = IndexCounts.#id(doc, collection, index);
+    let counts = this.#counts.get(id);
+    if (!counts) {
+      counts = new Map();
+      this.#counts.set(id, counts);
+    }
+    if (!counts.has(prefix)) this.#size++;
+    counts.set(prefix, count);
+  }
+
+  /** A write of this process is about to reach the store. */
+  writeStarted(): void {
+    this.#writing++;
+    this.#generation++;
+  }
+
+  /** …and its heads are installed (or it wrote nothing). */
+  writeEnded(): void {
+    this.#writing--;
+    this.#generation++;
+  }
+
+  /** Moves the kept counts by a commit's index rows, as its head is installed. */
+  apply(doc: string, writes: readonly EntryWrite[]): void {
+    if (this.#size === 0) return;
+    for (const write of writes) {
+      for (const [index, ikey] of write.indexRemove) this.#move(doc, write.collection, index, ikey, -1);
+      for (const [index, ikey] of write.indexAdd) this.#move(doc, write.collection, index, ikey, 1);
+    }
+  }
+
+  evictDocument(doc: string): void {
+    this.#generation++;
+    const prefix = `${doc}\u0000`;
+    for (const [id, counts] of this.#counts) {
+      if (!id.startsWith(prefix)) continue;
+      this.#size -= counts.size;
+      this.#counts.delete(id);
+    }
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  #move(doc: string, collection: string, index: string, ikey: string, by: number): void {
+    const counts = this.#counts.get(IndexCounts.#id(doc, collection, index));
+    if (!counts) return;
+    // The prefixes a key falls under end where one of its encoded values does.
+    for (const end of valueEnds(ikey)) {
+      const prefix = ikey.slice(0, end);
+      const count = counts.get(prefix);
+      if (count !== undefined) counts.set(prefix, count + by);
+    }
+  }
+
+  #clear(): void {
+    this.#counts.clear();
+    this.#size = 0;
+  }
+}
+
+/** Where each value of an encoded index key ends, from 0 (the empty prefix) to the key's length. */
+export function valueEnds(ikey: string): number[] {
+  const ends = [0];
+  let i = 0;
+  while (i < ikey.length) {
+    const tag = ikey[i++];
+    if (tag === TAG_NUMBER) i += 16;
+    else if (tag === TAG_STRING) {
+      // Up to the \x01\x01 that ends the string; \x01\x02 and \x01\x03 are escapes inside it.
+      while (i < ikey.length) {
+        const pair = ikey.charCodeAt(i) === 1;
+        i += pair ? 2 : 1;
+        if (pair && ikey.charCodeAt(i - 1) === 1) break;
+      }
+    }
+    ends.push(Math.min(i, ikey.length));
+  }
+  return ends;
+}
 
 // --- reading a collection at head -----------------------------------------------------------------
 
@@ -364,7 +500,14 @@ export class CollectionReader {
     if (index === undefined) return this.place.size;
     const { doc, name, definition } = this.place;
     checkIndex(name, definition, index);
-    return this.#store.countIndex(doc, name, index, prefixRange(checkPrefix(definition, index, prefix)));
+    const range = prefixRange(checkPrefix(definition, index, prefix));
+    const counts = this.#cache.counts;
+    const kept = counts.lookup(doc, name, index, range.from);
+    if (kept !== undefined) return kept;
+    const token = counts.readToken();
+    const count = await this.#store.countIndex(doc, name, index, range);
+    counts.keep(token, doc, name, index, range.from, count);
+    return count;
   }
 
   async list(options: ListOptions = {}): Promise<EntryPage<JsonValue>> {

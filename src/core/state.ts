@@ -1065,7 +1065,18 @@ export class StateManager {
         const queued = this.#enqueue(primaryHead, changed[0]!, commitRequest);
         return queued ? { handoff: 'queued', outcome: queued, result: committed } : SOLO;
       }
-      const outcome = await this.store.commit(commitRequest);
+      // The heads are installed before anything else runs: no read sees the store ahead of them.
+      const counts = this.#cache.counts;
+      counts.writeStarted();
+      let outcome: Awaited<ReturnType<Store['commit']>>;
+      try {
+        outcome = await this.store.commit(commitRequest);
+        if (outcome.status === 'committed')
+          for (const write of changed)
+            this.#advance(write, changes.find((c) => c.commit.doc === write.head.doc)!.commit);
+      } finally {
+        counts.writeEnded();
+      }
       if (outcome.status === 'duplicate') {
         return {
           doc: primary,
@@ -1116,8 +1127,6 @@ export class StateManager {
         if (attempt > 0) await sleep(Math.random() * Math.min(50, 2 ** attempt));
         continue;
       }
-      for (const write of changed)
-        this.#advance(write, changes.find((c) => c.commit.doc === write.head.doc)!.commit);
       return committed(outcome.audit);
     }
   }
@@ -1221,6 +1230,7 @@ export class StateManager {
     }
     this.#overlayReadsDone = undefined;
     const batch = this.#queue.splice(0, this.#maxBatch);
+    this.#cache.counts.writeStarted();
     try {
       let outcome: Awaited<ReturnType<NonNullable<Store['commitBatch']>>>;
       try {
@@ -1253,6 +1263,7 @@ export class StateManager {
       // A listener or a head install threw after the batch was durable: the writers still are.
       this.#onBackgroundError(error, 'group commit');
     } finally {
+      this.#cache.counts.writeEnded();
       this.#flushing = false;
       flushed();
       this.#scheduleFlush();
@@ -1558,6 +1569,7 @@ export class StateManager {
     for (const entry of write.entries) {
       this.#cache.store(EntryCache.key(head.doc, entry.collection, entry.key), entry.value);
     }
+    this.#cache.counts.apply(head.doc, write.entries);
     this.#heads.set(head.doc, head);
     this.#emit(commitEvent(commit, false));
     this.#snapshotIfDue(head.doc, head);
@@ -1781,15 +1793,20 @@ export class StateManager {
         (await this.#allEntries(doc, name)).map(({ key, value }) => [key, value]),
       );
     }
-    await this.store.restructure({
-      doc,
-      revision: loaded.revision,
-      plain,
-      layout: layoutOf(declared),
-      entries,
-      indexRows,
-    });
-    this.invalidate(doc);
+    this.#cache.counts.writeStarted();
+    try {
+      await this.store.restructure({
+        doc,
+        revision: loaded.revision,
+        plain,
+        layout: layoutOf(declared),
+        entries,
+        indexRows,
+      });
+      this.invalidate(doc);
+    } finally {
+      this.#cache.counts.writeEnded();
+    }
     return true;
   }
 
@@ -1808,6 +1825,8 @@ export class StateManager {
   async #reload(doc: string, head: Head): Promise<Head> {
     const commits = await this.store.readCommits(doc, { after: head.revision });
     if (commits.length > 0 && commits[0]!.revision !== head.revision + 1) return this.#fullReload(doc);
+    // Their index rows are not known here: the counts are read again.
+    if (commits.length > 0) this.#cache.counts.evictDocument(doc);
     const patches = concatPatches(commits);
     let collections = head.collections;
     if (collections) {
