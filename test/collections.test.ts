@@ -405,6 +405,82 @@ describe('collections: index counts kept between calls', () => {
   });
 });
 
+describe('collections: cached entries and counts against slow store reads', () => {
+  /**
+   * Two managers on one store, as two processes or instances are; the first one's entry and count
+   * reads are answered only when `release` is called, as a store across a network answers late.
+   */
+  async function slowReads() {
+    const shared = new MemoryStore();
+    let hold: Promise<void> | undefined;
+    let release = () => {};
+    const slow = new Proxy(shared, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (typeof value !== 'function') return value;
+        if (prop !== 'readEntries' && prop !== 'countIndex') return value.bind(target);
+        return async (...args: unknown[]) => {
+          const answer = await value.apply(target, args);
+          await hold;
+          return answer;
+        };
+      },
+    }) as Store;
+    const a = await manager(slow);
+    const b = new StateManager(shared, { documents: [shelf] });
+    await b.open();
+    const items = async () =>
+      ((await a.view('shelf')).value as { items: import('coremcp').ReadableCollection<Item> }).items;
+    return {
+      a,
+      b,
+      items,
+      hold: () => {
+        hold = new Promise<void>((resolve) => {
+          release = () => {
+            hold = undefined;
+            resolve();
+          };
+        });
+      },
+      release: () => release(),
+    };
+  }
+
+  it('does not cache an entry a read found before another process changed it', async () => {
+    const { a, b, items, hold, release } = await slowReads();
+    await a.update<Shelf>('shelf', (draft) => draft.items.set('k', { v: 1, tag: 'red' }));
+    a.invalidate('shelf');
+    const before = await items();
+    hold();
+    const read = before.get('k');
+    await b.update<Shelf>('shelf', async (draft) => {
+      (await draft.items.get('k'))!.v = 2;
+    });
+    // The reload forgets the entry the other process changed, while the read is still out.
+    await a.refresh('shelf');
+    release();
+    expect((await read)?.v).toBe(1);
+    expect((await (await items()).get('k'))?.v).toBe(2);
+  });
+
+  it('does not keep a count read from an old head while the head reloaded', async () => {
+    const { a, b, items, hold, release } = await slowReads();
+    await a.update<Shelf>('shelf', (draft) => draft.items.set('k', { v: 1, tag: 'red' }));
+    const old = await items();
+    expect(await old.count('byTag', ['red'])).toBe(1);
+    a.invalidate('shelf');
+    hold();
+    const read = old.count('byTag', ['red']);
+    await b.update<Shelf>('shelf', (draft) => draft.items.set('k2', { v: 2, tag: 'red' }));
+    // The head loads afresh (with the other process's commit) while the old reader's count is out.
+    expect((await a.get('shelf')).revision).toBe(2);
+    release();
+    expect(await read).toBe(1);
+    expect(await (await items()).count('byTag', ['red'])).toBe(2);
+  });
+});
+
 describe('collections: reads', () => {
   it('pages a collection at one revision while writers go on, and reaches every entry once', async () => {
     const state = await manager(new MemoryStore());

@@ -249,6 +249,11 @@ type Cached = JsonValue | typeof ABSENT;
 export class EntryCache {
   readonly #map = new Map<string, Cached>();
   readonly #max: number;
+  /**
+   * Per document, moved whenever cached entries are forgotten for being out of date (another
+   * process's commit, a reload): a store read that spans one may have read them as they were.
+   */
+  readonly #epochs = new Map<string, number>();
   /** Index counts of the same heads (none when entries are not cached either). */
   readonly counts: IndexCounts;
 
@@ -281,15 +286,46 @@ export class EntryCache {
     }
   }
 
-  evict(id: string): void {
+  /** Taken before a store read of a document's entries, for `fill`. */
+  readToken(doc: string): number {
+    return this.#epochs.get(doc) ?? 0;
+  }
+
+  /**
+   * Caches an entry a store read found, unless it is no longer news: the read spanned a forgetting
+   * of the document's entries (it may have read them before the change that caused it), or the key
+   * was cached meanwhile (a commit installed since the read began has the newer value).
+   */
+  fill(doc: string, token: number, id: string, value: JsonValue | undefined): void {
+    if (this.readToken(doc) !== token || this.#map.has(id)) return;
+    this.store(id, value);
+  }
+
+  /** Forgets an entry another process changed. */
+  evict(doc: string, id: string): void {
+    this.#outdated(doc);
     this.#map.delete(id);
   }
 
   /** Forgets every entry and index count of one document. */
   evictDocument(doc: string): void {
+    this.#outdated(doc);
     const prefix = `${doc}\u0000`;
     for (const id of this.#map.keys()) if (id.startsWith(prefix)) this.#map.delete(id);
     this.counts.evictDocument(doc);
+  }
+
+  /**
+   * A document's head was (re)loaded from the store: reads made from earlier heads while it loaded
+   * may have read entries and counts older than it, and are not cached.
+   */
+  headLoaded(doc: string): void {
+    this.#outdated(doc);
+    this.counts.evictDocument(doc);
+  }
+
+  #outdated(doc: string): void {
+    this.#epochs.set(doc, this.readToken(doc) + 1);
   }
 
   get size(): number {
@@ -462,9 +498,10 @@ export class CollectionReader {
     const id = EntryCache.key(doc, name, key);
     const cached = this.#cache.lookup(id);
     if (cached !== undefined) return cached === ABSENT ? undefined : cached;
+    const token = this.#cache.readToken(doc);
     const found = (await this.#store.readEntries(doc, name, [key])).get(key);
     const value = found === undefined ? undefined : deepFreeze(found);
-    this.#cache.store(id, value);
+    this.#cache.fill(doc, token, id, value);
     return value;
   }
 
@@ -485,11 +522,12 @@ export class CollectionReader {
     }
     for (let i = 0; i < missing.length; i += ENTRY_READ_BATCH) {
       const batch = missing.slice(i, i + ENTRY_READ_BATCH);
+      const token = this.#cache.readToken(doc);
       const found = await this.#store.readEntries(doc, name, batch);
       for (const key of batch) {
         const stored = found.get(key);
         const value = stored === undefined ? undefined : deepFreeze(stored);
-        this.#cache.store(EntryCache.key(doc, name, key), value);
+        this.#cache.fill(doc, token, EntryCache.key(doc, name, key), value);
         out.set(key, value);
       }
     }

@@ -1698,6 +1698,7 @@ export class StateManager {
       if (!loaded) throw new RecoveryError('store_unavailable', `Document "${doc}" vanished after creation`);
     }
     const head = this.#headFrom(doc, loaded);
+    this.#cache.headLoaded(doc);
     this.#heads.set(doc, head);
     this.#snapshotIfDue(doc, head);
     return head;
@@ -1836,7 +1837,7 @@ export class StateManager {
         if (!at) continue;
         // A change to a whole collection at once (only from history older than collections) reloads all.
         if (at.key === undefined) return this.#fullReload(doc);
-        this.#cache.evict(EntryCache.key(doc, at.collection, at.key));
+        this.#cache.evict(doc, EntryCache.key(doc, at.collection, at.key));
         if (at.rest !== '' || op.op === 'replace') continue;
         sizes.set(at.collection, (sizes.get(at.collection) ?? 0) + (op.op === 'add' ? 1 : -1));
       }
