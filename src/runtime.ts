@@ -102,6 +102,8 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
 
   const started = performance.now();
   const stopWatchingFaults = metrics && given.watchFaults?.((event) => metrics.recordStoreFault(event));
+  const stopWatchingCheckpoints =
+    metrics && given.watchCheckpoints?.((event) => metrics.recordCheckpoint(event));
   await store.open();
   try {
     const state = new StateManager(store, {
@@ -154,11 +156,13 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
       execute: (name, input, executeOptions) => executor.execute(name, input, executeOptions),
       close: () => {
         stopWatchingFaults?.();
+        stopWatchingCheckpoints?.();
         return store.close();
       },
     };
   } catch (error) {
     stopWatchingFaults?.();
+    stopWatchingCheckpoints?.();
     await store.close();
     throw error;
   }

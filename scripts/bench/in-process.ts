@@ -4,8 +4,10 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { createCore, localPrincipal, SqliteStore } from 'coremcp';
 import taskboard from '../../examples/taskboard/app.js';
+import type { CallFn } from './load.js';
 import { measurementOf, runLoad } from './load.js';
 import type { BenchConfig, Scenario } from './scenario.js';
 import { BOARD_TASKS, GROUP_COMMIT } from './servers.js';
@@ -24,12 +26,86 @@ function documentOf(bytes: number): {
   return { counter: 0, items };
 }
 
-export async function inProcessScenario(dir: string, config: BenchConfig): Promise<Scenario> {
-  const core = await createCore({
-    app: taskboard,
-    store: new SqliteStore({ path: join(dir, 'in-process.db') }),
-    groupCommit: GROUP_COMMIT,
+/** A call slower than this counts as slow (coremcp's p99 goal is 0.5 ms). */
+const SLOW_MS = 0.5;
+
+interface Span {
+  start: number;
+  end: number;
+}
+
+/**
+ * Where a lone caller's slow calls fall: during a garbage-collection pause, while the WAL worker ran
+ * a PASSIVE checkpoint (writers go on, but its syncs share the machine), while it ran a RESTART or
+ * TRUNCATE (writers wait), or during none of them. Times are this process's `performance.now()`.
+ */
+function slowCallWatch(store: SqliteStore) {
+  const calls: Span[] = [];
+  const gcs: Span[] = [];
+  const passive: Span[] = [];
+  const blocking: Span[] = [];
+  let on = false;
+  const observer = new PerformanceObserver((list) => {
+    if (on)
+      for (const e of list.getEntries()) gcs.push({ start: e.startTime, end: e.startTime + e.duration });
   });
+  observer.observe({ entryTypes: ['gc'] });
+  const stopWatching = store.watchCheckpoints((event) => {
+    if (!on) return;
+    const start = event.startedAt - performance.timeOrigin;
+    (event.mode === 'passive' ? passive : blocking).push({ start, end: start + event.durationMs });
+  });
+  const overlaps = (call: Span, spans: Span[]) => spans.some((s) => s.start < call.end && s.end > call.start);
+  const median = (spans: Span[]) => {
+    const sorted = spans.map((s) => s.end - s.start).sort((a, b) => a - b);
+    return sorted.length === 0 ? 0 : sorted[sorted.length >> 1]!;
+  };
+  return {
+    wrap(call: CallFn): CallFn {
+      return async (worker) => {
+        const start = performance.now();
+        const ok = await call(worker);
+        const end = performance.now();
+        if (on && end - start > SLOW_MS) calls.push({ start, end });
+        return ok;
+      };
+    },
+    start() {
+      on = true;
+    },
+    /** The counts, each slow call counted once: GC first, then a blocking checkpoint, then PASSIVE. */
+    finish(): Record<string, number> {
+      on = false;
+      for (const e of observer.takeRecords()) gcs.push({ start: e.startTime, end: e.startTime + e.duration });
+      observer.disconnect();
+      stopWatching();
+      let gc = 0;
+      let waited = 0;
+      let synced = 0;
+      for (const call of calls) {
+        if (overlaps(call, gcs)) gc++;
+        else if (overlaps(call, blocking)) waited++;
+        else if (overlaps(call, passive)) synced++;
+      }
+      return {
+        slowCalls: calls.length,
+        slowDuringGc: gc,
+        slowDuringRestart: waited,
+        slowDuringPassive: synced,
+        gcPauses: gcs.length,
+        gcMedianMs: median(gcs),
+        passiveCheckpoints: passive.length,
+        passiveMedianMs: median(passive),
+        restartCheckpoints: blocking.length,
+        restartMedianMs: median(blocking),
+      };
+    },
+  };
+}
+
+export async function inProcessScenario(dir: string, config: BenchConfig): Promise<Scenario> {
+  const store = new SqliteStore({ path: join(dir, 'in-process.db') });
+  const core = await createCore({ app: taskboard, store, groupCommit: GROUP_COMMIT });
   const principal = localPrincipal('bench');
   for (let i = 1; i <= BOARD_TASKS; i++)
     await core.execute('task.add', { title: `Task ${i}` }, { principal });
@@ -91,7 +167,14 @@ export async function inProcessScenario(dir: string, config: BenchConfig): Promi
   return {
     name: 'in-process',
     cases: [
-      { key: 'command', run: async () => measurementOf(await runLoad(command, load), 'command') },
+      {
+        key: 'command',
+        run: async () => {
+          const watch = slowCallWatch(store);
+          const result = await runLoad(watch.wrap(command), { ...load, onMeasureStart: () => watch.start() });
+          return { ...measurementOf(result, 'command'), ...watch.finish() };
+        },
+      },
       {
         // A realistic cadence: 1 ms idle between calls (timers, GC and the checkpointer wake in between).
         key: 'command.idle',

@@ -23,6 +23,20 @@ import type { JsonPatch } from './patch.js';
  */
 export type StoreFaultKind = 'busy' | 'full' | 'read_only' | 'io' | 'corrupt' | 'replaced';
 
+/**
+ * One checkpoint of the store's log (SQLite: a WAL checkpoint its worker thread ran). PASSIVE copies
+ * the log into the database without holding writers off (its syncs can still slow them); RESTART
+ * holds them off while it rewinds the log; TRUNCATE while it also cuts the file.
+ */
+export interface StoreCheckpointEvent {
+  mode: 'passive' | 'restart' | 'truncate';
+  /** When it started, in ms since the epoch (fractional: `performance.timeOrigin + performance.now()`). */
+  startedAt: number;
+  durationMs: number;
+  /** Frames in the log when it ran. */
+  frames: number;
+}
+
 /** A fault, or the first success after one (`downMs`: how long writes failed). */
 export type StoreFaultEvent =
   | { type: 'fault'; kind: StoreFaultKind }
@@ -136,6 +150,8 @@ export interface Store {
   checkIntegrity?(options?: { full?: boolean }): Promise<string[]>;
   /** Calls `listener` on every store fault and on each recovery from one. Optional. */
   watchFaults?(listener: (event: StoreFaultEvent) => void): () => void;
+  /** Calls `listener` on every checkpoint of the store's log (SQLite's WAL). Optional. */
+  watchCheckpoints?(listener: (event: StoreCheckpointEvent) => void): () => void;
 
   /**
    * Sequence numbers (at most 100) of audit rows whose indexed columns (seq, time, principal, command,

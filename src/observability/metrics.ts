@@ -1,7 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { CommandExecutor, ExecutionReport } from '../core/executor.js';
 import type { CommitEvent, StateManager } from '../core/state.js';
-import type { StoreFaultEvent } from '../core/store.js';
+import type { StoreCheckpointEvent, StoreFaultEvent } from '../core/store.js';
 
 export interface MetricsOptions {
   /** Node process metrics (CPU, memory, event loop lag, GC, handles). Default true. */
@@ -51,6 +51,7 @@ export class CoreMetrics {
   readonly #commits: Counter<'doc'>;
   readonly #conflicts: Counter;
   readonly #batchSize: Histogram;
+  readonly #checkpoints: Histogram<'mode'>;
   readonly #revision: Gauge<'doc'>;
   readonly #recovery: Gauge;
   readonly #authFailures: Counter<'reason'>;
@@ -169,6 +170,13 @@ export class CoreMetrics {
       buckets: [1, 2, 4, 8, 16, 32, 64, 128],
       registers,
     });
+    this.#checkpoints = new Histogram({
+      name: 'coremcp_store_checkpoint_duration_seconds',
+      help: 'SQLite WAL checkpoints, by mode: passive (writers go on, though its syncs slow them), restart (writers wait while the log is rewound), truncate (writers wait while it is also cut).',
+      labelNames: ['mode'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
     this.#auditUnrecorded = new Counter({
       name: 'coremcp_audit_unrecorded_total',
       help: 'Calls answered (reads, replays) or failed whose audit record the store could not write; each is logged with its request id.',
@@ -246,6 +254,10 @@ export class CoreMetrics {
     this.#storeRecoveries.inc({ kind: event.kind });
     this.#faultRecovery.observe({ kind: event.kind }, event.downMs / 1000);
     this.#recovery.set(event.downMs / 1000);
+  }
+
+  recordCheckpoint(event: StoreCheckpointEvent): void {
+    this.#checkpoints.observe({ mode: event.mode }, event.durationMs / 1000);
   }
 
   /** Adds a source of open subscriptions (a surface, an HTTP server); its count is read at scrape time. */

@@ -1,10 +1,12 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import type { StoreCheckpointEvent } from '../core/store.js';
 
 /**
  * Runs SQLite WAL checkpoints on a worker thread with its own connection, so a commit never pays for
  * copying the log back into the database (a few milliseconds every thousand pages, otherwise charged
- * to whichever commit crosses the threshold). PASSIVE checkpoints never block writers; under sustained
+ * to whichever commit crosses the threshold). PASSIVE checkpoints never block writers (though on a
+ * small machine their syncs slow the commits that run meanwhile); under sustained
  * writes the log is bounded by a RESTART checkpoint once it passes `walLimitBytes` (writers then
  * overwrite it from the start), and it is emptied (TRUNCATE) only after a second idle: cutting a file
  * of many MiB takes 10–20 ms, all of it holding writers off.
@@ -23,13 +25,26 @@ const frameBytes = db.pragma('page_size', { simple: true }) + 24;
 let seen = -1;
 let idleTicks = 0;
 let last = '';
+const clock = () => performance.timeOrigin + performance.now();
+// Each checkpoint run, for metrics: how long it held the log (and, past PASSIVE, the writers).
+const run = (mode, startedAt, result) =>
+  parentPort.postMessage({
+    kind: 'checkpoint',
+    mode,
+    startedAt,
+    durationMs: clock() - startedAt,
+    frames: result ? result.log : 0,
+  });
 const checkpoint = () => {
   try {
     // data_version moves when another connection commits: an idle database costs one cheap read.
     const now = version.get();
     if (now === seen) {
       // Idle for a while: give the log's disk space back (the file is truncated to zero bytes).
-      if (++idleTicks === workerData.idleTicks && walSize() > 0) db.pragma('wal_checkpoint(TRUNCATE)');
+      if (++idleTicks === workerData.idleTicks && walSize() > 0) {
+        const startedAt = clock();
+        run('truncate', startedAt, db.pragma('wal_checkpoint(TRUNCATE)')[0]);
+      }
       return;
     }
     seen = now;
@@ -42,14 +57,18 @@ const checkpoint = () => {
     // place rather than grow a freshly cut one), so its size would ask for a RESTART on every tick.
     // Far past the limit (a reader kept PASSIVE from finishing), TRUNCATE copies whatever is left
     // and cuts the file.
+    let startedAt = clock();
     const [result] = db.pragma('wal_checkpoint(PASSIVE)');
+    run('passive', startedAt, result);
     const copied = result.log === result.checkpointed;
-    if (walSize() > 4 * workerData.walLimitBytes) db.pragma('wal_checkpoint(TRUNCATE)');
-    else if (result.log * frameBytes > workerData.walLimitBytes && copied) db.pragma('wal_checkpoint(RESTART)');
+    startedAt = clock();
+    if (walSize() > 4 * workerData.walLimitBytes) run('truncate', startedAt, db.pragma('wal_checkpoint(TRUNCATE)')[0]);
+    else if (result.log * frameBytes > workerData.walLimitBytes && copied)
+      run('restart', startedAt, db.pragma('wal_checkpoint(RESTART)')[0]);
     last = '';
   } catch (error) {
     const message = String(error && error.message);
-    if (message !== last) parentPort.postMessage(message);
+    if (message !== last) parentPort.postMessage({ kind: 'error', message });
     last = message;
   }
 };
@@ -65,14 +84,21 @@ export interface Checkpointer {
   stop(): Promise<void>;
 }
 
+type WorkerMessage = ({ kind: 'checkpoint' } & StoreCheckpointEvent) | { kind: 'error'; message: string };
+
 /**
- * `onError` hears about failed checkpoints (retried on the next tick); `onExit` is called if the
+ * `onCheckpoint` hears of every checkpoint run (not of idle ticks, which run none); `onError` hears
+ * about failed checkpoints (retried on the next tick); `onExit` is called if the
  * worker dies before `stop()`, so the caller can hand checkpoints back to SQLite.
  */
 export function startCheckpointer(
   path: string,
   options: { intervalMs: number; walLimitBytes: number },
-  handlers: { onError: (message: string) => void; onExit: (message: string) => void },
+  handlers: {
+    onError: (message: string) => void;
+    onExit: (message: string) => void;
+    onCheckpoint?: (event: StoreCheckpointEvent) => void;
+  },
 ): Checkpointer {
   const module = createRequire(import.meta.url).resolve('better-sqlite3');
   const worker = new Worker(WORKER, {
@@ -87,7 +113,11 @@ export function startCheckpointer(
   });
   let stopping = false;
   let failure = 'exited';
-  worker.on('message', (message: string) => handlers.onError(message));
+  worker.on('message', (message: WorkerMessage) => {
+    if (message.kind === 'error') return handlers.onError(message.message);
+    const { kind: _, ...event } = message;
+    handlers.onCheckpoint?.(event);
+  });
   worker.on('error', (error) => {
     failure = error.message;
   });

@@ -38,6 +38,7 @@ import type {
   SchemaStatus,
   Snapshot,
   Store,
+  StoreCheckpointEvent,
   StoredEntry,
   StoreFaultEvent,
   TaskRecord,
@@ -454,6 +455,7 @@ export class SqliteStore implements Store, CredentialStore {
   #fenceTx!: (docs: readonly string[], token: string, ttlMs: number) => boolean;
   #sequenceTx!: (name: string, floor: number) => number;
   readonly #faultListeners = new Set<(event: StoreFaultEvent) => void>();
+  readonly #checkpointListeners = new Set<(event: StoreCheckpointEvent) => void>();
   readonly #guard: StoreGuard;
   #stopWatchingFiles: (() => void) | undefined;
   #files: { db: FileIdentity; wal: FileIdentity | undefined } | undefined;
@@ -472,6 +474,12 @@ export class SqliteStore implements Store, CredentialStore {
         for (const listener of this.#faultListeners) listener(event);
       },
     });
+  }
+
+  /** Calls `listener` on every WAL checkpoint the worker runs (a database on disk, once written to). */
+  watchCheckpoints(listener: (event: StoreCheckpointEvent) => void): () => void {
+    this.#checkpointListeners.add(listener);
+    return () => this.#checkpointListeners.delete(listener);
   }
 
   watchFaults(listener: (event: StoreFaultEvent) => void): () => void {
@@ -592,6 +600,9 @@ export class SqliteStore implements Store, CredentialStore {
     this.#checkpointer = startCheckpointer(this.path, options, {
       // Housekeeping: a failed checkpoint is retried on the next tick and nothing else fails.
       onError: (message) => process.emitWarning(`coremcp: WAL checkpoint failed: ${message}`),
+      onCheckpoint: (event) => {
+        for (const listener of this.#checkpointListeners) listener(event);
+      },
       // Without the worker the log would grow without bound: give checkpoints back to SQLite.
       onExit: (message) => {
         process.emitWarning(`coremcp: WAL checkpointer stopped (${message}); checkpointing inline`);

@@ -14,7 +14,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { createCore, localPrincipal, SqliteStore } from 'coremcp';
+import { createCore, localPrincipal, SqliteStore, type StoreCheckpointEvent } from 'coremcp';
 import { afterEach, describe, expect, it } from 'vitest';
 import counterApp from '../fixtures/counter-app.js';
 import { errorCodeOf, httpClient, startServerProcess, structured } from '../helpers/servers.js';
@@ -104,11 +104,11 @@ describe('the checkpointer', () => {
     const path = join(tmp.dir, 'coremcp.db');
     // A checkpoint every 10 ms, so the log passes the 4 MiB limit between two of them by little and
     // never reaches the 16 MiB at which the file is cut at once.
-    const core = await createCore({
-      app: counterApp,
-      store: new SqliteStore({ path, walLimitMiB: 4, checkpointIntervalMs: 10 }),
-    });
+    const store = new SqliteStore({ path, walLimitMiB: 4, checkpointIntervalMs: 10 });
+    const core = await createCore({ app: counterApp, store, metrics: true });
     cleanups.push(() => core.close());
+    const runs: StoreCheckpointEvent[] = [];
+    store.watchCheckpoints((event) => runs.push(event));
     const writer = localPrincipal('writer', ['admin']);
     let previous = 0;
     let largest = 0;
@@ -135,6 +135,23 @@ describe('the checkpointer', () => {
     expect(rewinds.size).toBeLessThanOrEqual(24);
     expect(largest).toBeGreaterThan(4 * 1024 * 1024);
     await waitFor(() => walSize(path) === 0, { message: 'the idle log to be truncated to 0 bytes' });
+    // Every checkpoint run is heard of, with its mode, its time and the log it found: RESTARTs (a
+    // rewind is one, or a writer's own after a PASSIVE that copied everything), the TRUNCATE once idle.
+    const modes = (mode: string) => runs.filter((run) => run.mode === mode);
+    expect(modes('passive').length).toBeGreaterThan(10);
+    expect(modes('restart').length).toBeGreaterThanOrEqual(1);
+    expect(modes('restart').length).toBeLessThanOrEqual(24);
+    expect(Math.max(...modes('restart').map((run) => run.frames)) * 4120).toBeGreaterThan(4 * 1024 * 1024);
+    expect(modes('truncate').length).toBeGreaterThanOrEqual(1);
+    for (const run of runs) {
+      expect(run.durationMs).toBeGreaterThanOrEqual(0);
+      expect(Math.abs(run.startedAt - Date.now())).toBeLessThan(60_000);
+    }
+    const metrics = await core.metrics!.render();
+    expect(metrics).toContain(
+      `coremcp_store_checkpoint_duration_seconds_count{mode="passive"} ${modes('passive').length}`,
+    );
+    expect(metrics).toMatch(/coremcp_store_checkpoint_duration_seconds_count\{mode="restart"\} [1-9]/);
   });
 
   it('starts with the first write, not at open, and the log is still emptied', async () => {
