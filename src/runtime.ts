@@ -104,7 +104,13 @@ export async function createCore(options: CoreOptions = {}): Promise<Core> {
   const stopWatchingFaults = metrics && given.watchFaults?.((event) => metrics.recordStoreFault(event));
   const stopWatchingCheckpoints =
     metrics && given.watchCheckpoints?.((event) => metrics.recordCheckpoint(event));
-  await store.open();
+  try {
+    await store.open();
+  } catch (error) {
+    stopWatchingFaults?.();
+    stopWatchingCheckpoints?.();
+    throw error;
+  }
   try {
     const state = new StateManager(store, {
       documents: app.documents,

@@ -82,16 +82,19 @@ function slowCallWatch(store: SqliteStore) {
       let gc = 0;
       let waited = 0;
       let synced = 0;
+      let other = 0;
       for (const call of calls) {
         if (overlaps(call, gcs)) gc++;
         else if (overlaps(call, blocking)) waited++;
         else if (overlaps(call, passive)) synced++;
+        else other++;
       }
       return {
         slowCalls: calls.length,
         slowDuringGc: gc,
         slowDuringRestart: waited,
         slowDuringPassive: synced,
+        slowDuringNone: other,
         gcPauses: gcs.length,
         gcMedianMs: median(gcs),
         passiveCheckpoints: passive.length,

@@ -221,18 +221,13 @@ export function renderReport(results: BenchResults): string {
   const slow = (field: string) => at('command', field);
   const slowCalls = slow('slowCalls');
   if (slowCalls !== undefined) {
-    const other =
-      slowCalls -
-      (slow('slowDuringGc') ?? 0) -
-      (slow('slowDuringRestart') ?? 0) -
-      (slow('slowDuringPassive') ?? 0);
     out.push(
       `What sets the lone caller's p99: ${num((100 * slowCalls) / (at('command', 'calls') ?? Number.NaN), 2)}% of its back-to-back calls took over 0.5 ms ` +
         `(${num(slowCalls, 0)}; each figure here is the median of the rounds). Of those, ${num(slow('slowDuringGc'), 0)} overlapped a garbage-collection pause ` +
         `(${num(slow('gcPauses'), 0)} pauses, median ${num(slow('gcMedianMs'), 2)} ms); ${num(slow('slowDuringRestart'), 0)} a RESTART or TRUNCATE of the WAL worker, ` +
         `which holds writers off (${num(slow('restartCheckpoints'), 0)}, median ${num(slow('restartMedianMs'), 2)} ms); ${num(slow('slowDuringPassive'), 0)} a PASSIVE checkpoint ` +
         `(${num(slow('passiveCheckpoints'), 0)}, median ${num(slow('passiveMedianMs'), 2)} ms), which writers do not wait for, but whose sync of the log to disk ` +
-        `(every page each commit appended since the last one) shares this 2-core machine with them; ${num(other, 0)} none of these. ` +
+        `(every page each commit appended since the last one) shares this 2-core machine with them; ${num(slow('slowDuringNone'), 0)} none of these. ` +
         '`coremcp_store_checkpoint_duration_seconds{mode}` shows the same checkpoints on a running server.',
       '',
     );

@@ -426,10 +426,6 @@ export class IndexCounts {
     }
   }
 
-  get size(): number {
-    return this.#size;
-  }
-
   #move(doc: string, collection: string, index: string, ikey: string, by: number): void {
     const counts = this.#counts.get(IndexCounts.#id(doc, collection, index));
     if (!counts) return;

@@ -33,7 +33,7 @@ export interface StoreCheckpointEvent {
   /** When it started, in ms since the epoch (fractional: `performance.timeOrigin + performance.now()`). */
   startedAt: number;
   durationMs: number;
-  /** Frames in the log when it ran. */
+  /** Frames in the log when it ran (the live log's; for an idle TRUNCATE, those the file held). */
   frames: number;
 }
 

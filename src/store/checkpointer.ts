@@ -27,23 +27,20 @@ let idleTicks = 0;
 let last = '';
 const clock = () => performance.timeOrigin + performance.now();
 // Each checkpoint run, for metrics: how long it held the log (and, past PASSIVE, the writers).
-const run = (mode, startedAt, result) =>
-  parentPort.postMessage({
-    kind: 'checkpoint',
-    mode,
-    startedAt,
-    durationMs: clock() - startedAt,
-    frames: result ? result.log : 0,
-  });
+const run = (mode, startedAt, frames) =>
+  parentPort.postMessage({ kind: 'checkpoint', mode, startedAt, durationMs: clock() - startedAt, frames });
 const checkpoint = () => {
   try {
     // data_version moves when another connection commits: an idle database costs one cheap read.
     const now = version.get();
     if (now === seen) {
       // Idle for a while: give the log's disk space back (the file is truncated to zero bytes).
-      if (++idleTicks === workerData.idleTicks && walSize() > 0) {
+      const size = ++idleTicks === workerData.idleTicks ? walSize() : 0;
+      if (size > 0) {
         const startedAt = clock();
-        run('truncate', startedAt, db.pragma('wal_checkpoint(TRUNCATE)')[0]);
+        db.pragma('wal_checkpoint(TRUNCATE)');
+        // TRUNCATE reports the log it left (none): the frames the file held before are the news.
+        run('truncate', startedAt, Math.max(0, Math.floor((size - 32) / frameBytes)));
       }
       return;
     }
@@ -59,12 +56,16 @@ const checkpoint = () => {
     // and cuts the file.
     let startedAt = clock();
     const [result] = db.pragma('wal_checkpoint(PASSIVE)');
-    run('passive', startedAt, result);
+    run('passive', startedAt, result.log);
     const copied = result.log === result.checkpointed;
     startedAt = clock();
-    if (walSize() > 4 * workerData.walLimitBytes) run('truncate', startedAt, db.pragma('wal_checkpoint(TRUNCATE)')[0]);
-    else if (result.log * frameBytes > workerData.walLimitBytes && copied)
-      run('restart', startedAt, db.pragma('wal_checkpoint(RESTART)')[0]);
+    if (walSize() > 4 * workerData.walLimitBytes) {
+      db.pragma('wal_checkpoint(TRUNCATE)');
+      run('truncate', startedAt, result.log);
+    } else if (result.log * frameBytes > workerData.walLimitBytes && copied) {
+      db.pragma('wal_checkpoint(RESTART)');
+      run('restart', startedAt, result.log);
+    }
     last = '';
   } catch (error) {
     const message = String(error && error.message);

@@ -129,14 +129,14 @@ describe('the checkpointer', () => {
     expect(largest, `largest log ${largest} bytes`).toBeLessThan(16 * 1024 * 1024);
     // Rewound many times: each rewind writes a new log header with the next checkpoint sequence.
     expect(rewinds.size).toBeGreaterThan(5);
-    // …but only when the live log passes the limit: ~60 MiB through 4 MiB is at most 15 of them.
-    // (A RESTART holds writers off for milliseconds. Judged by the file, which keeps its size after
-    // a rewind, every 10 ms tick rewound once the file had passed the limit: 45–55 here.)
-    expect(rewinds.size).toBeLessThanOrEqual(24);
     expect(largest).toBeGreaterThan(4 * 1024 * 1024);
     await waitFor(() => walSize(path) === 0, { message: 'the idle log to be truncated to 0 bytes' });
-    // Every checkpoint run is heard of, with its mode, its time and the log it found: RESTARTs (a
-    // rewind is one, or a writer's own after a PASSIVE that copied everything), the TRUNCATE once idle.
+    // Every checkpoint run is heard of, with its mode, its time and the log it found, and RESTARTs
+    // only when the live log passes the limit: ~60 MiB through 4 MiB is at most 15 of them. (A
+    // RESTART holds writers off for milliseconds. Judged by the file, which keeps its size after a
+    // rewind, every 10 ms tick ran one once the file had passed the limit: 40 and more here. The
+    // rewinds seen in the header are no measure of it: a writer also rewinds the log itself after a
+    // PASSIVE that copied everything, which a slow, loaded machine does often.)
     const modes = (mode: string) => runs.filter((run) => run.mode === mode);
     expect(modes('passive').length).toBeGreaterThan(10);
     expect(modes('restart').length).toBeGreaterThanOrEqual(1);
@@ -152,6 +152,10 @@ describe('the checkpointer', () => {
       `coremcp_store_checkpoint_duration_seconds_count{mode="passive"} ${modes('passive').length}`,
     );
     expect(metrics).toMatch(/coremcp_store_checkpoint_duration_seconds_count\{mode="restart"\} [1-9]/);
+    // In seconds: the histogram's sum is the events' milliseconds over 1,000.
+    const sum = /coremcp_store_checkpoint_duration_seconds_sum\{mode="passive"\} (\S+)/.exec(metrics)?.[1];
+    const ms = modes('passive').reduce((total, run) => total + run.durationMs, 0);
+    expect(Number(sum)).toBeCloseTo(ms / 1000, 6);
   });
 
   it('starts with the first write, not at open, and the log is still emptied', async () => {
