@@ -30,7 +30,7 @@ function areaOf(url: string, functionName: string, nodeForCaller: boolean): stri
   if (functionName === '(idle)') return 'idle';
   if (functionName === '(program)') return 'V8/native (unattributed)';
   if (url === '') return undefined;
-  // Built code (dist/) in `coremcp serve`; sources through tsx in the bench's board workers.
+  // Built code (dist/) everywhere the bench runs coremcp; sources (through tsx) when run without its tsconfig.
   if (/\/(?:dist\/)?src\/store\//.test(url) || url.includes('/better-sqlite3/'))
     return 'SQLite (store + better-sqlite3)';
   if (url.includes('/scripts/bench/')) return 'the bench itself';

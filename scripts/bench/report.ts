@@ -182,7 +182,8 @@ export function renderReport(results: BenchResults): string {
   out.push(
     '`core.execute()` on the task board (100 tasks): `task.claim` and `task.release` of one task, alternating, one at a time; ' +
       'every call authorizes, validates, runs the handler on a draft, and commits patches + inverse + hash-chained audit record ' +
-      'in one SQLite transaction (WAL, synchronous=NORMAL).',
+      'in one SQLite transaction (WAL, synchronous=NORMAL). coremcp runs as users run it, the built `dist/` ' +
+      "(tsc's output; `scripts/bench/tsconfig.json` maps nothing to `src/`), here and in every bench process.",
     '',
   );
   out.push(
