@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Principal } from './access.js';
+import { sha256 } from './digest.js';
 import { timeOrderedId } from './ids.js';
 import { canonicalJson, type JsonObject, type JsonValue } from './json.js';
 import type { AuditChainHead, AuditConsent, AuditEntry, AuditRecord, Store } from './store.js';
@@ -127,7 +128,7 @@ export function hashAuditRecord(record: Omit<AuditRecord, 'hash'>): string {
     const value = record[field];
     if (value !== undefined) body[field] = value as JsonValue;
   }
-  return createHash('sha256').update(canonicalJson(body)).digest('hex');
+  return sha256(canonicalJson(body));
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256 } from './digest.js';
 import { CommandError, type CoreMcpError } from './errors.js';
 import { canonicalJson, type JsonValue } from './json.js';
 import type { IdempotencyRecord, Store } from './store.js';
@@ -24,9 +24,7 @@ export function idempotencySlot(
   command: string,
   input: unknown,
 ): IdempotencySlot {
-  const fingerprint = createHash('sha256')
-    .update(`${command}\u0000${canonicalJson(input as JsonValue)}`)
-    .digest('hex');
+  const fingerprint = sha256(`${command}\u0000${canonicalJson(input as JsonValue)}`);
   return { principal, key, fingerprint };
 }
 

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { apply } from 'mutative';
+import { sha256 } from './digest.js';
 import { StateError } from './errors.js';
 import {
   canonicalJson,
@@ -112,9 +112,7 @@ export function findPatchProblem(
 
 /** SHA-256 over the canonical JSON of a patch: what the audit record commits to. */
 export function hashPatch(patch: readonly JsonPatchOperation[]): string {
-  return createHash('sha256')
-    .update(canonicalJson(patch as unknown as JsonValue))
-    .digest('hex');
+  return sha256(canonicalJson(patch as unknown as JsonValue));
 }
 
 /** The distinct paths a patch touches, in order of first appearance. */

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { apply, create, current, isDraft } from 'mutative';
 import { type Principal, SYSTEM_PRINCIPAL } from './access.js';
 import { buildAuditEntry } from './audit.js';
@@ -14,6 +13,7 @@ import {
   indexRowsOf,
   OverlayReader,
 } from './collections.js';
+import { sha256 } from './digest.js';
 import {
   type CollectionDefinition,
   type CommitEvent,
@@ -2270,7 +2270,7 @@ function idempotencySlotOf(principal: string, key: string): string {
 }
 
 function hashValue(value: JsonValue): string {
-  return createHash('sha256').update(canonicalJson(value)).digest('hex');
+  return sha256(canonicalJson(value));
 }
 
 function sleep(ms: number): Promise<void> {

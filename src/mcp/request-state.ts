@@ -1,6 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createRequestStateCodec, type RequestStateCodec } from '@modelcontextprotocol/server';
 import type { ConsentGrant } from '../core/consent.js';
+import { sha256 } from '../core/digest.js';
 import { CommandError } from '../core/errors.js';
 import { canonicalJson, type JsonObject, type JsonValue } from '../core/json.js';
 import type { Store } from '../core/store.js';
@@ -152,9 +153,7 @@ export function firstRoundInput(responses: unknown): RoundInput {
 }
 
 function digest(value: unknown): string {
-  return createHash('sha256')
-    .update(canonicalJson((value ?? {}) as JsonValue))
-    .digest('base64url');
+  return sha256(canonicalJson((value ?? {}) as JsonValue), 'base64url');
 }
 
 function invalid(reason: string): CommandError {

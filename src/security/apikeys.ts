@@ -1,5 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { AuthenticationResult, Authenticator } from '../core/access.js';
+import { sha256 } from '../core/digest.js';
 import { CommandError } from '../core/errors.js';
 import type { ApiKeyRecord, CredentialStore } from '../core/store.js';
 
@@ -9,7 +10,7 @@ const API_KEY_PATTERN = /^cmcp_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$/;
 export const KEY_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
 
 export function hashApiKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+  return sha256(key);
 }
 
 /** Whether a string has the shape of a coremcp API key (for redaction; says nothing of validity). */
