@@ -1,12 +1,8 @@
 import type { Transport } from '@modelcontextprotocol/server';
-import {
-  type StdioServerHandle,
-  StdioServerTransport,
-  serveStdio as sdkServeStdio,
-} from '@modelcontextprotocol/server/stdio';
+import { type StdioServerHandle, serveStdio as sdkServeStdio } from '@modelcontextprotocol/server/stdio';
 import type { Principal } from '../core/access.js';
 import type { Logger } from '../core/log.js';
-import { guardStdin } from './guard.js';
+import { GuardedStdioTransport } from './stdio-transport.js';
 import type { McpSurface } from './surface.js';
 
 export interface StdioServeOptions {
@@ -32,10 +28,7 @@ export function serveStdio(surface: McpSurface, options: StdioServeOptions): Std
       onerror: (error) => log.debug({ err: error }, 'stdio transport reported an error'),
       transport:
         options.transport ??
-        new StdioServerTransport(
-          guardStdin(process.stdin, process.stdout, { beforeEnd: options.beforeEnd }),
-          process.stdout,
-        ),
+        new GuardedStdioTransport(process.stdin, process.stdout, { beforeEnd: options.beforeEnd }),
     },
   );
 }
