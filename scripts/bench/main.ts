@@ -9,6 +9,8 @@
  *   --stdio        with --profile: `coremcp serve --stdio` under 1 pipelined client instead
  * Every child process is killed at the end, on failure and on Ctrl-C; temporary data is removed.
  */
+
+import type { ChildProcess } from 'node:child_process';
 import {
   copyFileSync,
   mkdtempSync,
@@ -30,7 +32,7 @@ import { renderProfile, summarizeProfile } from './profile.js';
 import { type BenchResults, renderReport } from './report.js';
 import { scaleScenario, startBoardServer } from './scale.js';
 import type { BenchConfig, Measurement, Scenario } from './scenario.js';
-import { killAll, stop } from './servers.js';
+import { killAll, stop, trackedChildren, withOthersStopped } from './servers.js';
 
 /** The report, with the faults section `npm run chaos` wrote into the old one kept. */
 function keepChaos(out: string, report: string): string {
@@ -91,28 +93,42 @@ async function runBench(config: BenchConfig, dir: string, out: string, json?: st
   const scenarios: Scenario[] = [];
   try {
     const boards = await seedBoards(join(dir, 'boards'), config.scaleSizes, config.seedBatch, log);
-    log('preparing: in-process core');
-    scenarios.push(await inProcessScenario(dir, config));
-    log('preparing: boards at scale (a worker and an HTTP server per size)');
-    scenarios.push(await scaleScenario(dir, config, boards));
-    const largest = boards.get(Math.max(...config.scaleSizes))!;
-    log(
-      `preparing: ${config.historyCommits.toLocaleString('en-US')} commits of history on the board of ${largest.size.toLocaleString('en-US')}`,
+    // The processes each scenario started while it was prepared: what its cases use by default.
+    const owned = new Map<Scenario, ChildProcess[]>();
+    const prepare = async (what: string, make: () => Promise<Scenario>) => {
+      log(`preparing: ${what}`);
+      const before = new Set(trackedChildren());
+      const scenario = await make();
+      scenarios.push(scenario);
+      owned.set(
+        scenario,
+        trackedChildren().filter((child) => !before.has(child)),
+      );
+      return scenario;
+    };
+    await prepare('in-process core', () => inProcessScenario(dir, config));
+    await prepare('boards at scale (a worker and an HTTP server per size)', () =>
+      scaleScenario(dir, config, boards),
     );
-    scenarios.push(await historyScenario(dir, config, largest));
-    log('preparing: HTTP servers');
-    scenarios.push(await wireScenario('http', dir, config));
-    log('preparing: stdio servers');
-    scenarios.push(await wireScenario('stdio', dir, config));
-    log('preparing: PostgreSQL (one and two instances on one schema) beside SQLite');
-    scenarios.push(await postgresScenario(dir, config));
+    const largest = boards.get(Math.max(...config.scaleSizes))!;
+    await prepare(
+      `${config.historyCommits.toLocaleString('en-US')} commits of history on the board of ${largest.size.toLocaleString('en-US')}`,
+      () => historyScenario(dir, config, largest),
+    );
+    await prepare('HTTP servers', () => wireScenario('http', dir, config));
+    await prepare('stdio servers', () => wireScenario('stdio', dir, config));
+    await prepare('PostgreSQL (one and two instances on one schema) beside SQLite', () =>
+      postgresScenario(dir, config),
+    );
 
     const runs: Record<string, Measurement[]> = {};
     for (let round = 0; round < config.rounds; round++) {
       for (const scenario of scenarios) {
         for (const c of scenario.cases) {
           log(`round ${round + 1}/${config.rounds}: ${c.key}`);
-          const measured = await c.run(round);
+          // Every other bench process is stopped meanwhile (see withOthersStopped).
+          const uses = c.uses?.() ?? owned.get(scenario) ?? [];
+          const measured = await withOthersStopped(uses, () => c.run(round));
           runs[c.key] = [...(runs[c.key] ?? []), measured];
         }
       }

@@ -58,7 +58,9 @@ export function renderReport(results: BenchResults): string {
     `Load runs: ${config.warmupMs} ms warm-up, then a ${config.windowMs} ms window (at most ${config.maxCalls.toLocaleString('en-US')} calls), ` +
       'closed loop: each client sends its next call when the previous one is answered. ' +
       'The machine has 2 cores, so a server and the load generator each get about one; numbers from a shared machine are noisy, ' +
-      'and the ratios measured in the same round are steadier than the absolute rates.',
+      'and the ratios measured in the same round are steadier than the absolute rates. ' +
+      'The bench keeps every scenario’s processes (about twenty: servers, board workers, each with its timers) for all rounds; ' +
+      'while a case runs, every one of them it does not talk to is stopped (SIGSTOP) and continued after, so their wake-ups do not share the cores with it.',
     '',
   );
 

@@ -129,15 +129,25 @@ export async function scaleScenario(
       name: 'scale',
       cases: [
         ...sized.flatMap((one) => [
-          { key: `scale.${one.size}.claims`, run: () => one.worker.call('claims', load) },
-          { key: `scale.${one.size}.adds`, run: () => one.worker.call('adds', load) },
+          {
+            key: `scale.${one.size}.claims`,
+            run: () => one.worker.call('claims', load),
+            uses: () => [one.worker.child],
+          },
+          {
+            key: `scale.${one.size}.adds`,
+            run: () => one.worker.call('adds', load),
+            uses: () => [one.worker.child],
+          },
           {
             // One client leaves the server idle between calls: a stall here is one long task.
             key: `scale.${one.size}.http1`,
             run: () => measureServer(one.target, one.probe, 1, oneClient, `scale ${one.size} http 1 client`),
+            uses: () => [one.server.child],
           },
           {
             key: `scale.${one.size}.http`,
+            uses: () => [one.server.child, bare.child],
             run: async (round: number) => {
               const targets: Array<[Target, StallProbe]> = [
                 [one.target, one.probe],
@@ -157,8 +167,13 @@ export async function scaleScenario(
         {
           key: 'scale.bare.http1',
           run: () => measureServer(bareTarget, bareProbe, 1, oneClient, 'scale bare http 1 client'),
+          uses: () => [bare.child],
         },
-        { key: 'scale.bulk', run: () => bulkWorker.call('bulk', { count: config.bulkEntries }) },
+        {
+          key: 'scale.bulk',
+          run: () => bulkWorker.call('bulk', { count: config.bulkEntries }),
+          uses: () => [bulkWorker.child],
+        },
       ],
       facts: () => {
         const out: Measurement = { bareIdleRssMb: processStats(bare.child.pid!).rssMb };

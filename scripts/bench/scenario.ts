@@ -1,4 +1,5 @@
 /** The shape every benchmark scenario has, so `main.ts` can interleave their runs. */
+import type { ChildProcess } from 'node:child_process';
 
 /** Named numbers from one run: calls/s, p50 and p99 in ms, … */
 export type Measurement = Record<string, number>;
@@ -8,6 +9,11 @@ export interface Case {
   key: string;
   /** `round` counts from 0; scenarios that compare two servers alternate which goes first. */
   run(round: number): Promise<Measurement>;
+  /**
+   * The bench's processes this case talks to; every other one is stopped while it runs. By default,
+   * the processes its scenario started while it was prepared.
+   */
+  uses?: () => readonly ChildProcess[];
 }
 
 export interface Scenario {

@@ -40,6 +40,30 @@ export function track<T extends ChildProcess>(child: T): T {
   return child;
 }
 
+/** The children started and not yet exited. */
+export function trackedChildren(): ChildProcess[] {
+  return [...children].filter((child) => child.exitCode === null && child.signalCode === null);
+}
+
+/**
+ * Runs `work` with every tracked child but `uses` stopped (SIGSTOP), and continues them after. The
+ * bench keeps every scenario's processes open for all its rounds: about twenty on two cores, the
+ * HTTP servers and board workers with a 1 ms stall-probe timer each, every coremcp process with its
+ * checkpointer ticking. Left running, their wake-ups share the cores with whatever is measured.
+ */
+export async function withOthersStopped<T>(
+  uses: readonly ChildProcess[],
+  work: () => Promise<T>,
+): Promise<T> {
+  const keep = new Set(uses);
+  const stopped = trackedChildren().filter((child) => !keep.has(child) && child.kill('SIGSTOP'));
+  try {
+    return await work();
+  } finally {
+    for (const child of stopped) child.kill('SIGCONT');
+  }
+}
+
 /** Asks a child to stop (SIGTERM, so a `--cpu-prof` profile gets written) and waits, then kills it. */
 export function stop(child: ChildProcess, graceMs = 10_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
