@@ -5,7 +5,9 @@
  * values that are random or time-bound by design (request ids, command ids, times, signed states)
  * are blanked.
  */
+import { defineApp, defineCommand, defineDocument } from 'coremcp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
 import taskboard from '../examples/taskboard/app.js';
 import { type InProcessServer, MODERN, startInProcess } from './helpers/servers.js';
 import { modernFetch } from './helpers/wire.js';
@@ -157,5 +159,80 @@ describe('pooled 2026-07-28 instances', () => {
       expect(body.result.structuredContent.task.title).toBe(`c${i}`);
     }
     expect(titles.size).toBe(20);
+  });
+});
+
+describe('a pooled call whose client goes away', () => {
+  it('is cancelled: its handler’s signal aborts, nothing commits, and the instance serves on', async () => {
+    let started!: () => void;
+    const handlerStarted = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    let sawAbort!: (reason: unknown) => void;
+    const handlerAborted = new Promise<unknown>((resolve) => {
+      sawAbort = resolve;
+    });
+    const log = defineDocument('log', { done: {} as Record<string, boolean> });
+    const app = defineApp({
+      name: 'cancel',
+      documents: [log],
+      commands: [
+        defineCommand({
+          name: 'wait.write',
+          description: 'Waits until cancelled, then would record its tag.',
+          doc: log,
+          timeoutMs: 60_000,
+          input: z.object({ tag: z.string() }),
+          handler: async ({ input, draft, signal }) => {
+            started();
+            await new Promise((_, reject) =>
+              signal.addEventListener('abort', () => {
+                sawAbort(signal.reason);
+                reject(signal.reason);
+              }),
+            );
+            draft.done[input.tag] = true;
+            return {};
+          },
+        }),
+        defineCommand({
+          name: 'quick.write',
+          description: 'Records its tag.',
+          doc: log,
+          input: z.object({ tag: z.string() }),
+          handler: ({ input, draft }) => {
+            draft.done[input.tag] = true;
+            return { tag: input.tag };
+          },
+        }),
+      ],
+    });
+    const server = await startInProcess({ app });
+    try {
+      const created = vi.spyOn(server.surface, 'createServer');
+      const key = await server.key('leaver', 'admin');
+      const client = new AbortController();
+      const call = modernFetch(
+        server.url,
+        key,
+        'tools/call',
+        { name: 'wait.write', arguments: { tag: 'gone' } },
+        { capabilities: CAPABILITIES, signal: client.signal },
+      );
+      await handlerStarted;
+      // The pooled path served it: one long-lived instance for this principal.
+      expect(created.mock.calls.map(([, mode]) => mode)).toEqual(['pooled']);
+      client.abort();
+      await expect(call).rejects.toThrow();
+      expect(await handlerAborted).toBeDefined();
+      const next = await send(server, key, 'tools/call', { name: 'quick.write', arguments: { tag: 'next' } });
+      expect(JSON.parse(next.body).result.structuredContent).toEqual({ tag: 'next' });
+      expect(created).toHaveBeenCalledTimes(1);
+      const { value } = await server.core.state.get('log');
+      expect(value).toEqual({ done: { next: true } });
+      created.mockRestore();
+    } finally {
+      await server.close();
+    }
   });
 });

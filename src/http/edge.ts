@@ -8,7 +8,7 @@ import { HostOriginCheck, type HostOriginOptions } from './host-origin.js';
 import { isLoopback, type Listening, LOOPBACK_HOSTNAMES, listen } from './listen.js';
 import { type ProtectedResourceOptions, protectedResource } from './protected-resource.js';
 import { HttpFailure, sendError } from './respond.js';
-import { HttpExchange, type HttpRoute } from './route.js';
+import { Cancellation, HttpExchange, type HttpRoute } from './route.js';
 
 /** How an edge learns who is calling, for routes with `access: 'authenticated'`. */
 export type EdgeAccess =
@@ -84,7 +84,7 @@ export async function serveEdge(options: EdgeOptions): Promise<RunningEdge> {
 
 /** One request being answered. */
 interface Flight {
-  controller: AbortController;
+  cancellation: Cancellation;
   longLived: boolean;
 }
 
@@ -128,10 +128,10 @@ class HttpEdge {
   }
 
   readonly listener = (req: IncomingMessage, res: ServerResponse): void => {
-    const flight: Flight = { controller: new AbortController(), longLived: false };
+    const flight: Flight = { cancellation: new Cancellation(), longLived: false };
     let finished = false;
     res.on('close', () => {
-      if (!finished) flight.controller.abort();
+      if (!finished) flight.cancellation.cancel();
     });
     this.#flights.add(flight);
     void this.#serve(req, res, flight).finally(() => {
@@ -151,7 +151,7 @@ class HttpEdge {
   async drain(server: Server, deadlineMs: number): Promise<boolean> {
     this.#draining = true;
     server.close();
-    for (const flight of this.#flights) if (flight.longLived) flight.controller.abort();
+    for (const flight of this.#flights) if (flight.longLived) flight.cancellation.cancel();
     let finished = this.#pending() === 0;
     if (!finished) {
       let timer: NodeJS.Timeout | undefined;
@@ -167,13 +167,12 @@ class HttpEdge {
       this.#settled = undefined;
     }
     // Past the deadline, what still runs is cancelled (a handler's signal aborts; nothing commits).
-    for (const flight of this.#flights) flight.controller.abort();
+    for (const flight of this.#flights) flight.cancellation.cancel();
     server.closeIdleConnections();
     return finished;
   }
 
   async #serve(req: IncomingMessage, res: ServerResponse, flight: Flight): Promise<void> {
-    const { signal } = flight.controller;
     try {
       if (this.#draining) {
         throw new HttpFailure(new TransportError('shutting_down'), {
@@ -194,9 +193,9 @@ class HttpEdge {
       if (!this.#open && route.access !== 'public') this.#hostOrigin.check(req);
       const principal =
         route.access === 'authenticated' && this.#authenticate ? await this.#authenticate(req) : undefined;
-      const exchange = new HttpExchange(req, res, url, principal, signal, this.#maxBody, () => {
+      const exchange = new HttpExchange(req, res, url, principal, flight.cancellation, this.#maxBody, () => {
         flight.longLived = true;
-        if (this.#draining) flight.controller.abort();
+        if (this.#draining) flight.cancellation.cancel();
       });
       await route.handle(exchange);
     } catch (error) {

@@ -27,6 +27,52 @@ export interface HttpRoute {
   handle(exchange: HttpExchange): Promise<void>;
 }
 
+/**
+ * When an exchange is cancelled (the client went away, or a shutdown ends it). Most requests are
+ * answered without anyone asking, so the `AbortSignal` is made only when asked for; plain callbacks
+ * (`onCancel`) cost an array at most.
+ */
+export class Cancellation {
+  #controller: AbortController | undefined;
+  #listeners: Array<() => void> | undefined;
+  #cancelled = false;
+
+  get cancelled(): boolean {
+    return this.#cancelled;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#cancelled) this.#controller.abort();
+    }
+    return this.#controller.signal;
+  }
+
+  /** Calls `listener` once on cancellation (at once if that happened already); returns its removal. */
+  onCancel(listener: () => void): () => void {
+    if (this.#cancelled) {
+      listener();
+      return () => {};
+    }
+    this.#listeners ??= [];
+    this.#listeners.push(listener);
+    return () => {
+      const index = this.#listeners?.indexOf(listener) ?? -1;
+      if (index !== -1) this.#listeners!.splice(index, 1);
+    };
+  }
+
+  cancel(): void {
+    if (this.#cancelled) return;
+    this.#cancelled = true;
+    this.#controller?.abort();
+    const listeners = this.#listeners;
+    this.#listeners = undefined;
+    for (const listener of listeners ?? []) listener();
+  }
+}
+
 /** One request as a route sees it, after the edge's checks passed. */
 export class HttpExchange {
   constructor(
@@ -38,13 +84,18 @@ export class HttpExchange {
      * scrapers, without authentication): there the route serves whoever reached this machine's port.
      */
     readonly principal: Principal | undefined,
-    /** Aborts when the client goes away before the answer is complete. */
-    readonly signal: AbortSignal,
+    /** Fires when the client goes away before the answer is complete. */
+    readonly cancellation: Cancellation,
     /** The edge's body limit, in bytes. */
     readonly maxBodyBytes: number,
     /** Tells the edge this exchange stays open (an event stream): a graceful shutdown ends it at once. */
     readonly markLongLived: () => void = () => {},
   ) {}
+
+  /** Aborts when the client goes away before the answer is complete. */
+  get signal(): AbortSignal {
+    return this.cancellation.signal;
+  }
 
   /** The body as text, within the edge's limit (over it: 413, read and discarded up to 16 MiB). */
   readBody(): Promise<string> {

@@ -247,7 +247,7 @@ export class McpHttpRoute implements HttpRoute {
     const traceparent = exchange.req.headers.traceparent;
     if (typeof traceparent === 'string') request.params._meta[META.httpTraceparent] = traceparent;
     else delete request.params._meta[META.httpTraceparent];
-    const answer = await this.#pooled!.call(principal, request, exchange.signal);
+    const answer = await this.#pooled!.call(principal, request, exchange.cancellation);
     // Cancelled: the client is gone, and the SDK's path answers nothing either.
     if (answer === undefined) {
       if (!exchange.res.headersSent) exchange.res.writeHead(499).end();

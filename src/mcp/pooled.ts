@@ -53,6 +53,12 @@ function errorStatus(code: number | undefined): number {
   return code === ProtocolErrorCode.MissingRequiredClientCapability ? 400 : 200;
 }
 
+/** Tells a pooled call that its caller went away (the HTTP exchange's `Cancellation`). */
+export interface CancelSource {
+  /** Calls `listener` once on cancellation; returns its removal. */
+  onCancel(listener: () => void): () => void;
+}
+
 /** What a pooled call answers: the JSON-RPC response as it goes on the wire. */
 export interface PooledAnswer {
   status: number;
@@ -128,8 +134,12 @@ export class PooledInstances {
   }
 
   /** Answers an eligible request through the principal's instance; undefined when the call was cancelled. */
-  call(principal: Principal, request: PooledRequest, signal: AbortSignal): Promise<PooledAnswer | undefined> {
-    return this.#instanceFor(principal).call(request, signal);
+  call(
+    principal: Principal,
+    request: PooledRequest,
+    cancel: CancelSource,
+  ): Promise<PooledAnswer | undefined> {
+    return this.#instanceFor(principal).call(request, cancel);
   }
 
   /** Open instances (one per principal that called recently). */
@@ -229,12 +239,20 @@ class PooledInstance implements Transport {
     pending.resolve({ status: errorStatus(code), body: JSON.stringify(answer) });
   }
 
-  call(request: PooledRequest, signal: AbortSignal): Promise<PooledAnswer | undefined> {
+  call(request: PooledRequest, cancel: CancelSource): Promise<PooledAnswer | undefined> {
     this.lastUsed = Date.now();
     if (this.closed || !this.onmessage) return Promise.resolve(undefined);
     const id = ++this.#next;
     return new Promise((resolve) => {
-      const onAbort = () => {
+      let stopListening = () => {};
+      this.#pending.set(id, {
+        id: request.id,
+        resolve: (answer) => {
+          stopListening();
+          resolve(answer);
+        },
+      });
+      stopListening = cancel.onCancel(() => {
         if (!this.#pending.delete(id)) return;
         resolve(undefined);
         this.onmessage?.({
@@ -242,15 +260,8 @@ class PooledInstance implements Transport {
           method: 'notifications/cancelled',
           params: { requestId: id, reason: 'The HTTP request was closed' },
         });
-      };
-      this.#pending.set(id, {
-        id: request.id,
-        resolve: (answer) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(answer);
-        },
       });
-      signal.addEventListener('abort', onAbort, { once: true });
+      if (!this.#pending.has(id)) return;
       this.onmessage!({ ...request, id } as JSONRPCMessage);
     });
   }

@@ -23,6 +23,8 @@ function mcpName(method: string, params: Record<string, unknown>): string | unde
 export interface ModernRequestOptions {
   capabilities?: Record<string, unknown>;
   headers?: Record<string, string>;
+  /** Aborts the request: the client goes away. */
+  signal?: AbortSignal;
 }
 
 /** Sends one 2026-07-28 request with its envelope and standard headers; the raw HTTP response. */
@@ -64,7 +66,12 @@ export function modernFetch(
       },
     },
   };
-  return fetch(url, { method: 'POST', headers, body: JSON.stringify(body) });
+  return fetch(url, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify(body),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
 }
 
 export async function modernRpc(
