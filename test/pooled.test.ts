@@ -5,10 +5,12 @@
  * values that are random or time-bound by design (request ids, command ids, times, signed states)
  * are blanked.
  */
-import { defineApp, defineCommand, defineDocument } from 'coremcp';
+import { defineApp, defineCommand, defineDocument, localPrincipal } from 'coremcp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import taskboard from '../examples/taskboard/app.js';
+import { Cancellation } from '../src/http/route.js';
+import { PooledInstances } from '../src/mcp/pooled.js';
 import { type InProcessServer, MODERN, startInProcess } from './helpers/servers.js';
 import { modernFetch } from './helpers/wire.js';
 
@@ -163,6 +165,29 @@ describe('pooled 2026-07-28 instances', () => {
 });
 
 describe('a pooled call whose client goes away', () => {
+  it('is not delivered when the client left before it reached the pool: no instance is made for it', async () => {
+    let created = 0;
+    const pool = new PooledInstances({
+      createServer: () => {
+        created++;
+        throw new Error('no instance should be made');
+      },
+      declaresParamHeaders: () => false,
+    });
+    const gone = new Cancellation();
+    gone.cancel();
+    const request = {
+      jsonrpc: '2.0' as const,
+      id: 1,
+      method: 'tools/list',
+      params: { _meta: ENVELOPE },
+    };
+    expect(await pool.call(localPrincipal('gone'), request, gone)).toBeUndefined();
+    expect(created).toBe(0);
+    expect(pool.size).toBe(0);
+    await pool.close();
+  });
+
   it('is cancelled: its handler’s signal aborts, nothing commits, and the instance serves on', async () => {
     let started!: () => void;
     const handlerStarted = new Promise<void>((resolve) => {
@@ -184,6 +209,8 @@ describe('a pooled call whose client goes away', () => {
           timeoutMs: 60_000,
           input: z.object({ tag: z.string() }),
           handler: async ({ input, draft, signal }) => {
+            // Written to the draft first: a cancelled call must not commit it.
+            draft.done[input.tag] = true;
             started();
             await new Promise((_, reject) =>
               signal.addEventListener('abort', () => {
@@ -191,7 +218,6 @@ describe('a pooled call whose client goes away', () => {
                 reject(signal.reason);
               }),
             );
-            draft.done[input.tag] = true;
             return {};
           },
         }),

@@ -44,6 +44,11 @@ async function through(chunks: Buffer[], options: StdioTransportOptions = {}) {
   return { passed, answered: lines, errors, events };
 }
 
+/** Resolves once `condition` holds, checking each turn of the event loop. */
+async function waitUntil(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+}
+
 const ping = (id: number) => Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id, method: 'ping' })}\n`);
 
 describe('the stdio transport', () => {
@@ -116,23 +121,42 @@ describe('the stdio transport', () => {
   });
 
   it('takes a last line without its newline and closes only after beforeEnd has run', async () => {
-    let released: () => void = () => {};
-    const order: string[] = [];
-    const beforeEnd = () =>
-      new Promise<void>((resolve) => {
-        order.push('beforeEnd');
-        released = resolve;
-        setImmediate(() => {
-          order.push('released');
-          released();
-        });
-      });
-    const { passed, events } = await through([Buffer.from('{"jsonrpc":"2.0","id":4,"method":"ping"}')], {
-      beforeEnd,
+    const input = new PassThrough();
+    let release: (() => void) | undefined;
+    const transport = new GuardedStdioTransport(input, new PassThrough(), {
+      beforeEnd: () =>
+        new Promise<void>((resolve) => {
+          release = resolve;
+        }),
     });
-    expect(passed).toEqual([{ jsonrpc: '2.0', id: 4, method: 'ping' }]);
-    expect(order).toEqual(['beforeEnd', 'released']);
-    expect(events).toEqual(['message', 'close']);
+    const events: string[] = [];
+    transport.onmessage = (message) => events.push(`message ${(message as { id: number }).id}`);
+    const closed = new Promise<void>((resolve) => {
+      transport.onclose = () => {
+        events.push('close');
+        resolve();
+      };
+    });
+    await transport.start();
+    input.end('{"jsonrpc":"2.0","id":4,"method":"ping"}');
+    await waitUntil(() => release !== undefined);
+    // Held in beforeEnd: however many turns pass, the transport stays open.
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(events).toEqual(['message 4']);
+    release!();
+    await closed;
+    expect(events).toEqual(['message 4', 'close']);
+  });
+
+  it('leaves one error listener on its output when another transport takes it over', async () => {
+    const output = new PassThrough();
+    const first = new GuardedStdioTransport(new PassThrough(), output);
+    await first.start();
+    await first.close();
+    const second = new GuardedStdioTransport(new PassThrough(), output);
+    await second.start();
+    expect(output.listenerCount('error')).toBe(1);
+    await second.close();
   });
 
   it('writes what it sends as one line of the SDK’s serialization, and refuses to send once closed', async () => {

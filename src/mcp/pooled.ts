@@ -55,6 +55,7 @@ function errorStatus(code: number | undefined): number {
 
 /** Tells a pooled call that its caller went away (the HTTP exchange's `Cancellation`). */
 export interface CancelSource {
+  readonly cancelled: boolean;
   /** Calls `listener` once on cancellation; returns its removal. */
   onCancel(listener: () => void): () => void;
 }
@@ -139,6 +140,8 @@ export class PooledInstances {
     request: PooledRequest,
     cancel: CancelSource,
   ): Promise<PooledAnswer | undefined> {
+    // The caller is gone already: no instance is made (or evicted) for it, and nothing is sent.
+    if (cancel.cancelled) return Promise.resolve(undefined);
     return this.#instanceFor(principal).call(request, cancel);
   }
 

@@ -8,6 +8,9 @@ import {
 import { TransportError } from '../core/errors.js';
 import { batchRefusal, findMessageProblem, messageProblemError, replyWith } from './guard.js';
 
+/** Marks the error listener a closed transport leaves on its output to swallow late write failures. */
+const SWALLOWS_AFTER_CLOSE = Symbol('swallowsAfterClose');
+
 /** The longest line stdio accepts by default (the SDK itself gives up at 10 MiB and closes). */
 export const DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024;
 
@@ -63,6 +66,10 @@ export class GuardedStdioTransport implements Transport {
   async start(): Promise<void> {
     if (this.#started) throw new Error('The stdio transport is already started');
     this.#started = true;
+    // A closed transport's error listener stays on its output; one taking over the stream drops it.
+    for (const listener of this.#output.listeners('error'))
+      if ((listener as { [SWALLOWS_AFTER_CLOSE]?: true })[SWALLOWS_AFTER_CLOSE])
+        this.#output.off('error', listener as (error: Error) => void);
     if (this.#input.readableEnded || this.#input.destroyed) setImmediate(this.#onEnd);
     this.#input.on('data', this.#onData);
     this.#input.on('error', this.#onInputError);
@@ -81,6 +88,7 @@ export class GuardedStdioTransport implements Transport {
     this.#input.off('close', this.#onEnd);
     if (this.#input.listenerCount('data') === 0) this.#input.pause();
     this.#pending = [];
+    (this.#onOutputError as { [SWALLOWS_AFTER_CLOSE]?: true })[SWALLOWS_AFTER_CLOSE] = true;
     this.onclose?.();
   }
 
