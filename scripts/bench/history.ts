@@ -177,6 +177,8 @@ export async function historyScenario(
     cases: [
       {
         key: 'restart',
+        // A process of its own, started by the case: the keeper and the compactor stay stopped.
+        uses: () => [],
         run: async () => {
           const restarted = await BoardWorker.start(path);
           try {

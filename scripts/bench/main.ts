@@ -142,11 +142,14 @@ async function runBench(config: BenchConfig, dir: string, out: string, json?: st
       ['stdio', 1],
     ] as const) {
       log(`profiling coremcp and the bare SDK server: ${transport}, ${concurrency} client(s)`);
+      // Its servers are started for it; every other bench process is stopped meanwhile.
       profiles.push(
-        await profileWire(transport, concurrency, join(dir, `profile-${transport}`), {
-          ...config,
-          windowMs: config.quick ? 500 : 4000,
-        }),
+        await withOthersStopped([], () =>
+          profileWire(transport, concurrency, join(dir, `profile-${transport}`), {
+            ...config,
+            windowMs: config.quick ? 500 : 4000,
+          }),
+        ),
       );
     }
     const medians = Object.fromEntries(Object.entries(runs).map(([key, list]) => [key, medianOf(list)]));
