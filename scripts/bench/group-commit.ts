@@ -4,7 +4,10 @@
  * on a plain document (`state.update`) and through the task board (`task.claim`/`task.release`).
  * Prints calls per second, process CPU per call and the mean batch size.
  *
- *   node --import tsx scripts/bench/group-commit.ts [--ms 2000] [--rounds 2]
+ *   npm run build
+ *   TSX_TSCONFIG_PATH=scripts/bench/tsconfig.json node --import tsx scripts/bench/group-commit.ts [--ms 2000] [--rounds 2]
+ *
+ * (the tsconfig makes it measure the built dist/, as `npm run bench` does; without it, src/ through tsx)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
