@@ -6,7 +6,7 @@
  * are blanked.
  */
 import { defineApp, defineCommand, defineDocument, localPrincipal } from 'coremcp';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, assert, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import taskboard from '../examples/taskboard/app.js';
 import { Cancellation } from '../src/http/route.js';
@@ -78,6 +78,7 @@ describe('pooled 2026-07-28 instances', () => {
       ['tools/list', {}],
       ['resources/list', {}],
       ['resources/templates/list', {}],
+      ['server/discover', {}],
       ['tools/call', { name: 'task.add', arguments: { title: 'Write the guide' } }],
       ['tools/call', { name: 'task.add', arguments: { title: 'Ünïcödé ✓ 任务' } }],
       ['tools/call', { name: 'task.claim', arguments: { id: 'T-1' } }],
@@ -113,6 +114,18 @@ describe('pooled 2026-07-28 instances', () => {
       expect(answer.status).toBe(200);
     }
     expect(created.mock.calls.filter(([principal]) => principal.id === 'counted')).toHaveLength(1);
+    created.mockRestore();
+  });
+
+  it('answer server/discover from the principal’s instance too', async () => {
+    const key = await pooled.key('discoverer', 'member');
+    expect((await send(pooled, key, 'tools/list', {})).status).toBe(200);
+    const created = vi.spyOn(pooled.surface, 'createServer');
+    const answer = await send(pooled, key, 'server/discover', {});
+    expect(answer.status).toBe(200);
+    expect(JSON.parse(answer.body).result.supportedVersions).toContain(MODERN);
+    // The per-request path would have built a server for it.
+    expect(created).not.toHaveBeenCalled();
     created.mockRestore();
   });
 
@@ -161,6 +174,52 @@ describe('pooled 2026-07-28 instances', () => {
       expect(body.result.structuredContent.task.title).toBe(`c${i}`);
     }
     expect(titles.size).toBe(20);
+  });
+});
+
+describe('which requests a pool takes', () => {
+  const headers = (method: string, name?: string) => ({
+    'content-type': 'application/json',
+    'mcp-protocol-version': MODERN,
+    'mcp-method': method,
+    ...(name === undefined ? {} : { 'mcp-name': name }),
+  });
+  const call = (meta: Record<string, unknown>, frame: Record<string, unknown> = {}) => ({
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'tools/call',
+    params: { name: 'task.list', arguments: {}, _meta: meta },
+    ...frame,
+  });
+  const pool = () =>
+    new PooledInstances({ createServer: () => assert.fail(), declaresParamHeaders: () => false });
+
+  it('judges a request by the SDK’s classification each time, remembered or not', async () => {
+    const capabilitiesText = { ...ENVELOPE, 'io.modelcontextprotocol/clientCapabilities': 'all' };
+    const badVersion = { ...ENVELOPE, 'io.modelcontextprotocol/protocolVersion': 7 };
+    const cases: Array<[string, Record<string, unknown>, boolean]> = [
+      ['a well-formed call', call(ENVELOPE), true],
+      ['a string id', call(ENVELOPE, { id: 'a' }), true],
+      ['capabilities that are not an object', call(capabilitiesText), false],
+      ['a protocol version that is not a string', call(badVersion), false],
+      // The same envelope the pool has accepted, in frames the SDK refuses.
+      ['a fractional id', call(ENVELOPE, { id: 1.5 }), false],
+      ['an id past the safe integers', call(ENVELOPE, { id: 2 ** 60 }), false],
+      ['a key beside the request’s own', call(ENVELOPE, { result: {} }), false],
+      ['another JSON-RPC version', call(ENVELOPE, { jsonrpc: '1.0' }), false],
+    ];
+    const remembering = pool();
+    for (const round of [1, 2]) {
+      for (const [what, body, expected] of cases) {
+        const fresh = pool();
+        const verdicts = [remembering, fresh].map((p) =>
+          p.eligible(body, headers('tools/call', 'task.list')),
+        );
+        expect({ round, what, verdicts }).toEqual({ round, what, verdicts: [expected, expected] });
+        await fresh.close();
+      }
+    }
+    await remembering.close();
   });
 });
 

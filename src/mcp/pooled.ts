@@ -29,7 +29,14 @@ const POOLED: ReadonlyMap<string, { params: ReadonlySet<string>; name?: 'name' |
   ['resources/list', { params: new Set(['cursor', '_meta']) }],
   ['resources/templates/list', { params: new Set(['cursor', '_meta']) }],
   ['resources/read', { params: new Set(['uri', '_meta']), name: 'uri' }],
+  ['server/discover', { params: new Set(['_meta']) }],
 ]);
+
+/** A JSON-RPC request's own keys: the SDK's request schema is strict, so any other key is refused. */
+const REQUEST_KEYS: ReadonlySet<string> = new Set(['jsonrpc', 'id', 'method', 'params']);
+
+/** Most distinct envelopes whose classification is remembered (clients send the same one each time). */
+const MAX_CLASSIFIED = 1024;
 
 export interface PooledInstancesOptions {
   /** A long-lived SDK server serving `principal` (its handlers close over the principal). */
@@ -81,6 +88,8 @@ export class PooledInstances {
   readonly #max: number;
   readonly #idleMs: number;
   readonly #sweep: NodeJS.Timeout;
+  /** `classifyInboundRequest`'s verdicts by envelope (see `#modern`), oldest first. */
+  readonly #classified = new Map<string, boolean>();
 
   constructor(options: PooledInstancesOptions) {
     this.#options = options;
@@ -120,18 +129,45 @@ export class PooledInstances {
       if (params.arguments !== undefined && !isRecord(params.arguments)) return false;
       if (this.#options.declaresParamHeaders(params.name as string)) return false;
     }
+    return this.#modern(parsed as unknown as PooledRequest, nameHeader);
+  }
+
+  /**
+   * Whether the SDK classifies the request as a well-formed 2026-07-28 request (~8 µs a request).
+   * For a request `eligible` has checked, the verdict depends on nothing but its JSON-RPC frame (the
+   * `jsonrpc` value, the kind of id, the keys beside them: the SDK's request schema is strict there
+   * and loose in `params`), its method and its `_meta` envelope, which a client sends unchanged with
+   * every request; so it is remembered by those (~1 µs to key). Anything else is classified afresh.
+   */
+  #modern(request: PooledRequest, nameHeader: string | undefined): boolean {
+    const { id } = request;
+    let key: string | undefined;
+    if (
+      request.jsonrpc === '2.0' &&
+      (typeof id === 'string' || Number.isSafeInteger(id)) &&
+      Object.keys(request).every((k) => REQUEST_KEYS.has(k))
+    ) {
+      key = `${typeof id}\u0000${request.method}\u0000${nameHeader === undefined ? '-' : '+'}\u0000${JSON.stringify(request.params._meta)}`;
+      const known = this.#classified.get(key);
+      if (known !== undefined) return known;
+    }
     const outcome: InboundClassificationOutcome = classifyInboundRequest({
       httpMethod: 'POST',
-      body: parsed,
+      body: request,
       protocolVersionHeader: REVISION,
-      mcpMethodHeader: parsed.method,
+      mcpMethodHeader: request.method,
       ...(nameHeader === undefined ? {} : { mcpNameHeader: nameHeader }),
     });
-    return (
+    const modern =
       outcome.kind === 'modern' &&
       outcome.messageKind === 'request' &&
-      outcome.classification.revision === REVISION
-    );
+      outcome.classification.revision === REVISION;
+    if (key !== undefined) {
+      if (this.#classified.size >= MAX_CLASSIFIED)
+        this.#classified.delete(this.#classified.keys().next().value as string);
+      this.#classified.set(key, modern);
+    }
+    return modern;
   }
 
   /** Answers an eligible request through the principal's instance; undefined when the call was cancelled. */
