@@ -9,7 +9,8 @@ import type { StoreCheckpointEvent } from '../core/store.js';
  * small machine their syncs slow the commits that run meanwhile); under sustained
  * writes the log is bounded by a RESTART checkpoint once it passes `walLimitBytes` (writers then
  * overwrite it from the start), and it is emptied (TRUNCATE) only after a second idle: cutting a file
- * of many MiB takes 10–20 ms, all of it holding writers off.
+ * of many MiB takes 10–20 ms, all of it holding writers off. A writer of much log (a compaction) can
+ * ask for a run between ticks (`runNow`), and that run rewinds the log whatever its size.
  */
 const WORKER = `
 const { statSync } = require('node:fs');
@@ -29,7 +30,7 @@ const clock = () => performance.timeOrigin + performance.now();
 // Each checkpoint run, for metrics: how long it held the log (and, past PASSIVE, the writers).
 const run = (mode, startedAt, frames) =>
   parentPort.postMessage({ kind: 'checkpoint', mode, startedAt, durationMs: clock() - startedAt, frames });
-const checkpoint = () => {
+const checkpoint = (asked) => {
   try {
     // data_version moves when another connection commits: an idle database costs one cheap read.
     const now = version.get();
@@ -62,7 +63,8 @@ const checkpoint = () => {
     if (walSize() > 4 * workerData.walLimitBytes) {
       db.pragma('wal_checkpoint(TRUNCATE)');
       run('truncate', startedAt, result.log);
-    } else if (result.log * frameBytes > workerData.walLimitBytes && copied) {
+    } else if (copied && (asked ? result.log > 0 : result.log * frameBytes > workerData.walLimitBytes)) {
+      // Asked for by a writer that paused (a compaction): rewind now, while little is written.
       db.pragma('wal_checkpoint(RESTART)');
       run('restart', startedAt, result.log);
     }
@@ -73,8 +75,14 @@ const checkpoint = () => {
     last = message;
   }
 };
-const timer = setInterval(checkpoint, workerData.intervalMs);
-parentPort.on('message', () => {
+const timer = setInterval(() => checkpoint(false), workerData.intervalMs);
+parentPort.on('message', (message) => {
+  // Asked for between ticks (a compaction waits for one after each stretch of deletes).
+  if (message === 'now') {
+    checkpoint(true);
+    parentPort.postMessage({ kind: 'ran' });
+    return;
+  }
   clearInterval(timer);
   db.close();
   parentPort.close();
@@ -82,10 +90,18 @@ parentPort.on('message', () => {
 `;
 
 export interface Checkpointer {
+  /**
+   * Runs a checkpoint now, between the worker's ticks, and resolves once it ran (or after
+   * `timeoutMs`, or at once if the worker has stopped): a writer of much log can let it catch up.
+   */
+  runNow(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
-type WorkerMessage = ({ kind: 'checkpoint' } & StoreCheckpointEvent) | { kind: 'error'; message: string };
+type WorkerMessage =
+  | ({ kind: 'checkpoint' } & StoreCheckpointEvent)
+  | { kind: 'error'; message: string }
+  | { kind: 'ran' };
 
 /**
  * `onCheckpoint` hears of every checkpoint run (not of idle ticks, which run none); `onError` hears
@@ -113,8 +129,15 @@ export function startCheckpointer(
     },
   });
   let stopping = false;
+  let running = true;
   let failure = 'exited';
+  // Callers of runNow, in the order their requests went to the worker (it answers each in turn).
+  const waiting: Array<() => void> = [];
+  const release = () => {
+    for (const resolve of waiting.splice(0)) resolve();
+  };
   worker.on('message', (message: WorkerMessage) => {
+    if (message.kind === 'ran') return waiting.shift()?.();
     if (message.kind === 'error') return handlers.onError(message.message);
     const { kind: _, ...event } = message;
     handlers.onCheckpoint?.(event);
@@ -124,6 +147,8 @@ export function startCheckpointer(
   });
   const exited = new Promise<void>((resolve) =>
     worker.once('exit', () => {
+      running = false;
+      release();
       if (!stopping) handlers.onExit(failure);
       resolve();
     }),
@@ -131,8 +156,26 @@ export function startCheckpointer(
   // After the listeners: attaching a 'message' listener refs the worker again.
   worker.unref();
   return {
+    runNow(timeoutMs = 1000) {
+      if (!running || stopping) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          const at = waiting.indexOf(done);
+          if (at >= 0) waiting[at] = () => {};
+          resolve();
+        }, timeoutMs);
+        timer.unref();
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        waiting.push(done);
+        worker.postMessage('now');
+      });
+    },
     async stop() {
       stopping = true;
+      release();
       // Keep the process alive until the worker has closed its connection.
       worker.ref();
       worker.postMessage('stop');

@@ -290,6 +290,11 @@ export const MIGRATIONS: readonly string[] = [
  * them and no batch holds the event loop or the write lock for long.
  */
 const COMPACT_BATCH_MS = 4;
+/**
+ * After this many milliseconds of deleting, compaction pauses for a checkpoint of its own (see
+ * `compact`).
+ */
+const COMPACT_CHECKPOINT_MS = 16;
 const COMPACT_BATCH_MIN = 16;
 const COMPACT_BATCH_MAX = 4096;
 
@@ -878,7 +883,12 @@ export class SqliteStore implements Store, CredentialStore {
   /**
    * Moves the retention point first (one short transaction), then deletes the commits before it in
    * batches of their own, yielding to the event loop between them: a million-commit compaction never
-   * holds the write lock or the loop for long.
+   * holds the write lock or the loop for long. Deleting writes log faster than anything else (~20 MiB
+   * a second): left to the checkpointer's ticks, the log reached thousands of frames before a
+   * RESTART, which then held every writer off for ~100 ms. So after every `COMPACT_CHECKPOINT_MS` of
+   * deleting it pauses for a checkpoint of its own, which copies the log back and rewinds it while
+   * little is being written. Deleting 100,000 commits beside a writer: its slowest call 32–37 ms
+   * instead of 137–147, the compaction 1.3–2× as long.
    */
   async compact(doc: string, throughRevision: number): Promise<number> {
     this.#conn();
@@ -886,6 +896,7 @@ export class SqliteStore implements Store, CredentialStore {
     if (through === undefined) return 0;
     let removed = 0;
     let limit = 256;
+    let sinceCheckpointMs = 0;
     for (;;) {
       let tookMs = 0;
       const batch = await this.#guard.write(() => {
@@ -899,7 +910,11 @@ export class SqliteStore implements Store, CredentialStore {
       // Aim each batch at the time budget: halve after a slow one, grow after a quick one.
       if (tookMs > COMPACT_BATCH_MS) limit = Math.max(COMPACT_BATCH_MIN, limit >> 1);
       else if (tookMs < COMPACT_BATCH_MS / 2) limit = Math.min(COMPACT_BATCH_MAX, limit * 2);
-      await new Promise((resolve) => setImmediate(resolve));
+      sinceCheckpointMs += tookMs;
+      if (this.#checkpointer && sinceCheckpointMs >= COMPACT_CHECKPOINT_MS) {
+        sinceCheckpointMs = 0;
+        await this.#checkpointer.runNow();
+      } else await new Promise((resolve) => setImmediate(resolve));
       if (!this.#db) return removed;
     }
   }

@@ -188,6 +188,41 @@ describe('the checkpointer', () => {
   });
 });
 
+describe('compaction', () => {
+  it('has the log rewound as it deletes: a large limit does not let the file grow with it', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const path = join(tmp.dir, 'coremcp.db');
+    // A limit the deletes never reach: only compaction's own checkpoints rewind the log.
+    const store = new SqliteStore({ path, walLimitMiB: 64 });
+    const core = await createCore({ app: counterApp, store });
+    cleanups.push(() => core.close());
+    // 40,000 commits, 50 at a time (group commit puts each 50 in one transaction).
+    for (let i = 0; i < 40_000; i += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, () =>
+          core.state.update('counter', (draft: { value: number }) => {
+            draft.value += 1;
+          }),
+        ),
+      );
+    }
+    await waitFor(() => walSize(path) === 0, { message: 'the log to be emptied before compacting' });
+    const runs: StoreCheckpointEvent[] = [];
+    store.watchCheckpoints((event) => runs.push(event));
+    const { removed } = await core.state.compact('counter', { keepCommits: 10 });
+    expect(removed).toBe(39_990);
+    // Deleting them writes ~12 MiB of log. Compaction paused for a checkpoint after each ~16 ms of
+    // it, and each rewound the log (without them, the file grew to hold all of it: ~19 MB for
+    // 60,000 commits). RESTART reports the frames the log held when rewound.
+    const restarts = runs.filter((run) => run.mode === 'restart');
+    expect(restarts.length).toBeGreaterThanOrEqual(3);
+    const rewound = restarts.reduce((frames, run) => frames + run.frames, 0) * 4120;
+    expect(walSize(path), `log file after ${rewound} bytes rewound`).toBeLessThan(rewound / 2);
+    expect((await core.state.read('counter')).value).toEqual({ value: 40_000 });
+  });
+});
+
 describe('files changed under a running server', () => {
   it('notices a deleted log, stops writes with store_corrupt, and keeps every acknowledged commit', async () => {
     const tmp = tempDir();
