@@ -19,6 +19,7 @@ import jsonpatch from 'fast-json-patch';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import taskboard from '../examples/taskboard/app.js';
+import { batchEnd } from '../src/store/sqlite.js';
 import { errorCodeOf, httpClient, startInProcess, structured } from './helpers/servers.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -357,6 +358,64 @@ describe('snapshots and compaction', () => {
     expect(codeOf(await core.state.rollback('board', 100).catch((e: unknown) => e))).toBe(
       'revision_compacted',
     );
+  });
+
+  it('removes commits of megabytes as well as small ones, batch by batch, and keeps what it should', async () => {
+    const { core } = await boardCore();
+    // Every fourth commit writes ~5 MB of notes (its patch; its inverse is the next commit's).
+    for (let i = 0; i < 24; i++) {
+      await core.state.update('board', (draft: { settings: Record<string, unknown> }) => {
+        draft.settings.notes =
+          i % 4 === 0 ? Array.from({ length: 5 }, (_, n) => `${i}.${n}`.padEnd(1_000_000, 'x')) : [`${i}`];
+      });
+    }
+    const head = await core.state.get('board');
+    const { oldestRevision, removed } = await core.state.compact('board', { keepCommits: 5 });
+    expect(oldestRevision).toBe(head.revision - 5);
+    expect(removed).toBe(oldestRevision);
+    const page = await core.state.history('board', oldestRevision, 100);
+    expect(page.commits.map((commit) => commit.revision)).toEqual(
+      Array.from({ length: head.revision - oldestRevision }, (_, n) => oldestRevision + 1 + n),
+    );
+    expect(await core.state.get('board')).toEqual(head);
+    const before = await core.state.get('board', { revision: oldestRevision - 1 }).catch((e: unknown) => e);
+    expect(codeOf(before)).toBe('revision_compacted');
+  });
+
+  it('cuts a compaction batch where its commits pass the byte budget, the first one whatever its size', () => {
+    expect(batchEnd([], 10)).toBeUndefined();
+    expect(batchEnd([[7, 50]], 10)).toBe(7);
+    expect(
+      batchEnd(
+        [
+          [1, 3],
+          [2, 3],
+          [3, 3],
+          [4, 3],
+        ],
+        10,
+      ),
+    ).toBe(3);
+    expect(
+      batchEnd(
+        [
+          [1, 3],
+          [2, 30],
+          [3, 3],
+        ],
+        10,
+      ),
+    ).toBe(1);
+    expect(
+      batchEnd(
+        [
+          [1, 3],
+          [2, 7],
+          [3, 1],
+        ],
+        10,
+      ),
+    ).toBe(2);
   });
 
   it('keeps commits younger than keepDays even beyond keepCommits', async () => {

@@ -297,6 +297,31 @@ const COMPACT_BATCH_MS = 4;
 const COMPACT_CHECKPOINT_MS = 16;
 const COMPACT_BATCH_MIN = 16;
 const COMPACT_BATCH_MAX = 4096;
+/**
+ * A batch also stops where its commits' patches pass this many bytes: a commit that seeded 50,000
+ * entries holds ~14 MB, and freeing its pages takes ~26 ms; a first batch of 256 commits holding
+ * two of them held the loop ~85 ms. One larger than this goes alone.
+ */
+const COMPACT_BATCH_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The last revision of a compaction batch: of the oldest commits (revision and size, in revision
+ * order), as many as fit in `budget` bytes, and the first whatever its size. Undefined for none.
+ */
+export function batchEnd(
+  oldest: ReadonlyArray<readonly [number, number]>,
+  budget: number,
+): number | undefined {
+  if (oldest.length === 0) return undefined;
+  let [last, bytes] = oldest[0]!;
+  for (let i = 1; i < oldest.length; i++) {
+    const [revision, size] = oldest[i]!;
+    if (bytes + size > budget) break;
+    bytes += size;
+    last = revision;
+  }
+  return last;
+}
 
 function prepareStatements(db: Database.Database) {
   return {
@@ -377,9 +402,14 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO commits (doc, revision, command_id, command, principal, at, patches, inverse, request_id, idempotency_key, audit_seq)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    deleteCommitsThrough: db.prepare(
-      'DELETE FROM commits WHERE id IN (SELECT id FROM commits WHERE doc = ? AND revision <= ? ORDER BY revision LIMIT ?)',
-    ),
+    // A compaction batch: the oldest commits' sizes (octet_length reads a value's length, not its
+    // overflow pages), then every commit through the last one the batch takes.
+    oldestCommitSizes: db
+      .prepare(
+        'SELECT revision, octet_length(patches) + octet_length(inverse) FROM commits WHERE doc = ? AND revision <= ? ORDER BY revision LIMIT ?',
+      )
+      .raw(),
+    deleteCommitsThrough: db.prepare('DELETE FROM commits WHERE doc = ? AND revision <= ?'),
     deleteSnapshotsBefore: db.prepare('DELETE FROM snapshots WHERE doc = ? AND revision < ?'),
     lastAudit: db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1'),
     insertAudit: db.prepare(
@@ -558,10 +588,11 @@ export class SqliteStore implements Store, CredentialStore {
     this.#compactTx = db.transaction((doc: string, through: number) =>
       this.#compactInTx(doc, through),
     ).immediate;
-    this.#compactBatchTx = db.transaction(
-      (doc: string, through: number, limit: number) =>
-        this.#sql.deleteCommitsThrough.run(doc, through, limit).changes,
-    ).immediate;
+    this.#compactBatchTx = db.transaction((doc: string, through: number, limit: number) => {
+      const oldest = this.#sql.oldestCommitSizes.all(doc, through, limit) as Array<[number, number]>;
+      const last = batchEnd(oldest, COMPACT_BATCH_BYTES);
+      return last === undefined ? 0 : this.#sql.deleteCommitsThrough.run(doc, last).changes;
+    }).immediate;
     this.#createTx = db.transaction((doc: string, initial: string, at: string, options: CreateOptions) => {
       if (this.#sql.head.get({ doc: doc })) return false;
       const layout = options.collections ?? {};
@@ -906,7 +937,8 @@ export class SqliteStore implements Store, CredentialStore {
         return removedNow;
       });
       removed += batch;
-      if (batch < limit) return removed;
+      // A batch cut short by its bytes leaves commits behind: only an empty one means done.
+      if (batch === 0) return removed;
       // Aim each batch at the time budget: halve after a slow one, grow after a quick one.
       if (tookMs > COMPACT_BATCH_MS) limit = Math.max(COMPACT_BATCH_MIN, limit >> 1);
       else if (tookMs < COMPACT_BATCH_MS / 2) limit = Math.min(COMPACT_BATCH_MAX, limit * 2);
