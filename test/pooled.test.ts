@@ -196,6 +196,10 @@ describe('which requests a pool takes', () => {
 
   it('judges a request by the SDK’s classification each time, remembered or not', async () => {
     const capabilitiesText = { ...ENVELOPE, 'io.modelcontextprotocol/clientCapabilities': 'all' };
+    const withExperimental = (value: unknown) => ({
+      ...ENVELOPE,
+      'io.modelcontextprotocol/clientCapabilities': { experimental: { x: { y: value } } },
+    });
     const badVersion = { ...ENVELOPE, 'io.modelcontextprotocol/protocolVersion': 7 };
     const cases: Array<[string, Record<string, unknown>, boolean]> = [
       ['a well-formed call', call(ENVELOPE), true],
@@ -207,6 +211,9 @@ describe('which requests a pool takes', () => {
       ['an id past the safe integers', call(ENVELOPE, { id: 2 ** 60 }), false],
       ['a key beside the request’s own', call(ENVELOPE, { result: {} }), false],
       ['another JSON-RPC version', call(ENVELOPE, { jsonrpc: '1.0' }), false],
+      // Written alike by JSON.stringify (Infinity as null), judged apart by the SDK.
+      ['a null deep in the capabilities', call(withExperimental(null)), true],
+      ['a number past a double deep in the capabilities', call(withExperimental(Infinity)), false],
     ];
     const remembering = pool();
     for (const round of [1, 2]) {
@@ -220,6 +227,25 @@ describe('which requests a pool takes', () => {
       }
     }
     await remembering.close();
+  });
+
+  it('remembers a client’s envelope once, and none that is long, per request or not exact', async () => {
+    const p = pool();
+    const accepted = (meta: Record<string, unknown>) =>
+      p.eligible(call(meta), headers('tools/call', 'task.list'));
+    for (let i = 0; i < 3; i++) expect(accepted(ENVELOPE)).toBe(true);
+    expect(p.remembered).toBe(1);
+    expect(
+      accepted({ ...ENVELOPE, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }),
+    ).toBe(true);
+    expect(
+      accepted({
+        ...ENVELOPE,
+        'io.modelcontextprotocol/clientInfo': { name: 'x'.repeat(5000), version: '1' },
+      }),
+    ).toBe(true);
+    expect(p.remembered).toBe(1);
+    await p.close();
   });
 });
 

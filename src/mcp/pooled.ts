@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import {
+  BAGGAGE_META_KEY,
   classifyInboundRequest,
   type InboundClassificationOutcome,
   isJsonContentType,
@@ -9,6 +10,8 @@ import {
   RELATED_TASK_META_KEY,
   type RequestId,
   type Server,
+  TRACEPARENT_META_KEY,
+  TRACESTATE_META_KEY,
   type Transport,
 } from '@modelcontextprotocol/server';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
@@ -37,6 +40,25 @@ const REQUEST_KEYS: ReadonlySet<string> = new Set(['jsonrpc', 'id', 'method', 'p
 
 /** Most distinct envelopes whose classification is remembered (clients send the same one each time). */
 const MAX_CLASSIFIED = 1024;
+/** Longest envelope (as JSON) remembered: a client's is a few hundred bytes; 1,024 of these stay small. */
+const MAX_ENVELOPE_KEY = 4096;
+/** Envelope keys that carry a new value with every request: an envelope holding one is not remembered. */
+const PER_REQUEST_META: readonly string[] = [TRACEPARENT_META_KEY, TRACESTATE_META_KEY, BAGGAGE_META_KEY];
+
+/**
+ * The envelope as a memo key: its JSON, which stands for it exactly, except that a number too large
+ * for a double (parsed as Infinity) is written as null, which the SDK judges differently; such an
+ * envelope, a long one and one with per-request keys get none.
+ */
+function envelopeKey(meta: Record<string, unknown>): string | undefined {
+  for (const key of PER_REQUEST_META) if (key in meta) return undefined;
+  let exact = true;
+  const text = JSON.stringify(meta, (_key, value: unknown) => {
+    if (typeof value === 'number' && !Number.isFinite(value)) exact = false;
+    return value;
+  });
+  return exact && text.length <= MAX_ENVELOPE_KEY ? text : undefined;
+}
 
 export interface PooledInstancesOptions {
   /** A long-lived SDK server serving `principal` (its handlers close over the principal). */
@@ -147,9 +169,12 @@ export class PooledInstances {
       (typeof id === 'string' || Number.isSafeInteger(id)) &&
       Object.keys(request).every((k) => REQUEST_KEYS.has(k))
     ) {
-      key = `${typeof id}\u0000${request.method}\u0000${nameHeader === undefined ? '-' : '+'}\u0000${JSON.stringify(request.params._meta)}`;
-      const known = this.#classified.get(key);
-      if (known !== undefined) return known;
+      const envelope = envelopeKey(request.params._meta);
+      if (envelope !== undefined) {
+        key = `${typeof id}\u0000${request.method}\u0000${nameHeader === undefined ? '-' : '+'}\u0000${envelope}`;
+        const known = this.#classified.get(key);
+        if (known !== undefined) return known;
+      }
     }
     const outcome: InboundClassificationOutcome = classifyInboundRequest({
       httpMethod: 'POST',
@@ -179,6 +204,11 @@ export class PooledInstances {
     // The caller is gone already: no instance is made (or evicted) for it, and nothing is sent.
     if (cancel.cancelled) return Promise.resolve(undefined);
     return this.#instanceFor(principal).call(request, cancel);
+  }
+
+  /** Envelopes whose classification is remembered (see `#modern`). */
+  get remembered(): number {
+    return this.#classified.size;
   }
 
   /** Open instances (one per principal that called recently). */

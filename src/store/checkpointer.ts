@@ -34,7 +34,7 @@ const checkpoint = (asked) => {
   try {
     // data_version moves when another connection commits: an idle database costs one cheap read.
     const now = version.get();
-    if (now === seen) {
+    if (now === seen && !asked) {
       // Idle for a while: give the log's disk space back (the file is truncated to zero bytes).
       const size = ++idleTicks === workerData.idleTicks ? walSize() : 0;
       if (size > 0) {
@@ -164,7 +164,7 @@ export function startCheckpointer(
           if (at >= 0) waiting[at] = () => {};
           resolve();
         }, timeoutMs);
-        timer.unref();
+        // Not unref'd: a CLI compaction waiting here has nothing else keeping the process alive.
         const done = () => {
           clearTimeout(timer);
           resolve();

@@ -484,7 +484,10 @@ export class SqliteStore implements Store, CredentialStore {
   #batchTx!: (requests: readonly CommitRequest[]) => AuditRecord[];
   #attemptTx!: (request: AttemptRequest) => AuditRecord;
   #compactTx!: (doc: string, through: number) => number | undefined;
-  #compactBatchTx!: (doc: string, through: number, limit: number) => number;
+  /** Deletes one batch: how many commits it removed, and whether it reached `through`. */
+  #compactBatchTx!: (doc: string, through: number, limit: number) => { removed: number; done: boolean };
+  /** Set by `close` (compaction stops between batches), cleared by `open`. */
+  #closing = false;
   #createTx!: (doc: string, initial: string, at: string, options: CreateOptions) => boolean;
   #restructureTx!: (request: RestructureRequest) => void;
   #fenceTx!: (docs: readonly string[], token: string, ttlMs: number) => boolean;
@@ -524,6 +527,7 @@ export class SqliteStore implements Store, CredentialStore {
 
   async open(): Promise<void> {
     if (this.#db) return;
+    this.#closing = false;
     const onDisk = this.path !== ':memory:';
     if (onDisk) {
       mkdirSync(dirname(this.path), { recursive: true });
@@ -591,7 +595,10 @@ export class SqliteStore implements Store, CredentialStore {
     this.#compactBatchTx = db.transaction((doc: string, through: number, limit: number) => {
       const oldest = this.#sql.oldestCommitSizes.all(doc, through, limit) as Array<[number, number]>;
       const last = batchEnd(oldest, COMPACT_BATCH_BYTES);
-      return last === undefined ? 0 : this.#sql.deleteCommitsThrough.run(doc, last).changes;
+      if (last === undefined) return { removed: 0, done: true };
+      const removed = this.#sql.deleteCommitsThrough.run(doc, last).changes;
+      // Fewer than asked for, all of them taken: nothing is left through the revision.
+      return { removed, done: oldest.length < limit && last === oldest.at(-1)![0] };
     }).immediate;
     this.#createTx = db.transaction((doc: string, initial: string, at: string, options: CreateOptions) => {
       if (this.#sql.head.get({ doc: doc })) return false;
@@ -648,6 +655,7 @@ export class SqliteStore implements Store, CredentialStore {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     this.#checkpointDue = undefined;
     this.#stopWatchingFiles?.();
     this.#stopWatchingFiles = undefined;
@@ -932,13 +940,13 @@ export class SqliteStore implements Store, CredentialStore {
       let tookMs = 0;
       const batch = await this.#guard.write(() => {
         const started = performance.now();
-        const removedNow = this.#compactBatchTx(doc, through, limit);
+        const outcome = this.#compactBatchTx(doc, through, limit);
         tookMs = performance.now() - started;
-        return removedNow;
+        return outcome;
       });
-      removed += batch;
-      // A batch cut short by its bytes leaves commits behind: only an empty one means done.
-      if (batch === 0) return removed;
+      removed += batch.removed;
+      // A batch cut short by its bytes leaves commits behind, so a short batch alone does not mean done.
+      if (batch.done) return removed;
       // Aim each batch at the time budget: halve after a slow one, grow after a quick one.
       if (tookMs > COMPACT_BATCH_MS) limit = Math.max(COMPACT_BATCH_MIN, limit >> 1);
       else if (tookMs < COMPACT_BATCH_MS / 2) limit = Math.min(COMPACT_BATCH_MAX, limit * 2);
@@ -946,8 +954,9 @@ export class SqliteStore implements Store, CredentialStore {
       if (this.#checkpointer && sinceCheckpointMs >= COMPACT_CHECKPOINT_MS) {
         sinceCheckpointMs = 0;
         await this.#checkpointer.runNow();
-      } else await new Promise((resolve) => setImmediate(resolve));
-      if (!this.#db) return removed;
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      if (!this.#db || this.#closing) return removed;
     }
   }
 

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { createCore, localPrincipal, SqliteStore, type StoreCheckpointEvent } from 'coremcp';
 import { afterEach, describe, expect, it } from 'vitest';
 import counterApp from '../fixtures/counter-app.js';
-import { errorCodeOf, httpClient, startServerProcess, structured } from '../helpers/servers.js';
+import { errorCodeOf, httpClient, runCli, startServerProcess, structured } from '../helpers/servers.js';
 import { tempDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
 import { probe } from './faults.js';
@@ -188,6 +188,19 @@ describe('the checkpointer', () => {
   });
 });
 
+/** Commits `count` bumps of the counter, 50 at a time (group commit puts each 50 in one transaction). */
+async function bump(core: Awaited<ReturnType<typeof createCore>>, count: number): Promise<void> {
+  for (let i = 0; i < count; i += 50) {
+    await Promise.all(
+      Array.from({ length: 50 }, () =>
+        core.state.update('counter', (draft: { value: number }) => {
+          draft.value += 1;
+        }),
+      ),
+    );
+  }
+}
+
 describe('compaction', () => {
   it('has the log rewound as it deletes: a large limit does not let the file grow with it', async () => {
     const tmp = tempDir();
@@ -197,16 +210,7 @@ describe('compaction', () => {
     const store = new SqliteStore({ path, walLimitMiB: 64 });
     const core = await createCore({ app: counterApp, store });
     cleanups.push(() => core.close());
-    // 40,000 commits, 50 at a time (group commit puts each 50 in one transaction).
-    for (let i = 0; i < 40_000; i += 50) {
-      await Promise.all(
-        Array.from({ length: 50 }, () =>
-          core.state.update('counter', (draft: { value: number }) => {
-            draft.value += 1;
-          }),
-        ),
-      );
-    }
+    await bump(core, 40_000);
     await waitFor(() => walSize(path) === 0, { message: 'the log to be emptied before compacting' });
     const runs: StoreCheckpointEvent[] = [];
     store.watchCheckpoints((event) => runs.push(event));
@@ -220,6 +224,34 @@ describe('compaction', () => {
     const rewound = restarts.reduce((frames, run) => frames + run.frames, 0) * 4120;
     expect(walSize(path), `log file after ${rewound} bytes rewound`).toBeLessThan(rewound / 2);
     expect((await core.state.read('counter')).value).toEqual({ value: 40_000 });
+  });
+
+  it('runs to the end from the CLI, whose process has nothing else alive while it waits for a checkpoint', async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.remove);
+    const core = await createCore({
+      app: counterApp,
+      store: new SqliteStore({ path: join(tmp.dir, 'coremcp.db') }),
+    });
+    await bump(core, 40_000);
+    await core.close();
+    const compacted = await runCli([
+      'state',
+      'compact',
+      '--doc',
+      'counter',
+      '--keep-commits',
+      '10',
+      '--data-dir',
+      tmp.dir,
+    ]);
+    expect(compacted.stderr).toBe('');
+    expect(compacted.code).toBe(0);
+    expect(JSON.parse(compacted.stdout)).toMatchObject({
+      doc: 'counter',
+      oldestRevision: 39_990,
+      removed: 39_990,
+    });
   });
 });
 
