@@ -64,9 +64,16 @@ const checkpoint = (asked) => {
       db.pragma('wal_checkpoint(TRUNCATE)');
       run('truncate', startedAt, result.log);
     } else if (copied && (asked ? result.log > 0 : result.log * frameBytes > workerData.walLimitBytes)) {
-      // Asked for by a writer that paused (a compaction): rewind now, while little is written.
-      db.pragma('wal_checkpoint(RESTART)');
-      run('restart', startedAt, result.log);
+      // Asked for by a writer that paused (a compaction): rewind now, while little is written. A
+      // RESTART waits for readers holding the writers off; an asked one, every few batches, waits
+      // 10 ms at most (a reader holding a snapshot then leaves the log to the next one).
+      if (asked) db.pragma('busy_timeout = 10');
+      try {
+        db.pragma('wal_checkpoint(RESTART)');
+        run('restart', startedAt, result.log);
+      } finally {
+        if (asked) db.pragma('busy_timeout = 10');
+      }
     }
     last = '';
   } catch (error) {
