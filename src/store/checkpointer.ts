@@ -72,7 +72,7 @@ const checkpoint = (asked) => {
         db.pragma('wal_checkpoint(RESTART)');
         run('restart', startedAt, result.log);
       } finally {
-        if (asked) db.pragma('busy_timeout = 10');
+        if (asked) db.pragma('busy_timeout = 100');
       }
     }
     last = '';
